@@ -1,0 +1,49 @@
+"""What one seed sees in one epoch: the order of the training images and each image's augmentation.
+
+All draws come from the seed's streams keyed by epoch — ("order", e) and ("augment", e) — so an
+epoch's plan is a pure function of (protocol, seed, epoch, n). Changing the draw order here changes
+every stored result (tests/test_seeds.py pins it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fastseed.seeds import Seed
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    order: torch.Tensor  # (steps·batch,) dataset indices, in training order; no last partial batch
+    dy: torch.Tensor  # per training image (dataset order): crop offsets in [0, 2·pad]
+    dx: torch.Tensor
+    flip: torch.Tensor  # bool
+    cy: torch.Tensor  # cutout centres in [0, 32)
+    cx: torch.Tensor
+
+    def to(self, device) -> "EpochPlan":
+        return EpochPlan(*(t.to(device, non_blocking=True) for t in
+                           (self.order, self.dy, self.dx, self.flip, self.cy, self.cx)))
+
+
+def plan_epoch(protocol, seed: Seed, epoch: int, n: int, size: int = 32) -> EpochPlan:
+    """Picard's quirk in "chunk" mode: augmentation is drawn before shuffling, one crop/flip/cutout per
+    chunk of `chunk_size` images in dataset order; then one permutation shuffles the epoch."""
+    steps = n // protocol.batch_size
+    order = torch.randperm(n, generator=seed.generator("order", epoch))[: steps * protocol.batch_size]
+    pad = protocol.crop_pad
+    if protocol.augment == "none":
+        z = torch.zeros(n, dtype=torch.int64)
+        return EpochPlan(order, z + pad, z + pad, z.bool(), z - 10**6, z - 10**6)
+    draws = n if protocol.augment == "image" else -(-n // protocol.chunk_size)
+    g = seed.generator("augment", epoch)
+    dy = torch.randint(0, 2 * pad + 1, (draws,), generator=g)
+    dx = torch.randint(0, 2 * pad + 1, (draws,), generator=g)
+    flip = torch.randint(0, 2, (draws,), generator=g).bool() & protocol.flip
+    cy = torch.randint(0, size, (draws,), generator=g)
+    cx = torch.randint(0, size, (draws,), generator=g)
+    if protocol.augment == "chunk":
+        dy, dx, flip, cy, cx = (t.repeat_interleave(protocol.chunk_size)[:n] for t in (dy, dx, flip, cy, cx))
+    return EpochPlan(order, dy, dx, flip, cy, cx)
