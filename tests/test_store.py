@@ -1,0 +1,299 @@
+"""The results store: records round-trip exactly, commits are durable, foreign files are refused untouched."""
+
+import hashlib
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fastseed import FastseedError
+from fastseed.store import Record, Store
+
+REPO = Path(__file__).resolve().parents[1]
+PROTOCOL_JSON = json.dumps({"model": "resnet9", "epochs": 10}, sort_keys=True)
+PROTOCOL_HASH = hashlib.sha256(PROTOCOL_JSON.encode()).hexdigest()
+OTHER_JSON = json.dumps({"model": "resnet18", "epochs": 200}, sort_keys=True)
+OTHER_HASH = hashlib.sha256(OTHER_JSON.encode()).hexdigest()
+
+
+def make_record(seed: int, status: str = "ok", protocol_hash: str = PROTOCOL_HASH) -> Record:
+    """A deterministic record for `seed`, so a reader can check every field it gets back."""
+    rng = np.random.default_rng(seed)
+    acc = math.nan if status == "diverged" else round(0.9 + 0.01 * rng.random(), 6)
+    return Record(
+        protocol="picard-short", protocol_hash=protocol_hash, seed=seed, status=status,
+        test_acc=acc, test_loss=0.3 + seed / 1000, headline_epoch=9,
+        eval_curve=[[e, 0.5 + e / 20, 1.5 - e / 10] for e in range(10)],
+        train_curve=[[e, 1.6 - e / 10, 0.4 + e / 20] for e in range(10)],
+        predictions=rng.integers(0, 10, 10_000, dtype=np.uint8).tobytes(),
+        wall_time_s=3.25 + seed,
+        pack={"strategy": "sequential", "size": 4, "slot": seed % 4, "seeds": [3, 7, 9, 12]},
+        provenance={"fastseed": "0.1.0", "device": "cpu", "dtype": "float32",
+                    "started_at": "2025-01-01T00:00:00+00:00",
+                    "finished_at": f"2025-01-01T00:00:{seed % 60:02d}+00:00"})
+
+
+def new_store(path) -> Store:
+    return Store(path, "picard-short", PROTOCOL_HASH, PROTOCOL_JSON)
+
+
+def refused(call, *args, **kwargs) -> str:
+    """Assert `call` raises FastseedError with a one-line message, and return that message."""
+    with pytest.raises(FastseedError) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+def snapshot(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def assert_same(a: Record, b: Record) -> None:
+    for name in ("test_acc", "test_loss"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (math.isnan(x) and math.isnan(y)) or x == y, name
+    for name in ("protocol", "protocol_hash", "seed", "status", "headline_epoch", "eval_curve",
+                 "train_curve", "predictions", "wall_time_s", "pack", "provenance"):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+def test_records_round_trip_exactly(tmp_path):
+    written = [make_record(5), make_record(1, status="diverged"), make_record(3)]
+    with new_store(tmp_path / "s.sqlite") as store:
+        for r in written:
+            store.add(r)
+        got = store.records()
+        assert len(store) == 3
+    assert [r.seed for r in got] == [1, 3, 5]  # ordered by seed
+    for r in got:
+        assert_same(r, next(w for w in written if w.seed == r.seed))
+    diverged = got[0]
+    assert diverged.status == "diverged" and math.isnan(diverged.test_acc)
+    preds = got[1].predictions_array()
+    assert preds.dtype == np.uint8 and preds.shape == (10_000,)
+    assert preds.tobytes() == make_record(3).predictions
+
+
+def test_meta_describes_the_protocol(tmp_path):
+    with new_store(tmp_path / "s.sqlite") as store:
+        pass
+    with Store.open(tmp_path / "s.sqlite") as store:
+        assert store.protocol == "picard-short"
+        assert store.protocol_hash == PROTOCOL_HASH
+        assert store.protocol_json == PROTOCOL_JSON
+        assert store.meta["schema"] == "1" and store.meta["fastseed_version"]
+
+
+def test_store_is_wal_and_creates_parent_folders(tmp_path):
+    path = tmp_path / "results" / "deep" / "s.sqlite"
+    new_store(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    pk = [r[1] for r in conn.execute("PRAGMA table_info(records)") if r[5]]
+    assert pk == ["protocol_hash", "seed"]
+    conn.close()
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_resume_sees_done_seeds_and_refuses_a_seed_twice(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with new_store(path) as store:
+        for seed in (0, 2, 4):
+            store.add(make_record(seed))
+    with new_store(path) as store:
+        assert store.done_seeds() == {0, 2, 4}
+        message = refused(store.add, make_record(2))
+        assert "seed 2" in message
+        store.add(make_record(1))
+        assert store.done_seeds() == {0, 1, 2, 4}
+        assert_same(store.records()[2], make_record(2))  # the refused add left the first one intact
+
+
+def test_add_refuses_a_record_of_another_protocol(tmp_path):
+    with new_store(tmp_path / "s.sqlite") as store:
+        refused(store.add, make_record(0, protocol_hash=OTHER_HASH))
+        assert len(store) == 0
+
+
+def test_reader_sees_commits_while_the_writer_is_open(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with new_store(path) as writer:
+        writer.add(make_record(0))
+        with Store.open(path) as reader:
+            assert reader.done_seeds() == {0}
+            writer.add(make_record(1))
+            assert reader.done_seeds() == {0, 1}
+            refused(reader.add, make_record(2))
+
+
+WRITER = """
+import sys, time
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+from test_store import make_record, new_store
+store = new_store({path!r})
+for seed in range({n}):
+    store.add(make_record(seed))
+    print(seed, flush=True)
+    time.sleep(0.01)
+"""
+
+
+def test_commit_survives_sigkill(tmp_path):
+    path, n, k = tmp_path / "s.sqlite", 300, 5
+    code = WRITER.format(repo=str(REPO), tests=str(REPO / "tests"), path=str(path), n=n)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    committed = [int(proc.stdout.readline()) for _ in range(k)]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert committed == list(range(k))
+    with Store.open(path) as reader:  # a report can read a killed scan's results
+        assert len(reader) >= k
+    with new_store(path) as store:
+        got = store.records()
+        assert k <= len(got) < n  # killed mid-run, nothing committed was lost
+        assert [r.seed for r in got] == list(range(len(got)))
+        for r in got:  # every row is whole: no partial record
+            assert_same(r, make_record(r.seed))
+        store.add(make_record(len(got)))  # and the scan can go on
+
+
+def test_refuses_a_store_of_another_protocol_untouched(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with new_store(path) as store:
+        store.add(make_record(0))
+    before = snapshot(path)
+    message = refused(Store, path, "imagenet-long", OTHER_HASH, OTHER_JSON)
+    assert "picard-short" in message and "imagenet-long" in message
+    assert PROTOCOL_HASH[:12] in message and OTHER_HASH[:12] in message
+    assert "--out" in message
+    assert snapshot(path) == before
+
+
+@pytest.mark.parametrize("content", [b"seed,acc\n1,0.93\n", bytes(np.random.default_rng(0)
+                                     .integers(0, 256, 4096, dtype=np.uint8)), b""],
+                         ids=["text", "random-bytes", "empty"])
+def test_refuses_a_file_that_is_not_sqlite_untouched(tmp_path, content):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(content)
+    before = snapshot(path)
+    assert "not an SQLite database" in refused(new_store, path)
+    assert "not an SQLite database" in refused(Store.open, path)
+    assert snapshot(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite"]
+
+
+def test_refuses_an_sqlite_file_without_the_fastseed_schema_untouched(tmp_path):
+    path = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE results (seed INTEGER, acc REAL)")
+    conn.execute("INSERT INTO results VALUES (1, 0.93)")
+    conn.commit()
+    conn.close()
+    before = snapshot(path)
+    assert "not a fastseed store" in refused(new_store, path)
+    assert "not a fastseed store" in refused(Store.open, path)
+    assert snapshot(path) == before
+
+
+def test_refuses_an_unwritable_folder(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("a file where a folder should be")
+    refused(new_store, blocker / "s.sqlite")
+    refused(new_store, blocker / "sub" / "s.sqlite")
+    refused(new_store, Path("/proc/fastseed-test/s.sqlite"))
+    assert blocker.read_text() == "a file where a folder should be"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod")
+def test_refuses_a_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    try:
+        refused(new_store, folder / "s.sqlite")
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_refuses_a_directory_as_store(tmp_path):
+    refused(new_store, tmp_path)
+    refused(Store.open, tmp_path)
+
+
+def test_open_refuses_a_missing_store(tmp_path):
+    assert "no store" in refused(Store.open, tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def filled_store(tmp_path) -> Store:
+    store = new_store(tmp_path / "s.sqlite")
+    for seed in (2, 0, 1):
+        store.add(make_record(seed, status="diverged" if seed == 1 else "ok"))
+    return store
+
+
+def test_to_frame_has_one_row_per_seed(tmp_path):
+    with filled_store(tmp_path) as store:
+        frame = store.to_frame()
+    assert list(frame["seed"]) == [0, 1, 2]
+    assert frame["seed"].dtype == np.int64 and frame["test_acc"].dtype == np.float64
+    assert frame["headline_epoch"].dtype == np.int64
+    row = frame.iloc[2]
+    want = make_record(2)
+    assert row["test_acc"] == want.test_acc and row["wall_time_s"] == want.wall_time_s
+    assert row["eval_curve"] == want.eval_curve and row["pack"] == want.pack
+    assert row["predictions"] == want.predictions
+    assert row["finished_at"] == want.provenance["finished_at"]
+    assert math.isnan(frame.iloc[1]["test_acc"]) and frame.iloc[1]["status"] == "diverged"
+
+
+def test_to_frame_of_an_empty_store_has_the_columns(tmp_path):
+    with new_store(tmp_path / "s.sqlite") as store:
+        frame = store.to_frame()
+    assert len(frame) == 0 and {"seed", "test_acc", "eval_curve", "predictions"} <= set(frame)
+
+
+def test_csv_export_reads_back(tmp_path):
+    out = tmp_path / "exports" / "s.csv"
+    with filled_store(tmp_path) as store:
+        store.export_csv(out)
+    frame = pd.read_csv(out)
+    assert list(frame["seed"]) == [0, 1, 2] and "predictions" not in frame
+    assert frame["test_acc"].iloc[0] == make_record(0).test_acc
+    assert math.isnan(frame["test_acc"].iloc[1])
+    assert json.loads(frame["eval_curve"].iloc[2]) == make_record(2).eval_curve
+    assert json.loads(frame["pack"].iloc[0]) == make_record(0).pack
+
+
+def test_parquet_export_keeps_predictions(tmp_path):
+    out = tmp_path / "s.parquet"
+    with filled_store(tmp_path) as store:
+        store.export_parquet(out)
+    frame = pd.read_parquet(out)
+    assert list(frame["seed"]) == [0, 1, 2]
+    for _, row in frame.iterrows():
+        want = make_record(int(row["seed"]), status=row["status"])
+        assert row["predictions"] == want.predictions
+        assert [list(p) for p in row["eval_curve"]] == want.eval_curve
+        assert json.loads(row["provenance"]) == want.provenance
+
+
+def test_export_to_an_unwritable_path_is_refused(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    with filled_store(tmp_path) as store:
+        refused(store.export_csv, blocker / "s.csv")
+        refused(store.export_parquet, blocker / "s.parquet")
