@@ -151,6 +151,17 @@ def _short(h: str) -> str:
     return h[:12]
 
 
+def _existing_meta(path: Path, protocol: str, protocol_hash: str) -> dict:
+    """The meta of the store at `path`, refusing one that holds another protocol."""
+    conn, meta = _connect_readonly(path)
+    conn.close()
+    if meta["protocol_hash"] != protocol_hash:
+        raise FastseedError(
+            f"{path} holds protocol {meta['protocol']} ({_short(meta['protocol_hash'])}), "
+            f"not {protocol} ({_short(protocol_hash)}); use another --out")
+    return meta
+
+
 class Store:
     """The records of one protocol under many seeds; `Store(...)` writes, `Store.open(path)` reads."""
 
@@ -168,12 +179,7 @@ class Store:
                 "schema": SCHEMA_VERSION, "protocol": protocol, "protocol_hash": protocol_hash,
                 "protocol_json": protocol_json, "fastseed_version": __version__,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        conn, meta = _connect_readonly(self.path)
-        conn.close()
-        if meta["protocol_hash"] != protocol_hash:
-            raise FastseedError(
-                f"{self.path} holds protocol {meta['protocol']} ({_short(meta['protocol_hash'])}), "
-                f"not {protocol} ({_short(protocol_hash)}); use another --out")
+        meta = _existing_meta(self.path, protocol, protocol_hash)
         try:
             # autocommit: each `add` is one INSERT, hence one transaction, committed on return
             self._conn = sqlite3.connect(self.path, isolation_level=None)
@@ -184,6 +190,20 @@ class Store:
         self._conn.row_factory = sqlite3.Row
         self._set_meta(meta)
         self.writable = True
+
+    @staticmethod
+    def check(path, protocol: str, protocol_hash: str) -> None:
+        """Make the refusals of `Store(...)` without writing anything, so a scan fails fast before
+        its slow start-up and leaves no file behind."""
+        path = Path(path)
+        if path.exists():
+            _existing_meta(path, protocol, protocol_hash)
+            return
+        ancestor = path.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+            raise FastseedError(f"cannot create {path}: {ancestor} is not a writable folder; use another --out")
 
     @classmethod
     def open(cls, path) -> "Store":

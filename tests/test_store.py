@@ -217,15 +217,19 @@ def test_refuses_an_unwritable_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod")
-def test_refuses_a_read_only_folder(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o555)
-    try:
-        refused(new_store, folder / "s.sqlite")
-        assert list(folder.iterdir()) == []
-    finally:
-        folder.chmod(0o755)
+def test_check_refuses_like_the_store_and_writes_nothing(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    refused(Store.check, blocker / "s.sqlite", "smoke", "a" * 64)
+    fresh = tmp_path / "new" / "deeper" / "s.sqlite"
+    Store.check(fresh, "smoke", "a" * 64)  # creatable: accepted, and nothing made yet
+    assert not (tmp_path / "new").exists()
+    path = tmp_path / "s.sqlite"
+    Store(path, "picard-short", "a" * 64, "{}").close()
+    before = snapshot(path)
+    Store.check(path, "picard-short", "a" * 64)
+    assert "another --out" in refused(Store.check, path, "smoke", "b" * 64)
+    assert snapshot(path) == before
 
 
 def test_refuses_a_directory_as_store(tmp_path):

@@ -1,0 +1,174 @@
+"""python -m fastseed.scan — train one protocol under many seeds; one durable record per seed.
+
+    python -m fastseed.scan --seeds 10000                    # picard-short, seeds 0..9999
+    python -m fastseed.scan --preset smoke --seeds 8 --device cpu
+
+Rerunning the same command resumes: seeds already in the store are skipped. Ctrl-C (or SIGTERM)
+finishes and commits the seed in flight, then exits; a second Ctrl-C drops it and exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from fastseed import FastseedError
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, instead of argparse's usage block
+        raise FastseedError(message)
+
+
+def parse(argv) -> argparse.Namespace:
+    from fastseed.presets import PRESETS
+    p = Parser(prog="python -m fastseed.scan", description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=10000, metavar="N", help="number of seeds (default 10000)")
+    p.add_argument("--start", type=int, default=0, metavar="S", help="first seed (default 0)")
+    p.add_argument("--preset", default="picard-short", help=f"protocol: {', '.join(PRESETS)}")
+    p.add_argument("--data-dir", default=None, help="dataset root (default $FASTSEED_DATA or ./data)")
+    p.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 if it is missing")
+    p.add_argument("--out", default=None, help="results store (default results/<preset>.sqlite)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--pack", type=int, default=1, metavar="K", help="seeds trained per pack (default 1)")
+    p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32", "float64"],
+                   help="compute dtype (default: the protocol's on a GPU, float32 on the CPU)")
+    p.add_argument("--augment", default=None, choices=["chunk", "image", "none"],
+                   help="override the protocol's augmentation mode (a distinct protocol in the store)")
+    p.add_argument("--csv", default=None, help="also export the store to this CSV when done")
+    p.add_argument("--parquet", default=None, help="also export the store to this Parquet file when done")
+    p.add_argument("--no-progress", action="store_true", help="print a line per seed instead of a bar")
+    a = p.parse_args(argv)
+    if a.seeds <= 0:
+        raise FastseedError(f"--seeds must be a positive number, got {a.seeds}")
+    if a.start < 0:
+        raise FastseedError(f"--start must be >= 0, got {a.start}")
+    if a.pack <= 0:
+        raise FastseedError(f"--pack must be a positive number, got {a.pack}")
+    return a
+
+
+class StopFlag:
+    """First SIGINT/SIGTERM: finish the seed in flight, then stop. Second: stop now (drop it)."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the seed in flight, then stopping "
+              f"(again to stop at once)", file=sys.stderr, flush=True)
+
+    def __bool__(self):
+        return self.signum is not None
+
+
+class Progress:
+    """tqdm bar with the running accuracy summary of this store."""
+
+    def __init__(self, total, done_accs, quiet: bool):
+        from tqdm import tqdm
+        self.accs = [a for a in done_accs if math.isfinite(a)]
+        self.t0, self.new, self.quiet = time.perf_counter(), 0, quiet
+        self.bar = tqdm(total=total, initial=total - self.remaining_of(total, done_accs), unit="seed",
+                        dynamic_ncols=True, disable=quiet, smoothing=0.1)
+        self.show()
+
+    @staticmethod
+    def remaining_of(total, done_accs):
+        return total - len(done_accs)
+
+    def summary(self) -> str:
+        if not self.accs:
+            return "acc n/a"
+        n, mean = len(self.accs), sum(self.accs) / len(self.accs)
+        std = math.sqrt(sum((a - mean) ** 2 for a in self.accs) / (n - 1)) if n > 1 else 0.0
+        return (f"acc {100 * mean:.2f}±{100 * std:.2f}% min {100 * min(self.accs):.2f} "
+                f"max {100 * max(self.accs):.2f} (n={n})")
+
+    def show(self):
+        rate = 60 * self.new / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {self.summary()}")
+
+    def add(self, record):
+        self.new += 1
+        if math.isfinite(record.test_acc):
+            self.accs.append(record.test_acc)
+        if self.quiet:
+            print(f"seed {record.seed}: {record.status} acc {100 * record.test_acc:.2f}% "
+                  f"({record.wall_time_s:.1f}s)", flush=True)
+        self.bar.update(1)
+        self.show()
+
+    def close(self):
+        self.bar.close()
+
+
+def run(a) -> int:
+    from fastseed.data.cifar import load_cifar10, to_tensors
+    from fastseed.engine import resolve_device, train_pack
+    from fastseed.presets import get_preset
+    from fastseed.store import Store
+
+    protocol = get_preset(a.preset)
+    if a.augment:
+        protocol = protocol.variant(augment=a.augment)
+    device = resolve_device(a.device)
+    out = Path(a.out or f"results/{a.preset}.sqlite")
+    Store.check(out, protocol.name, protocol.hash)  # refuse before the slow data load
+    data = to_tensors(load_cifar10(a.data_dir, download=a.download), device)
+    stop = StopFlag()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
+        wanted = range(a.start, a.start + a.seeds)
+        done = store.done_seeds()
+        todo = [s for s in wanted if s not in done]
+        done_accs = [r.test_acc for r in store.records() if r.seed in wanted]
+        print(f"{protocol.name} [{protocol.hash[:12]}] on {device}: {len(todo)} of {len(wanted)} seeds "
+              f"to train, {len(done_accs)} already in {out}", flush=True)
+        progress = Progress(len(wanted), done_accs, a.no_progress)
+
+        def commit(record):
+            store.add(record)
+            progress.add(record)
+
+        try:
+            for i in range(0, len(todo), a.pack):
+                if stop:
+                    break
+                train_pack(protocol, todo[i: i + a.pack], data, device, dtype=a.dtype,
+                           on_record=commit, should_stop=lambda: bool(stop))
+        except KeyboardInterrupt:
+            stop.signum = stop.signum or signal.SIGINT
+        finally:
+            progress.close()
+        print(f"{protocol.name}: {len(store)} seeds in {out}; {progress.summary()}", flush=True)
+        if a.csv:
+            store.export_csv(a.csv)
+        if a.parquet:
+            store.export_parquet(a.parquet)
+    if stop:
+        print("stopped early: rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        return run(parse(argv))
+    except FastseedError as e:
+        print(f"fastseed.scan: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
