@@ -140,10 +140,11 @@ PRESETS = {
         # is epoch 41 of 45 (the headline); every epoch is evaluated for Figure 1.
         Protocol(name="picard-long", source=PICARD_SRC + ", long runs (45 epochs), Figure 1",
                  epochs=45, lr_floor_from=22, eval_rule="every"),
-        # Same code path as picard-short at CPU scale: 1/8 width, 2,000 training images, 4 epochs of
-        # 10 batches, every epoch evaluated. For demos and tests, not for science.
+        # Same code path as picard-short at CPU scale: 1/8 width, the first 5,000 training images,
+        # 4 epochs of 10 batches of 500 (chunks of 500 as in Picard), every epoch evaluated on the
+        # full test set. For demos and tests, not for science.
         Protocol(name="smoke", source="fastseed CPU demo: picard-short code path at tiny scale",
-                 width=0.125, train_size=2000, epochs=4, batch_size=200, chunk_size=200,
+                 width=0.125, train_size=5000, epochs=4,
                  lr_warmup_epochs=2, lr_decay_end=4, eval_rule="every", headline_rule="last",
                  eval_batch_size=1000),
     ]
