@@ -129,6 +129,7 @@ def run(a) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
+        store.set_test_labels(data.test_y[: protocol.test_size].cpu().numpy())
         wanted = range(a.start, a.start + a.seeds)
         done = store.done_seeds()
         todo = [s for s in wanted if s not in done]

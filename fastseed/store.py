@@ -224,6 +224,26 @@ class Store:
         self.protocol_hash = meta["protocol_hash"]
         self.protocol_json = meta["protocol_json"]
 
+    @property
+    def test_labels(self) -> np.ndarray | None:
+        """True class of every test image (uint8), stored once: records keep only predictions, and a
+        report needs the truth to score ensembles and subsets of the test set."""
+        text = self.meta.get("test_labels")
+        return None if text is None else np.frombuffer(bytes.fromhex(text), dtype=np.uint8)
+
+    def set_test_labels(self, labels) -> None:
+        labels = np.asarray(labels, dtype=np.uint8)
+        known = self.test_labels
+        if known is not None:
+            if not np.array_equal(known, labels):
+                raise FastseedError(f"{self.path} was scored against other test labels "
+                                    f"(a different test set); use another --out")
+            return
+        if not self.writable:
+            raise FastseedError(f"{self.path} was opened read-only")
+        self._conn.execute("INSERT INTO meta VALUES ('test_labels', ?)", (labels.tobytes().hex(),))
+        self.meta["test_labels"] = labels.tobytes().hex()
+
     def done_seeds(self) -> set[int]:
         rows = self._conn.execute("SELECT seed FROM records WHERE protocol_hash = ?",
                                   (self.protocol_hash,))

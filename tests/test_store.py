@@ -301,3 +301,14 @@ def test_export_to_an_unwritable_path_is_refused(tmp_path):
     with filled_store(tmp_path) as store:
         refused(store.export_csv, blocker / "s.csv")
         refused(store.export_parquet, blocker / "s.parquet")
+
+
+def test_test_labels_are_stored_once_and_guarded(tmp_path):
+    path = tmp_path / "s.sqlite"
+    labels = np.arange(100, dtype=np.uint8) % 10
+    with new_store(path) as store:
+        assert store.test_labels is None
+        store.set_test_labels(labels)
+        store.set_test_labels(labels)  # the same labels again: accepted
+        assert "other test labels" in refused(store.set_test_labels, labels[::-1])
+    assert np.array_equal(Store.open(path).test_labels, labels)
