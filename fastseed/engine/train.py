@@ -1,8 +1,9 @@
-"""Training one seed, and the pack API the scan calls.
+"""Training a pack of seeds, and the API the scan calls.
 
-`train_pack(protocol, seeds, data, device)` returns one Record per seed. Here the seeds of a pack train
-one after another (strategy "sequential"); fused strategies slot in behind the same call. A seed's
-trajectory depends only on (protocol, seed, device, dtype): never on its pack partners.
+`train_pack(protocol, seeds, data, device, strategy=…)` returns one Record per seed. Every strategy
+runs the same loop over a pack model (engine/pack.py): "sequential" trains the seeds one at a time
+(the reference), "fused" as one grouped model, "streams" as replicas on their own CUDA streams.
+A seed's trajectory depends only on (protocol, seed, device, dtype): never on its partners or slot.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fastseed import FastseedError
+from fastseed.engine.pack import Fused, Replicas, Single
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.provenance import provenance
 from fastseed.kernels.augment import augment_reference, normalize
@@ -26,6 +28,8 @@ from fastseed.store import Record
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
           "float64": torch.float64}
+STRATEGIES = ("sequential", "fused", "streams")
+AUGMENT_PARAMS = ("dy", "dx", "flip", "cy", "cx")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,16 +50,28 @@ def compute_dtype(protocol, device: torch.device, dtype: str | None = None) -> t
     return DTYPES[protocol.dtype] if device.type == "cuda" else torch.float32
 
 
-def build(protocol, seed: Seed, device, dtype):
-    """Model (initialised from the seed's init stream, on the CPU, so init is device-independent),
-    its SGD optimiser and the per-epoch LambdaLR."""
+def init_model(protocol, seed: Seed):
+    """A seed's initial model, built on the CPU from its init stream, so init is device-independent."""
     with seed.torch_default("init"):
-        model = build_model(protocol)
-    model.set_dtype(dtype).to(device=device, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+        return build_model(protocol)
+
+
+def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequential"):
+    """The pack model for `strategy`, its SGD optimiser and the per-epoch LambdaLR."""
+    models = [init_model(protocol, s).set_dtype(dtype) for s in seeds]
+    if strategy == "fused":
+        pack = Fused(models)
+    elif strategy == "streams":
+        pack = Replicas(models, torch.device(device))
+    elif len(models) == 1:
+        pack = Single(models[0])
+    else:
+        raise ValueError(f"strategy {strategy!r} trains one seed at a time")
+    pack.to(device=device, memory_format=torch.channels_last)
+    opt = torch.optim.SGD(pack.parameters(), lr=protocol.lr, momentum=protocol.momentum,
                           nesterov=protocol.nesterov, weight_decay=protocol.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, protocol.lr_multiplier)
-    return model, opt, sched
+    return pack, opt, sched
 
 
 def subset(protocol, data):
@@ -64,94 +80,123 @@ def subset(protocol, data):
             data.test_x[: protocol.test_size], data.test_y[: protocol.test_size])
 
 
+def packed_loss(protocol, logits, targets):
+    """(K,) per-seed batch-mean losses of the protocol."""
+    return torch.stack([protocol_loss_reference(lk, yk, eps=protocol.lsce_eps, lsce_weight=protocol.lsce_weight,
+                                                ce_weight=protocol.ce_weight)
+                        for lk, yk in zip(logits, targets)])
+
+
+def augment_pack(protocol, images, idx, params, dtype):
+    """Seed k's batch from its (K, B) indices and its per-image parameters: (K, B, C, H, W)."""
+    k, b = idx.shape
+    per_image = [params[name].gather(1, idx).reshape(-1) for name in AUGMENT_PARAMS]
+    x = augment_reference(images, idx.reshape(-1), *per_image, protocol.mean, protocol.std,
+                          pad=protocol.crop_pad, cutout=protocol.cutout, dtype=dtype)
+    return x.view(k, b, *images.shape[1:])
+
+
 @torch.no_grad()
-def evaluate(model, protocol, images, labels, dtype):
-    """(accuracy, mean CE loss, predicted class per image as uint8) over the test set."""
-    model.eval()
-    loss, correct, preds = torch.zeros((), device=images.device, dtype=torch.float64), 0, []
+def evaluate(pack, protocol, images, labels, dtype):
+    """Per seed: accuracy, mean CE loss, predicted class of every test image (uint8 bytes)."""
+    pack.eval()
+    loss = torch.zeros(pack.k, device=images.device, dtype=torch.float64)
+    preds = []
     for i in range(0, images.shape[0], protocol.eval_batch_size):
         x = normalize(images[i: i + protocol.eval_batch_size], protocol.mean, protocol.std, dtype)
         y = labels[i: i + protocol.eval_batch_size]
-        logits = model(x.contiguous(memory_format=torch.channels_last)).float()
-        loss += F.cross_entropy(logits, y, reduction="sum").double()
-        preds.append(logits.argmax(1))
-    model.train()
-    preds = torch.cat(preds)
-    n = images.shape[0]
-    return (preds == labels).sum().item() / n, loss.item() / n, preds.to(torch.uint8).cpu().numpy().tobytes()
+        logits = pack.forward_eval(x.contiguous(memory_format=torch.channels_last))
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(pack.k), reduction="none")
+        loss += ce.view(pack.k, -1).sum(1).double()
+        preds.append(logits.argmax(-1))
+    pack.train()
+    preds, n = torch.cat(preds, 1), images.shape[0]
+    accs = ((preds == labels).sum(1).double() / n).tolist()
+    losses = (loss / n).tolist()
+    as_bytes = preds.to(torch.uint8).cpu().numpy()
+    return [(accs[k], losses[k], as_bytes[k].tobytes()) for k in range(pack.k)]
 
 
-def train_seed(protocol, seed: Seed, data, device: torch.device, dtype: torch.dtype,
-               pack: dict, model_out: dict | None = None) -> Record:
+def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: torch.dtype,
+                strategy: str, packs: list[dict], models_out: list | None = None) -> list[Record]:
+    """Train `seeds` together as one pack model; one Record per seed."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     train_x, train_y, test_x, test_y = subset(protocol, data)
-    model, opt, sched = build(protocol, seed, device, dtype)
-    eval_curve, train_curve, headline, status = [], [], None, "ok"
-    B, n = protocol.batch_size, train_x.shape[0]
+    pack, opt, sched = build(protocol, seeds, device, dtype, strategy)
+    K, B, n = len(seeds), protocol.batch_size, train_x.shape[0]
+    evals, trains = [[] for _ in seeds], [[] for _ in seeds]
+    headline, status = [None] * K, ["ok"] * K
     for epoch in range(protocol.epochs):
-        plan = plan_epoch(protocol, seed, epoch, n, size=train_x.shape[-1]).to(device)
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        for step in range(plan.order.shape[0] // B):
-            idx = plan.order[step * B: (step + 1) * B]
-            x = augment_reference(train_x, idx, plan.dy[idx], plan.dx[idx], plan.flip[idx], plan.cy[idx],
-                                  plan.cx[idx], protocol.mean, protocol.std, pad=protocol.crop_pad,
-                                  cutout=protocol.cutout, dtype=dtype)
-            y = train_y[idx]
-            logits = model(x.contiguous(memory_format=torch.channels_last))
-            loss = protocol_loss_reference(logits, y, eps=protocol.lsce_eps,
-                                           lsce_weight=protocol.lsce_weight, ce_weight=protocol.ce_weight)
+        plans = [plan_epoch(protocol, s, epoch, n, size=train_x.shape[-1]) for s in seeds]
+        order = torch.stack([p.order for p in plans]).to(device)  # (K, steps·B)
+        params = {name: torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS}
+        steps = order.shape[1] // B
+        loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
+        correct = torch.zeros(K, device=device, dtype=torch.int64)
+        for step in range(steps):
+            idx = order[:, step * B: (step + 1) * B]
+            x, y = augment_pack(protocol, train_x, idx, params, dtype), train_y[idx]
+            logits = pack.forward_train(x)
+            losses = packed_loss(protocol, logits, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.sum().backward()  # seed k's parameters get the gradient of seed k's loss only
             opt.step()
-            loss_sum += loss.detach().double()
-            correct += (logits.detach().argmax(1) == y).sum()
+            loss_sum += losses.detach().double()
+            correct += (logits.detach().argmax(-1) == y).sum(1)
         sched.step()
-        steps = plan.order.shape[0] // B
-        mean_loss = loss_sum.item() / steps
-        train_curve.append([epoch, mean_loss, correct.item() / (steps * B)])
-        if not math.isfinite(mean_loss):
-            status = "diverged"  # a NaN/inf loss: stop this seed, keep what it logged
+        means, accs = (loss_sum / steps).tolist(), (correct.double() / (steps * B)).tolist()
+        for k in range(K):
+            if status[k] == "ok":
+                trains[k].append([epoch, means[k], accs[k]])
+                if not math.isfinite(means[k]):
+                    status[k] = "diverged"  # a NaN/inf loss: the seed's record stops here
+        if all(s == "diverged" for s in status):
             break
         if epoch in protocol.eval_epochs:
-            acc, tloss, preds = evaluate(model, protocol, test_x, test_y, dtype)
-            eval_curve.append([epoch, acc, tloss])
-            if epoch == protocol.headline_epoch:
-                headline = (acc, tloss, preds)
+            for k, result in enumerate(evaluate(pack, protocol, test_x, test_y, dtype)):
+                if status[k] == "ok":
+                    evals[k].append([epoch, result[0], result[1]])
+                    if epoch == protocol.headline_epoch:
+                        headline[k] = result
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    if headline is None:  # diverged before the headline evaluation
-        headline = (float("nan"), float("nan"), bytes([255]) * test_x.shape[0])
-    if model_out is not None:
-        model_out[seed.value] = model
-    return Record(
-        protocol=protocol.name, protocol_hash=protocol.hash, seed=seed.value, status=status,
-        test_acc=headline[0], test_loss=headline[1], headline_epoch=protocol.headline_epoch,
-        eval_curve=eval_curve, train_curve=train_curve, predictions=headline[2],
-        wall_time_s=time.perf_counter() - t0, pack=pack,
-        provenance=provenance(device, dtype, started=started, fixed=sorted(seed.fixed),
-                              fix_seed=seed.fix_seed),
-    )
+    wall = (time.perf_counter() - t0) / K  # amortised over the pack
+    if models_out is not None:
+        models_out.extend(pack.unpack(k) for k in range(K))
+    none = (float("nan"), float("nan"), bytes([255]) * test_x.shape[0])  # diverged before the headline
+    return [Record(
+        protocol=protocol.name, protocol_hash=protocol.hash, seed=seed.value, status=status[k],
+        test_acc=(headline[k] or none)[0], test_loss=(headline[k] or none)[1],
+        headline_epoch=protocol.headline_epoch, eval_curve=evals[k], train_curve=trains[k],
+        predictions=(headline[k] or none)[2], wall_time_s=wall, pack=packs[k],
+        provenance=provenance(device, dtype, started=started, fixed=sorted(seed.fixed), fix_seed=seed.fix_seed),
+    ) for k, seed in enumerate(seeds)]
 
 
 def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: str | None = None,
-               on_record: Callable[[Record], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> list[Record]:
+               strategy: str = "sequential", on_record: Callable[[Record], None] | None = None,
+               should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None) -> list[Record]:
     """Train a pack of seeds and return their records (in the order given).
 
-    `on_record` is called as each seed finishes (the scan commits it there, so a crash loses only
-    seeds in flight); `should_stop` is polled between seeds for a clean early exit."""
+    `on_record` is called as records are finished (the scan commits there, so a crash loses only the
+    seeds in flight); `should_stop` is polled between seeds of a sequential pack for a clean exit."""
+    if strategy not in STRATEGIES:
+        raise FastseedError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     device = torch.device(device)
     torch_dtype = compute_dtype(protocol, device, dtype)
     seeds = [s if isinstance(s, Seed) else Seed(s) for s in seeds]
     layout = [s.value for s in seeds]
+    packs = [{"strategy": strategy, "size": len(seeds), "slot": k, "seeds": layout} for k in range(len(seeds))]
+    groups = [[k] for k in range(len(seeds))] if strategy == "sequential" else [list(range(len(seeds)))]
     records = []
-    for slot, seed in enumerate(seeds):
+    for group in groups:
         if should_stop():
             break
-        pack = {"strategy": "sequential", "size": len(seeds), "slot": slot, "seeds": layout}
-        record = train_seed(protocol, seed, data, device, torch_dtype, pack)
-        if on_record is not None:
-            on_record(record)
-        records.append(record)
+        done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
+                           [packs[k] for k in group], models_out)
+        for record in done:
+            if on_record is not None:
+                on_record(record)
+            records.append(record)
     return records

@@ -72,7 +72,8 @@ def test_diverged_seed_is_marked_and_partners_unharmed(data):
 
 def test_optimiser_and_schedule_are_the_recipe():
     p = get_preset("picard-short")
-    model, opt, sched = build(p, Seed(0), torch.device("cpu"), torch.float32)
+    pack, opt, sched = build(p, [Seed(0)], torch.device("cpu"), torch.float32)
+    model = pack.model
     group = opt.param_groups[0]
     assert isinstance(opt, torch.optim.SGD)
     assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 1e-3)

@@ -1,0 +1,145 @@
+"""K seeds behind one interface: `forward_train(x (K,B,C,H,W)) -> logits (K,B,classes)` and
+`forward_eval(x (B,C,H,W)) -> (K,B,classes)`, over parameters that an elementwise optimiser can step
+as one list. Three ways to hold them:
+
+- `Single`: one plain model (K = 1): the reference every other way is tested against.
+- `Replicas`: K plain models; on a GPU each runs on its own CUDA stream so small kernels overlap.
+- `Fused`: the K models as ONE model: every conv a grouped conv (groups = K), every BatchNorm over
+  K·C channels, the head a batched matmul. One kernel launch serves all K seeds. BatchNorm statistics
+  stay per seed because BN normalises per channel and each channel belongs to one seed; the optimiser
+  state stays per seed because SGD is elementwise. A NaN in one seed's channels never reaches another's.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class Single(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.k = model, 1
+
+    def forward_train(self, x):
+        return self.model(x[0])[None]
+
+    def forward_eval(self, x):
+        return self.model(x)[None]
+
+    def unpack(self, k: int) -> nn.Module:
+        return self.model
+
+
+class Replicas(nn.Module):
+    def __init__(self, models: list[nn.Module], device: torch.device):
+        super().__init__()
+        self.models, self.k = nn.ModuleList(models), len(models)
+        self.streams = [torch.cuda.Stream(device) for _ in models] if device.type == "cuda" else None
+
+    def _each(self, inputs):
+        if self.streams is None:  # CPU: the replicas run one after another
+            return torch.stack([m(x) for m, x in zip(self.models, inputs)])
+        main, outs = torch.cuda.current_stream(), []
+        for m, x, s in zip(self.models, inputs, self.streams):
+            s.wait_stream(main)
+            with torch.cuda.stream(s):
+                x.record_stream(s)  # x was made on the main stream; keep it alive for this one
+                outs.append(m(x))
+        for s in self.streams:
+            main.wait_stream(s)
+        return torch.stack(outs)
+
+    def forward_train(self, x):
+        return self._each(x.unbind(0))
+
+    def forward_eval(self, x):
+        return self._each([x] * self.k)
+
+    def unpack(self, k: int) -> nn.Module:
+        return self.models[k]
+
+
+class PackedLinear(nn.Module):
+    """K bias-free linear heads: (B, K·F) -> (K, B, out)."""
+
+    def __init__(self, heads: list[nn.Linear]):
+        super().__init__()
+        assert all(h.bias is None for h in heads)
+        self.weight = nn.Parameter(torch.stack([h.weight.detach() for h in heads]))  # (K, out, F)
+
+    def forward(self, x):
+        k, _, f = self.weight.shape
+        return torch.einsum("bkf,kof->kbo", x.view(x.shape[0], k, f), self.weight)
+
+
+def grouped_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
+    c = convs[0]
+    assert c.groups == 1 and c.bias is None
+    fused = nn.Conv2d(len(convs) * c.in_channels, len(convs) * c.out_channels, c.kernel_size,
+                      stride=c.stride, padding=c.padding, bias=False, groups=len(convs))
+    fused.weight = nn.Parameter(torch.cat([m.weight.detach() for m in convs]))
+    return fused
+
+
+def stacked_batchnorm(bns: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
+    b = bns[0]
+    fused = nn.BatchNorm2d(len(bns) * b.num_features, eps=b.eps, momentum=b.momentum)
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(fused, name).copy_(torch.cat([getattr(m, name) for m in bns]))
+        fused.num_batches_tracked.copy_(b.num_batches_tracked)
+    return fused.to(b.weight.dtype)
+
+
+def fuse(models: list[nn.Module]) -> nn.Module:
+    """One module computing all K models side by side (channels seed-major: seed k owns channels
+    k·C … (k+1)·C−1 of every layer). Works for nets of convs, BNs, elementwise ops, pools and a
+    final bias-free Linear head — ResNet9's vocabulary."""
+    fused = copy.deepcopy(models[0])
+
+    def walk(target: nn.Module, sources: list[nn.Module]):
+        for name, child in target.named_children():
+            parts = [getattr(s, name) for s in sources]
+            if isinstance(child, nn.Conv2d):
+                setattr(target, name, grouped_conv(parts))
+            elif isinstance(child, nn.BatchNorm2d):
+                setattr(target, name, stacked_batchnorm(parts))
+            elif isinstance(child, nn.Linear):
+                setattr(target, name, PackedLinear(parts))
+            elif any(True for _ in child.parameters()):
+                walk(child, parts)
+
+    walk(fused, models)
+    return fused
+
+
+class Fused(nn.Module):
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        self.k, self.model = len(models), fuse(models)
+        self._template = [copy.deepcopy(models[0])]  # in a list: not a registered submodule
+
+    def forward_train(self, x):  # (K, B, C, H, W) -> (B, K·C, H, W): seed k's images in its channels
+        k, b, c, h, w = x.shape
+        x = x.permute(1, 0, 2, 3, 4).reshape(b, k * c, h, w)
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def forward_eval(self, x):
+        return self.model(x.repeat(1, self.k, 1, 1).contiguous(memory_format=torch.channels_last))
+
+    def unpack(self, k: int) -> nn.Module:
+        """Seed k's weights as a plain model (for checks and for saving one seed)."""
+        plain, state = copy.deepcopy(self._template[0]), {}
+        for name, tensor in self.model.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                state[name] = tensor
+            elif name == "head.weight":
+                state[name] = tensor[k]
+            else:
+                n = tensor.shape[0] // self.k
+                state[name] = tensor[k * n: (k + 1) * n]
+        plain.load_state_dict(state)
+        return plain.to(next(self.model.parameters()).device)
