@@ -20,8 +20,8 @@ from fastseed import FastseedError
 from fastseed.engine.pack import Fused, Replicas, Single
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.provenance import provenance
-from fastseed.kernels.augment import augment_reference, normalize
-from fastseed.kernels.lsce import protocol_loss_reference
+from fastseed.engine.step import EagerStep, GraphedStep
+from fastseed.kernels.augment import normalize
 from fastseed.models import build_model
 from fastseed.seeds import Seed
 from fastseed.store import Record
@@ -56,8 +56,9 @@ def init_model(protocol, seed: Seed):
         return build_model(protocol)
 
 
-def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequential"):
-    """The pack model for `strategy`, its SGD optimiser and the per-epoch LambdaLR."""
+def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequential", compile: str | None = None):
+    """The pack model for `strategy`, its SGD optimiser and the per-epoch LambdaLR. `compile` is a
+    torch.compile mode ("default", "reduce-overhead", "max-autotune", …) for the training forward."""
     models = [init_model(protocol, s).set_dtype(dtype) for s in seeds]
     if strategy == "fused":
         pack = Fused(models)
@@ -68,6 +69,8 @@ def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequentia
     else:
         raise ValueError(f"strategy {strategy!r} trains one seed at a time")
     pack.to(device=device, memory_format=torch.channels_last)
+    if compile:
+        pack.forward_train = torch.compile(pack.forward_train, mode=None if compile == "default" else compile)
     opt = torch.optim.SGD(pack.parameters(), lr=protocol.lr, momentum=protocol.momentum,
                           nesterov=protocol.nesterov, weight_decay=protocol.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, protocol.lr_multiplier)
@@ -78,22 +81,6 @@ def subset(protocol, data):
     """The protocol's slice of the data set (first N images in dataset order)."""
     return (data.train_x[: protocol.train_size], data.train_y[: protocol.train_size],
             data.test_x[: protocol.test_size], data.test_y[: protocol.test_size])
-
-
-def packed_loss(protocol, logits, targets):
-    """(K,) per-seed batch-mean losses of the protocol."""
-    return torch.stack([protocol_loss_reference(lk, yk, eps=protocol.lsce_eps, lsce_weight=protocol.lsce_weight,
-                                                ce_weight=protocol.ce_weight)
-                        for lk, yk in zip(logits, targets)])
-
-
-def augment_pack(protocol, images, idx, params, dtype):
-    """Seed k's batch from its (K, B) indices and its per-image parameters: (K, B, C, H, W)."""
-    k, b = idx.shape
-    per_image = [params[name].gather(1, idx).reshape(-1) for name in AUGMENT_PARAMS]
-    x = augment_reference(images, idx.reshape(-1), *per_image, protocol.mean, protocol.std,
-                          pad=protocol.crop_pad, cutout=protocol.cutout, dtype=dtype)
-    return x.view(k, b, *images.shape[1:])
 
 
 @torch.no_grad()
@@ -119,31 +106,29 @@ def evaluate(pack, protocol, images, labels, dtype):
 
 
 def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: torch.dtype,
-                strategy: str, packs: list[dict], models_out: list | None = None) -> list[Record]:
+                strategy: str, packs: list[dict], models_out: list | None = None, *,
+                compile: str | None = None, graphs: bool = False) -> list[Record]:
     """Train `seeds` together as one pack model; one Record per seed."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     train_x, train_y, test_x, test_y = subset(protocol, data)
-    pack, opt, sched = build(protocol, seeds, device, dtype, strategy)
+    pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile)
+    step = (GraphedStep if graphs else EagerStep)(protocol, pack, opt, train_x, train_y, dtype)
     K, B, n = len(seeds), protocol.batch_size, train_x.shape[0]
     evals, trains = [[] for _ in seeds], [[] for _ in seeds]
     headline, status = [None] * K, ["ok"] * K
     for epoch in range(protocol.epochs):
         plans = [plan_epoch(protocol, s, epoch, n, size=train_x.shape[-1]) for s in seeds]
         order = torch.stack([p.order for p in plans]).to(device)  # (K, steps·B)
-        params = {name: torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS}
+        params = [torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS]
         steps = order.shape[1] // B
         loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
         correct = torch.zeros(K, device=device, dtype=torch.int64)
-        for step in range(steps):
-            idx = order[:, step * B: (step + 1) * B]
-            x, y = augment_pack(protocol, train_x, idx, params, dtype), train_y[idx]
-            logits = pack.forward_train(x)
-            losses = packed_loss(protocol, logits, y)
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()  # seed k's parameters get the gradient of seed k's loss only
-            opt.step()
-            loss_sum += losses.detach().double()
-            correct += (logits.detach().argmax(-1) == y).sum(1)
+        step.new_epoch()
+        for i in range(steps):
+            idx = order[:, i * B: (i + 1) * B]
+            losses, right = step(idx, [p.gather(1, idx) for p in params])
+            loss_sum += losses.double()
+            correct += right
         sched.step()
         means, accs = (loss_sum / steps).tolist(), (correct.double() / (steps * B)).tolist()
         for k in range(K):
@@ -176,15 +161,21 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
 
 def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: str | None = None,
                strategy: str = "sequential", on_record: Callable[[Record], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None) -> list[Record]:
+               should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None,
+               compile: str | None = None, graphs: bool | None = None) -> list[Record]:
     """Train a pack of seeds and return their records (in the order given).
 
     `on_record` is called as records are finished (the scan commits there, so a crash loses only the
-    seeds in flight); `should_stop` is polled between seeds of a sequential pack for a clean exit."""
+    seeds in flight); `should_stop` is polled between seeds of a sequential pack for a clean exit.
+    `graphs` (default: on for the packed strategies on a GPU) replays each step as a CUDA graph."""
     if strategy not in STRATEGIES:
         raise FastseedError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     device = torch.device(device)
     torch_dtype = compute_dtype(protocol, device, dtype)
+    if graphs is None:
+        graphs = device.type == "cuda" and strategy != "sequential"
+    if graphs and device.type != "cuda":
+        raise FastseedError("CUDA graphs need a CUDA device")
     seeds = [s if isinstance(s, Seed) else Seed(s) for s in seeds]
     layout = [s.value for s in seeds]
     packs = [{"strategy": strategy, "size": len(seeds), "slot": k, "seeds": layout} for k in range(len(seeds))]
@@ -194,7 +185,7 @@ def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: st
         if should_stop():
             break
         done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
-                           [packs[k] for k in group], models_out)
+                           [packs[k] for k in group], models_out, compile=compile, graphs=graphs)
         for record in done:
             if on_record is not None:
                 on_record(record)
