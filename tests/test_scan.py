@@ -1,0 +1,278 @@
+"""The scan command line: trains the smoke preset on real CIFAR-10, resumes after a kill or a signal
+without losing or repeating a seed, and refuses bad input with one line, exit code 2 and no write.
+
+Every scan runs as `python -m fastseed.scan` in a subprocess, as a user runs it. Each subprocess gets
+one torch thread: the tests share two cores with pytest and with each other's runs, and two threads
+fighting over a busy core made one smoke seed take 5 s or 35 s by chance."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from fastseed.data.synthetic import make_cifar_like, write_cifar_archive
+from fastseed.presets import get_preset
+from fastseed.store import Store
+
+SMOKE = get_preset("smoke")
+TEST_IMAGES = 10_000
+CHANCE = 0.10  # ten balanced classes
+SCAN_TIMEOUT_S = 300  # a whole scan of <= 4 smoke seeds; generous for a loaded 2-core machine
+STOP_TIMEOUT_S = 120  # from a signal to the exit: at most the seed in flight, then the exit
+
+
+def scan_env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("FASTSEED_DATA", None)  # the data folder comes from --data-dir only
+    return env
+
+
+def scan_argv(data_dir, out, *extra) -> list:
+    return [sys.executable, "-m", "fastseed.scan", "--preset", "smoke", "--device", "cpu",
+            "--data-dir", str(data_dir), "--out", str(out), *map(str, extra)]
+
+
+def run_scan(argv, cwd, timeout=SCAN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=cwd, env=scan_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def start_scan(argv, cwd: Path) -> subprocess.Popen:
+    """A scan in the background; its stdout and stderr go to files (a pipe nobody reads could fill)."""
+    with open(cwd / "scan.stdout", "w") as stdout, open(cwd / "scan.stderr", "w") as stderr:
+        return subprocess.Popen(argv, cwd=cwd, env=scan_env(), stdin=subprocess.DEVNULL,
+                                stdout=stdout, stderr=stderr)
+
+
+def committed(out: Path) -> list:
+    """The records a reader sees in the store now (none while it does not exist yet)."""
+    if not out.exists():
+        return []
+    with Store.open(out) as store:
+        return store.records()
+
+
+def wait_until(proc: subprocess.Popen, cwd: Path, ready, what: str, timeout=SCAN_TIMEOUT_S) -> None:
+    """Poll `ready()` while the scan started in `cwd` runs; fail with its stderr if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"scan exited with {proc.returncode} before {what}:\n"
+                        f"{(cwd / 'scan.stderr').read_text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout} s")
+        time.sleep(0.2)
+
+
+def assert_complete(record, seed: int) -> None:
+    """A finished smoke seed: every field the spec promises is there and plausible."""
+    assert record.seed == seed
+    assert record.protocol == "smoke" and record.protocol_hash == SMOKE.hash
+    assert record.status == "ok"
+    assert record.test_acc > CHANCE + 0.05, f"seed {seed}: {record.test_acc:.4f} is not well above chance"
+    assert len(record.predictions) == TEST_IMAGES
+    assert set(record.predictions_array().tolist()) <= set(range(10))
+    assert [e for e, _, _ in record.eval_curve] == [0, 1, 2, 3]
+    assert record.headline_epoch == 3
+    assert record.test_acc == record.eval_curve[-1][1]  # headline "last": the epoch-3 evaluation
+    assert [e for e, _, _ in record.train_curve] == [0, 1, 2, 3]
+    assert record.provenance["torch"] == torch.__version__
+    assert record.provenance["device_type"] == "cpu" and record.provenance["device"]
+
+
+@pytest.fixture(scope="module")
+def smoke_scan(real_cifar_root, tmp_path_factory):
+    """One real smoke scan of seeds 0 and 1, shared by the tests that only read it."""
+    cwd = tmp_path_factory.mktemp("smoke")
+    argv = scan_argv(real_cifar_root, cwd / "s.sqlite", "--seeds", 2, "--csv", cwd / "s.csv")
+    return cwd, argv, run_scan(argv, cwd)
+
+
+# ---- training and resuming --------------------------------------------------------------------
+
+def test_smoke_scan_end_to_end_on_real_data(smoke_scan):
+    cwd, argv, first = smoke_scan
+    assert first.returncode == 0, first.stderr
+    assert "2 of 2 seeds to train" in first.stdout
+    records = committed(cwd / "s.sqlite")
+    assert [r.seed for r in records] == [0, 1]
+    for seed, record in enumerate(records):
+        assert_complete(record, seed)
+
+    table = pd.read_csv(cwd / "s.csv")
+    assert list(table["seed"]) == [0, 1]
+    assert list(table["test_acc"]) == [r.test_acc for r in records]
+
+    again = run_scan(argv, cwd)
+    assert again.returncode == 0, again.stderr
+    assert "0 of 2 seeds to train" in again.stdout
+    assert committed(cwd / "s.sqlite") == records
+
+
+def test_resume_after_kill_loses_nothing(real_cifar_root, tmp_path):
+    out = tmp_path / "k.sqlite"
+    argv = scan_argv(real_cifar_root, out, "--seeds", 4)
+    proc = start_scan(argv, tmp_path)
+    try:
+        wait_until(proc, tmp_path, lambda: len(committed(out)) >= 1, "a first committed record")
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, the seed in flight is simply lost
+        proc.wait()
+    before = committed(out)
+    assert 1 <= len(before) < 4
+
+    rerun = run_scan(argv, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{4 - len(before)} of 4 seeds to train" in rerun.stdout
+    after = {r.seed: r for r in committed(out)}
+    assert sorted(after) == [0, 1, 2, 3]  # each seed once (a record per seed is the store's key)
+    for record in before:
+        assert after[record.seed] == record  # every field: metrics, curves, predictions, provenance
+    for seed, record in after.items():
+        assert_complete(record, seed)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_commits_the_seed_in_flight_and_exits(real_cifar_root, tmp_path, signum):
+    out = tmp_path / "i.sqlite"
+    argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--no-progress")
+    proc = start_scan(argv, tmp_path)
+    stdout = tmp_path / "scan.stdout"
+    try:
+        # "seed 0: ok" is printed just after seed 0 commits; a second later seed 1 is surely training
+        # (and far from done: a smoke seed takes ~5 s on one thread)
+        wait_until(proc, tmp_path, lambda: "seed 0: ok" in stdout.read_text(), "seed 0 to be committed")
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = (tmp_path / "scan.stderr").read_text()
+    assert "Traceback" not in stderr
+    assert signal.Signals(signum).name in stderr
+    assert "rerun the same command to resume" in stderr
+    stopped = committed(out)
+    assert [r.seed for r in stopped] == [0, 1]  # seed 1 was in flight: finished and committed, then stop
+    for seed, record in enumerate(stopped):
+        assert_complete(record, seed)
+
+    if signum != signal.SIGINT:
+        return  # resuming does not depend on which signal stopped the scan: checked once, for SIGINT
+    rerun = run_scan(argv, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 of 4 seeds to train" in rerun.stdout
+    done = committed(out)
+    assert [r.seed for r in done] == [0, 1, 2, 3]
+    assert done[:2] == stopped
+
+
+# ---- refusals ---------------------------------------------------------------------------------
+# Each case returns the arguments that make the command bad (argparse: a later option wins over the
+# good defaults before it) and the phrase its one-line error must contain.
+
+def missing_data(tmp, real, smoke_store):
+    (tmp / "empty").mkdir()
+    return ["--data-dir", tmp / "empty"], "no CIFAR-10 in"
+
+
+def truncated_archive(tmp, real, smoke_store):
+    (tmp / "cut").mkdir()
+    with open(real / "cifar-10-binary.tar.gz", "rb") as f:
+        (tmp / "cut" / "cifar-10-binary.tar.gz").write_bytes(f.read(1 << 20))
+    return ["--data-dir", tmp / "cut"], "corrupt or truncated archive"
+
+
+def digest_mismatch(tmp, real, smoke_store):
+    write_cifar_archive(tmp / "fake", make_cifar_like(50, 10, seed=0), fmt="binary", archive=True)
+    return ["--data-dir", tmp / "fake"], "SHA-256"
+
+
+def unknown_preset(tmp, real, smoke_store):
+    return ["--preset", "no-such-preset"], "unknown preset"
+
+
+def zero_seeds(tmp, real, smoke_store):
+    return ["--seeds", 0], "--seeds must be a positive number"
+
+
+def negative_seeds(tmp, real, smoke_store):
+    return ["--seeds", -3], "--seeds must be a positive number"
+
+
+def negative_start(tmp, real, smoke_store):
+    return ["--start", -1], "--start must be >= 0"
+
+
+def zero_pack(tmp, real, smoke_store):
+    return ["--pack", 0], "--pack must be a positive number"
+
+
+def out_under_a_file(tmp, real, smoke_store):
+    (tmp / "afile").write_text("a regular file, not a folder\n")
+    return ["--out", tmp / "afile" / "s.sqlite"], "use another --out"
+
+
+def store_of_another_protocol(tmp, real, smoke_store):
+    Store(tmp / "other.sqlite", "other", "f" * 64, "{}").close()
+    return ["--out", tmp / "other.sqlite"], "holds protocol other"
+
+
+def store_of_another_augment(tmp, real, smoke_store):
+    # the smoke store holds "smoke"; with another augmentation the recipe is another protocol
+    shutil.copyfile(smoke_store(), tmp / "smoke.sqlite")
+    return ["--out", tmp / "smoke.sqlite", "--augment", "image"], "holds protocol smoke"
+
+
+def cuda_without_a_gpu(tmp, real, smoke_store):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    return ["--device", "cuda"], "no CUDA GPU"
+
+
+def out_not_sqlite(tmp, real, smoke_store):
+    (tmp / "notes.txt").write_text("these are my notes, not a results store\n")
+    return ["--out", tmp / "notes.txt"], "not an SQLite database"
+
+
+def unknown_argument(tmp, real, smoke_store):
+    return ["--frobnicate", 3], "unrecognized arguments"
+
+
+BAD_INPUT = [missing_data, truncated_archive, digest_mismatch, unknown_preset, zero_seeds, negative_seeds,
+             negative_start, zero_pack, out_under_a_file, store_of_another_protocol, store_of_another_augment,
+             cuda_without_a_gpu, out_not_sqlite, unknown_argument]
+
+SQLITE_SIDECARS = ("-wal", "-shm")
+
+
+def files_under(folder: Path) -> dict:
+    """Every file (its bytes) and folder under `folder`, except SQLite's -wal/-shm beside a store that
+    was only read: its read-only probe may leave them, and they change nothing in the store."""
+    return {p: p.read_bytes() if p.is_file() else None
+            for p in folder.rglob("*") if not p.name.endswith(SQLITE_SIDECARS)}
+
+
+@pytest.mark.parametrize("make_bad", BAD_INPUT, ids=[f.__name__ for f in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(make_bad, real_cifar_root, tmp_path, request):
+    smoke_store = lambda: request.getfixturevalue("smoke_scan")[0] / "s.sqlite"
+    bad, phrase = make_bad(tmp_path, real_cifar_root, smoke_store)
+    argv = scan_argv(real_cifar_root, tmp_path / "s.sqlite", "--seeds", 2) + [str(a) for a in bad]
+    out = Path(argv[max(i for i, a in enumerate(argv) if a == "--out") + 1])  # the last --out wins
+    before = files_under(tmp_path)
+
+    result = run_scan(argv, tmp_path, timeout=120)
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastseed.scan: error:"), result.stderr
+    assert phrase in lines[0]
+    assert files_under(tmp_path) == before  # nothing created (the --out, a folder, a CSV), nothing changed
+    assert out.exists() == (out in before)
