@@ -1,0 +1,89 @@
+"""Black swans: the best and worst seeds, and what searching over n seeds buys.
+
+The expected best of n seeds comes from the observed runs exactly, with no Monte Carlo noise: among N
+runs sorted ascending, the best of a random n-subset (n of these very seeds, drawn without
+replacement) is the i-th smallest with probability C(i−1, n−1) / C(N, n). So E[best of n] = Σ w_i x_(i)
+is the mean over all C(N, n) subsets; at n = 1 it is the sample mean, at n = N the observed max. The
+normal-theory curve beside it is μ + σ·E[max of n standard normals], integrated numerically.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+
+def extremes(seeds, acc, k: int = 5) -> pd.DataFrame:
+    """The k best and k worst runs (finite `acc` only) with their z-score and normal tail probability."""
+    seeds, acc = np.asarray(seeds), np.asarray(acc, dtype=float)
+    keep = np.isfinite(acc)
+    seeds, acc = seeds[keep], acc[keep]
+    k = min(k, max(1, len(acc) // 2))  # best and worst lists do not overlap
+    mean, std = acc.mean() if len(acc) else np.nan, acc.std(ddof=1) if len(acc) > 1 else np.nan
+    order = np.argsort(acc, kind="stable")
+    rows = []
+    for side, picked in (("best", order[::-1][:k]), ("worst", order[:k])):
+        for rank, i in enumerate(picked, 1):
+            z = (acc[i] - mean) / std if std > 0 else np.nan
+            # how rare a run this far out would be if accuracies were normal (one tail)
+            tail = stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
+            rows.append({"side": side, "rank": rank, "seed": int(seeds[i]), "acc": acc[i], "z": z,
+                         "normal_tail": tail})
+    return pd.DataFrame(rows, columns=["side", "rank", "seed", "acc", "z", "normal_tail"])
+
+
+def max_weights(N: int, ns) -> np.ndarray:
+    """(len(ns), N): the probability that the i-th smallest of N values is the max of a random
+    n-subset, C(i−1, n−1) / C(N, n), in log space so N = 10^4 does not overflow."""
+    i = np.arange(1, N + 1, dtype=float)[None, :]
+    n = np.asarray(ns, dtype=float)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_w = (special.gammaln(i) - special.gammaln(n) - special.gammaln(i - n + 1)
+                 - special.gammaln(N + 1) + special.gammaln(n + 1) + special.gammaln(N - n + 1))
+    return np.where(i >= n, np.exp(log_w), 0.0)
+
+
+def expected_best(x, ns) -> np.ndarray:
+    """E[max of a random n-subset of x] for each n in ns (all n <= len(x))."""
+    x = np.sort(np.asarray(x, dtype=float))
+    return max_weights(len(x), ns) @ x
+
+
+def expected_worst(x, ns) -> np.ndarray:
+    return -expected_best(-np.asarray(x, dtype=float), ns)
+
+
+def normal_expected_max(ns) -> np.ndarray:
+    """E[max of n iid standard normals] = ∫ x · n φ(x) Φ(x)^(n−1) dx, on a grid fine enough for
+    n up to 10^7 (the density of the max narrows like 1/sqrt(2 log n))."""
+    x = np.linspace(-12.0, 12.0, 12001)
+    n = np.asarray(ns, dtype=float)[:, None]
+    density = np.exp(np.log(n) + stats.norm.logpdf(x) + (n - 1) * special.log_ndtr(x))
+    return np.trapezoid(x * density, x, axis=1)
+
+
+def n_grid(N: int, points: int = 200) -> np.ndarray:
+    """About `points` values of n from 1 to N, log-spaced (a curve over n = 1 … N)."""
+    return np.unique(np.round(np.geomspace(1, N, points)).astype(np.int64)) if N > 0 else np.array([], int)
+
+
+def decades(N: int) -> list[int]:
+    """1, 2, 5, 10, 20, 50, … up to N, and N itself: the rows of the best-of-n table."""
+    ns = [m * 10 ** e for e in range(12) for m in (1, 2, 5) if m * 10 ** e < N]
+    return ns + [N] if N > 0 else []
+
+
+def best_of_n(x, ns) -> pd.DataFrame:
+    """Expected best, worst and spread (best − worst) of n seeds, from the runs and from a normal
+    with their mean and std; `gain` is what the best of n adds over one seed (the mean)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    ns = np.asarray(ns, dtype=np.int64)
+    best, worst = expected_best(x, ns), expected_worst(x, ns)
+    mean, std = x.mean(), x.std(ddof=1) if len(x) > 1 else np.nan
+    z = normal_expected_max(ns)
+    return pd.DataFrame({"n": ns, "best": best, "worst": worst, "spread": best - worst,
+                         "gain": best - mean, "normal_best": mean + std * z,
+                         "normal_worst": mean - std * z, "normal_spread": 2 * std * z,
+                         "normal_gain": std * z})

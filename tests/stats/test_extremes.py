@@ -1,0 +1,81 @@
+"""Black swans: a planted outlier is found; expected best/worst of n against brute force, Monte Carlo
+and known order-statistic values."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from fastseed.stats.extremes import (best_of_n, decades, expected_best, expected_worst, extremes,
+                                     max_weights, n_grid, normal_expected_max)
+
+
+def test_planted_outlier_is_the_black_swan():
+    rng = np.random.default_rng(0)
+    acc = rng.normal(90.0, 0.2, 2000)
+    acc[1234] = 87.0                                    # a black swan, 15 sd below
+    acc[77] = np.nan                                    # diverged: never ranked
+    seeds = np.arange(5000, 7000)
+    t = extremes(seeds, acc, k=3)
+    worst = t[t.side == "worst"].iloc[0]
+    assert worst.seed == 6234 and worst.acc == 87.0
+    finite = acc[np.isfinite(acc)]
+    assert worst.z == pytest.approx((87.0 - finite.mean()) / finite.std(ddof=1))
+    assert worst.normal_tail == pytest.approx(stats.norm.cdf(worst.z))
+    best = t[t.side == "best"]
+    np.testing.assert_array_equal(best.acc, np.sort(finite)[::-1][:3])
+    assert 5077 not in set(t.seed)
+
+
+def test_max_weights_are_a_distribution_over_ranks():
+    w = max_weights(1000, [1, 2, 10, 999, 1000])
+    np.testing.assert_allclose(w.sum(axis=1), 1, atol=1e-9)
+    np.testing.assert_allclose(w[0], 1 / 1000)                    # one seed: any rank
+    assert w[-1, -1] == pytest.approx(1) and w[-1, :-1].max() < 1e-12  # all seeds: the max
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 8])
+def test_expected_best_and_worst_match_all_subsets(n):
+    x = np.random.default_rng(n).normal(size=8)
+    subsets = list(itertools.combinations(x, n))
+    assert expected_best(x, [n])[0] == pytest.approx(np.mean([max(s) for s in subsets]), abs=1e-12)
+    assert expected_worst(x, [n])[0] == pytest.approx(np.mean([min(s) for s in subsets]), abs=1e-12)
+
+
+def test_expected_best_matches_monte_carlo_subsets_of_many_runs():
+    rng = np.random.default_rng(1)
+    x = rng.gamma(2.0, 1.0, 3000)  # skewed: the normal theory would be wrong here, the runs are not
+    for n in (10, 300):
+        draws = np.array([x[rng.choice(len(x), n, replace=False)].max() for _ in range(4000)])
+        assert expected_best(x, [n])[0] == pytest.approx(draws.mean(), abs=4 * draws.std() / np.sqrt(4000))
+
+
+def test_normal_expected_max_matches_known_values_and_quadrature():
+    # E[max of 2] = 1/sqrt(pi), of 3 = 3/(2 sqrt(pi)); tabulated: 5 → 1.16296, 10 → 1.53875, 100 → 2.50759
+    got = normal_expected_max([1, 2, 3, 5, 10, 100])
+    np.testing.assert_allclose(got, [0, 1 / np.sqrt(np.pi), 1.5 / np.sqrt(np.pi), 1.16296, 1.53875, 2.50759],
+                               atol=2e-5)
+    n = 10_000
+    ref = integrate.quad(lambda t: t * n * stats.norm.pdf(t) * stats.norm.cdf(t) ** (n - 1), 0, 10,
+                         points=[3.5, 4])[0] + integrate.quad(
+        lambda t: t * n * stats.norm.pdf(t) * stats.norm.cdf(t) ** (n - 1), -10, 0)[0]
+    assert normal_expected_max([n])[0] == pytest.approx(ref, rel=1e-6)
+
+
+def test_best_of_n_on_a_normal_sample_follows_normal_theory():
+    x = np.random.default_rng(2).normal(90.0, 0.23, 10_000)
+    t = best_of_n(x, [1, 10, 100, 1000]).set_index("n")
+    assert t.at[1, "gain"] == pytest.approx(0, abs=1e-9) and t.at[1, "spread"] == pytest.approx(0, abs=1e-9)
+    # the runs and the theory agree to a few hundredths of a point while n << N
+    np.testing.assert_allclose(t["best"], t["normal_best"], atol=0.03)
+    np.testing.assert_allclose(t["spread"], t["normal_spread"], atol=0.06)
+    assert t.at[100, "normal_gain"] == pytest.approx(0.23 * 2.50759, rel=0.03)
+    assert (np.diff(t["best"]) > 0).all() and (np.diff(t["worst"]) < 0).all()
+
+
+def test_n_grid_and_decades_span_one_to_N():
+    g = n_grid(10_000)
+    assert g[0] == 1 and g[-1] == 10_000 and (np.diff(g) > 0).all() and len(g) <= 200
+    assert decades(10_000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000]
+    assert decades(3) == [1, 2, 3] and decades(1) == [1]
