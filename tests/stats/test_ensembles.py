@@ -1,0 +1,76 @@
+"""Majority votes against a plain Counter and against the binomial probability of independent votes."""
+
+import itertools
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from fastseed.stats import ensembles
+from fastseed.stats.ensembles import ensemble_accuracies, ensemble_members, majority_vote, seed_ensembles
+from fastseed.stats.synthetic import balanced_labels, predictions_for
+
+
+def reference_vote(votes) -> int:
+    """The most common class; among tied classes, the one the earliest member voted for."""
+    counts = Counter(votes)
+    top = max(counts.values())
+    return next(v for v in votes if counts[v] == top)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 10])
+def test_majority_vote_matches_counter(k):
+    rng = np.random.default_rng(k)
+    votes = rng.integers(0, 4, (6, k, 300)).astype(np.uint8)  # 4 classes: many ties
+    got = majority_vote(votes, 10)
+    for e in range(6):
+        for i in range(300):
+            assert got[e, i] == reference_vote(votes[e, :, i].tolist())
+
+
+def test_ensemble_accuracy_in_blocks_equals_one_block(monkeypatch):
+    rng = np.random.default_rng(0)
+    labels = balanced_labels(500)
+    preds = np.stack([predictions_for(0.6, labels, rng) for _ in range(12)])
+    members = ensemble_members(12, 5, 30, rng)
+    whole = ensemble_accuracies(preds, labels, members)
+    monkeypatch.setattr(ensembles, "BLOCK", 1)  # one ensemble per block
+    assert np.array_equal(whole, ensemble_accuracies(preds, labels, members))
+    by_hand = [100 * np.mean([reference_vote(preds[m, i].tolist()) == labels[i] for i in range(500)])
+               for m in members[:3]]
+    np.testing.assert_allclose(whole[:3], by_hand)
+
+
+def test_members_are_distinct_runs_and_every_subset_when_few():
+    rng = np.random.default_rng(1)
+    m = ensemble_members(1000, 10, 200, rng)
+    assert m.shape == (200, 10) and all(len(set(row)) == 10 for row in m) and m.max() < 1000
+    few = ensemble_members(5, 3, 200, rng)
+    assert sorted(tuple(sorted(r)) for r in few) == sorted(itertools.combinations(range(5), 3))
+
+
+def test_independent_votes_follow_the_binomial_formula():
+    # each run right with p, a wrong vote uniform over the 9 other classes, votes independent:
+    # P(3-vote right) = p^3 + 3p^2(1-p) + 3p(1-p)^2 · P(the two wrong votes differ) · P(right one is first)
+    p = 0.7
+    rng = np.random.default_rng(2)
+    labels = balanced_labels(10_000)
+    preds = np.stack([predictions_for(p, labels, rng) for _ in range(40)])
+    table, accs = seed_ensembles(preds, labels, ks=(1, 3, 5), n_ensembles=100, rng=rng)
+    t = table.set_index("k")
+    k3 = p ** 3 + 3 * p ** 2 * (1 - p) + 3 * p * (1 - p) ** 2 * (8 / 9) * (1 / 3)
+    assert t.at[3, "mean"] == pytest.approx(100 * k3, abs=0.25)
+    # k = 5, lower bound: at least 3 of 5 right always wins
+    at_least_3 = sum(math.comb(5, j) * p ** j * (1 - p) ** (5 - j) for j in (3, 4, 5))
+    assert t.at[5, "mean"] > 100 * at_least_3
+    assert t.at[1, "ensembles"] == 40 and len(accs[1]) == 40
+    np.testing.assert_allclose(accs[1], 100 * (preds == labels).mean(axis=1))
+    assert t.at[5, "gain"] == pytest.approx(t.at[5, "mean"] - t.at[1, "mean"])
+
+
+def test_identical_runs_gain_nothing():
+    labels = balanced_labels(1000)
+    preds = np.tile(predictions_for(0.8, labels, np.random.default_rng(3)), (12, 1))
+    table, _ = seed_ensembles(preds, labels, n_ensembles=20)
+    assert np.allclose(table["gain"], 0) and list(table["k"]) == [1, 2, 3, 5, 10]
