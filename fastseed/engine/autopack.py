@@ -1,0 +1,92 @@
+"""`--pack auto`: how many seeds to train at once on this GPU.
+
+The memory of one seed is measured (peak of a real training step at K = 1), K is capped so the pack
+fits in 80 % of the free memory, and the candidate pack sizes up to that cap are timed for a few
+steps; the fastest per seed wins. An out-of-memory error while timing ends the search instead of the
+run. On a CPU there is nothing to gain from packing: K = 1.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from fastseed.engine.step import EagerStep, GraphedStep
+from fastseed.engine.train import build, subset
+from fastseed.seeds import Seed
+
+CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+MEMORY_SHARE = 0.8
+
+
+def is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
+
+
+def pick_pack(per_seed_bytes: int, free_bytes: int, seconds_per_seed: Callable[[int], float],
+              candidates=CANDIDATES, log=print) -> int:
+    """The candidate K (fitting in MEMORY_SHARE of free memory) with the lowest measured seconds per
+    seed; a candidate that runs out of memory stops the search."""
+    cap = max(1, int(MEMORY_SHARE * free_bytes // max(per_seed_bytes, 1)))
+    best, best_time = 1, float("inf")
+    for k in (c for c in candidates if c <= cap):
+        try:
+            t = seconds_per_seed(k)
+        except RuntimeError as e:
+            if not is_oom(e):
+                raise
+            log(f"pack auto: K={k} ran out of memory; stopping the search")
+            break
+        log(f"pack auto: K={k}: {1000 * t:.2f} ms per seed-step")
+        if t < best_time:
+            best, best_time = k, t
+    return best
+
+
+def time_pack(protocol, data, device, dtype, strategy, k, graphs, steps=6, warmup=4) -> float:
+    """Seconds per seed per training step for a pack of k (fresh seeds; the result is discarded)."""
+    train_x, train_y, _, _ = subset(protocol, data)
+    pack, opt, _ = build(protocol, [Seed(i) for i in range(k)], device, dtype, strategy)
+    step = (GraphedStep if graphs else EagerStep)(protocol, pack, opt, train_x, train_y, dtype)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    shape = (k, protocol.batch_size)
+    idx = torch.randint(0, train_x.shape[0], shape, generator=g).to(device)
+    params = [torch.randint(0, 2 * protocol.crop_pad + 1, shape, generator=g).to(device) for _ in range(2)]
+    params += [torch.zeros(shape, dtype=torch.bool, device=device), idx % 32, idx % 31]
+    sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device).type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step(idx, params)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step(idx, params)
+    sync()
+    del pack, opt, step
+    return (time.perf_counter() - t0) / steps / k
+
+
+def choose_pack(protocol, data, device, dtype, strategy, graphs, log=print) -> int:
+    device = torch.device(device)
+    if device.type != "cuda":
+        log("pack auto: no GPU, training one seed at a time")
+        return 1
+    if strategy == "sequential":
+        return 1
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    time_pack(protocol, data, device, dtype, strategy, 1, graphs, steps=1, warmup=1)
+    per_seed = torch.cuda.max_memory_allocated(device) - base
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(device)
+    log(f"pack auto: {per_seed / 2**20:.0f} MiB per seed, {free / 2**30:.1f} GiB free")
+
+    def measure(k):
+        try:
+            return time_pack(protocol, data, device, dtype, strategy, k, graphs)
+        finally:
+            torch.cuda.empty_cache()
+
+    return pick_pack(per_seed, free, measure, log=log)
