@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from fastseed import FastseedError
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -27,6 +29,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse(argv) -> argparse.Namespace:
+    from fastseed.engine.train import STRATEGIES
     from fastseed.presets import PRESETS
     p = Parser(prog="python -m fastseed.scan", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=10000, metavar="N", help="number of seeds (default 10000)")
@@ -36,7 +39,14 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 if it is missing")
     p.add_argument("--out", default=None, help="results store (default results/<preset>.sqlite)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--pack", type=int, default=1, metavar="K", help="seeds trained per pack (default 1)")
+    p.add_argument("--pack", default="auto", metavar="K|auto",
+                   help="seeds trained at once; auto (default) measures this GPU (1 on a CPU)")
+    p.add_argument("--strategy", default="fused", choices=list(STRATEGIES),
+                   help="how a pack trains: fused (one grouped model, default), streams (replicas on "
+                        "CUDA streams) or sequential (one after another)")
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   help="torch.compile the training forward (default, reduce-overhead, max-autotune)")
+    p.add_argument("--no-graphs", action="store_true", help="do not replay training steps as CUDA graphs")
     p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32", "float64"],
                    help="compute dtype (default: the protocol's on a GPU, float32 on the CPU)")
     p.add_argument("--augment", default=None, choices=["chunk", "image", "none"],
@@ -49,8 +59,10 @@ def parse(argv) -> argparse.Namespace:
         raise FastseedError(f"--seeds must be a positive number, got {a.seeds}")
     if a.start < 0:
         raise FastseedError(f"--start must be >= 0, got {a.start}")
-    if a.pack <= 0:
-        raise FastseedError(f"--pack must be a positive number, got {a.pack}")
+    if a.pack != "auto":
+        if not a.pack.isdigit() or int(a.pack) <= 0:
+            raise FastseedError(f"--pack must be a positive number or auto, got {a.pack}")
+        a.pack = int(a.pack)
     return a
 
 
@@ -112,9 +124,12 @@ class Progress:
         self.bar.close()
 
 
-def run(a) -> int:
+def run(a, stop: StopFlag) -> int:
+    from collections import deque
+
     from fastseed.data.cifar import load_cifar10, to_tensors
-    from fastseed.engine import resolve_device, train_pack
+    from fastseed.engine import compute_dtype, resolve_device, train_pack
+    from fastseed.engine.autopack import choose_pack, is_oom
     from fastseed.presets import get_preset
     from fastseed.store import Store
 
@@ -122,32 +137,43 @@ def run(a) -> int:
     if a.augment:
         protocol = protocol.variant(augment=a.augment)
     device = resolve_device(a.device)
+    graphs = device.type == "cuda" and a.strategy != "sequential" and not a.no_graphs
     out = Path(a.out or f"results/{a.preset}.sqlite")
     Store.check(out, protocol.name, protocol.hash)  # refuse before the slow data load
     data = to_tensors(load_cifar10(a.data_dir, download=a.download), device)
-    stop = StopFlag()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
         store.set_test_labels(data.test_y[: protocol.test_size].cpu().numpy())
         wanted = range(a.start, a.start + a.seeds)
         done = store.done_seeds()
-        todo = [s for s in wanted if s not in done]
+        pending = deque(s for s in wanted if s not in done)
         done_accs = [r.test_acc for r in store.records() if r.seed in wanted]
-        print(f"{protocol.name} [{protocol.hash[:12]}] on {device}: {len(todo)} of {len(wanted)} seeds "
-              f"to train, {len(done_accs)} already in {out}", flush=True)
+        pack = a.pack
+        if pack == "auto" and pending:
+            pack = choose_pack(protocol, data, device, compute_dtype(protocol, device, a.dtype), a.strategy,
+                               graphs, log=lambda m: print(m, flush=True))
+        print(f"{protocol.name} [{protocol.hash[:12]}] on {device}: {len(pending)} of {len(wanted)} seeds "
+              f"to train, {len(done_accs)} already in {out}; strategy {a.strategy}, pack {pack}", flush=True)
         progress = Progress(len(wanted), done_accs, a.no_progress)
 
         def commit(record):
             store.add(record)
+            if pending.popleft() != record.seed:  # records arrive in pack order
+                raise RuntimeError(f"record of seed {record.seed} arrived out of order")
             progress.add(record)
 
         try:
-            for i in range(0, len(todo), a.pack):
-                if stop:
-                    break
-                train_pack(protocol, todo[i: i + a.pack], data, device, dtype=a.dtype,
-                           on_record=commit, should_stop=lambda: bool(stop))
+            while pending and not stop:
+                group = [pending[i] for i in range(min(pack, len(pending)))]
+                try:
+                    train_pack(protocol, group, data, device, dtype=a.dtype, strategy=a.strategy,
+                               compile=a.compile, graphs=graphs, on_record=commit, should_stop=lambda: bool(stop))
+                except RuntimeError as e:
+                    if not is_oom(e) or pack == 1:
+                        raise
+                    pack //= 2  # the pack's seeds were not committed: retry them in smaller packs
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    progress.bar.write(f"out of memory: backing off to packs of {pack}")
         except KeyboardInterrupt:
             stop.signum = stop.signum or signal.SIGINT
         finally:
@@ -157,18 +183,26 @@ def run(a) -> int:
             store.export_csv(a.csv)
         if a.parquet:
             store.export_parquet(a.parquet)
-    if stop:
+    if pending:
         print("stopped early: rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
 
 def main(argv=None) -> int:
+    stop = StopFlag()  # installed first: a signal during the slow start-up exits cleanly too
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return run(parse(argv))
+        return run(parse(argv), stop)
     except FastseedError as e:
         print(f"fastseed.scan: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted before any seed was trained", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -101,10 +101,13 @@ def _probe(path: Path) -> None:
         raise FastseedError(f"{path} is not a fastseed store (not an SQLite database)")
 
 
-def _connect_readonly(path: Path) -> tuple[sqlite3.Connection, dict]:
-    """A read-only connection to an existing store and its meta; refuses anything else."""
+def _connect_readonly(path: Path, peek: bool = False) -> tuple[sqlite3.Connection, dict]:
+    """A read-only connection to an existing store and its meta; refuses anything else.
+
+    `peek` opens the file as immutable: no -wal/-shm files are created beside a store that is only
+    being checked (and maybe refused); only the meta, written once at creation, is read that way."""
     _probe(path)
-    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + ("?immutable=1" if peek else "?mode=ro")
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -153,7 +156,7 @@ def _short(h: str) -> str:
 
 def _existing_meta(path: Path, protocol: str, protocol_hash: str) -> dict:
     """The meta of the store at `path`, refusing one that holds another protocol."""
-    conn, meta = _connect_readonly(path)
+    conn, meta = _connect_readonly(path, peek=True)
     conn.close()
     if meta["protocol_hash"] != protocol_hash:
         raise FastseedError(
@@ -179,7 +182,7 @@ class Store:
                 "schema": SCHEMA_VERSION, "protocol": protocol, "protocol_hash": protocol_hash,
                 "protocol_json": protocol_json, "fastseed_version": __version__,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        meta = _existing_meta(self.path, protocol, protocol_hash)
+        _existing_meta(self.path, protocol, protocol_hash)
         try:
             # autocommit: each `add` is one INSERT, hence one transaction, committed on return
             self._conn = sqlite3.connect(self.path, isolation_level=None)
@@ -187,8 +190,9 @@ class Store:
             self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
         except sqlite3.Error as e:
             raise FastseedError(f"cannot open {self.path} for writing: {e}") from None
+        # the peek above may predate the last commits still in the WAL: read the meta again for real
+        self._set_meta(dict(self._conn.execute("SELECT key, value FROM meta")))
         self._conn.row_factory = sqlite3.Row
-        self._set_meta(meta)
         self.writable = True
 
     @staticmethod

@@ -250,14 +250,9 @@ BAD_INPUT = [missing_data, truncated_archive, digest_mismatch, unknown_preset, z
              negative_start, zero_pack, out_under_a_file, store_of_another_protocol, store_of_another_augment,
              cuda_without_a_gpu, out_not_sqlite, unknown_argument]
 
-SQLITE_SIDECARS = ("-wal", "-shm")
-
-
 def files_under(folder: Path) -> dict:
-    """Every file (its bytes) and folder under `folder`, except SQLite's -wal/-shm beside a store that
-    was only read: its read-only probe may leave them, and they change nothing in the store."""
-    return {p: p.read_bytes() if p.is_file() else None
-            for p in folder.rglob("*") if not p.name.endswith(SQLITE_SIDECARS)}
+    """Every file (its bytes) and folder under `folder` — SQLite -wal/-shm side files included."""
+    return {p: p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
 
 
 @pytest.mark.parametrize("make_bad", BAD_INPUT, ids=[f.__name__ for f in BAD_INPUT])
@@ -276,3 +271,35 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(make_bad, real_cifar
     assert phrase in lines[0]
     assert files_under(tmp_path) == before  # nothing created (the --out, a folder, a CSV), nothing changed
     assert out.exists() == (out in before)
+
+
+def test_out_of_memory_backs_off_to_smaller_packs(real_cifar_root, tmp_path, monkeypatch, capsys):
+    """A pack that does not fit is retried in halves; its seeds are committed once, none is lost."""
+    import fastseed.engine
+    from fastseed import scan
+    from fastseed.store import Record
+
+    tried = []
+
+    def fake_train_pack(protocol, seeds, data, device, *, on_record, **kw):
+        tried.append(list(seeds))
+        if len(seeds) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        for slot, seed in enumerate(seeds):
+            on_record(Record(protocol=protocol.name, protocol_hash=protocol.hash, seed=seed, status="ok",
+                             test_acc=0.5, test_loss=1.0, headline_epoch=3, eval_curve=[], train_curve=[],
+                             predictions=bytes(TEST_IMAGES), wall_time_s=0.1,
+                             pack={"strategy": "fused", "size": len(seeds), "slot": slot, "seeds": seeds},
+                             provenance={}))
+
+    monkeypatch.setattr(fastseed.engine, "train_pack", fake_train_pack)
+    out = tmp_path / "s.sqlite"
+    code = scan.main(["--preset", "smoke", "--device", "cpu", "--data-dir", str(real_cifar_root), "--out",
+                      str(out), "--seeds", "5", "--pack", "8", "--no-progress"])
+    assert code == 0
+    assert tried[:3] == [[0, 1, 2, 3, 4], [0, 1, 2, 3], [0, 1]]
+    printed = capsys.readouterr()
+    assert "backing off to packs of 4" in printed.out and "backing off to packs of 2" in printed.out
+    records = committed(out)
+    assert [r.seed for r in records] == [0, 1, 2, 3, 4]
+    assert max(r.pack["size"] for r in records) <= 2
