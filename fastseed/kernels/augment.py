@@ -3,8 +3,15 @@
 Per image b: normalise with mean/std, zero-pad by `pad` (zeros *after* normalisation, as Picard's
 script pads), take the 32×32 crop at offset (dy[b], dx[b]) ∈ [0, 2·pad], mirror it if flip[b], and
 zero the cutout square rows clip(cy−h, 0, H)..clip(cy+h, 0, H) (likewise columns), h = cutout // 2,
-in the coordinates of the output image. A Triton kernel that fuses all of it will sit beside this.
+in the coordinates of the output image. `augment_triton` fuses all of it into one pass; `augment`
+dispatches between the two.
 """
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
 
 import torch
 
@@ -42,3 +49,132 @@ def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype) -> torch.Tens
     m = torch.tensor(mean, dtype=work, device=images.device).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=work, device=images.device).view(1, -1, 1, 1)
     return ((images.to(work) / 255.0 - m) / s).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fused Triton kernel. A uint8 pixel has 256 values, so normalisation is a table: lut[keep, c, v] holds
+# ((v/255 − mean_c)/std_c)·keep cast to the output dtype, computed by the same torch ops as the
+# reference (keep = 0 gives its signed zero). The kernel is then pure index arithmetic and one gather:
+# bit-identical to `augment_reference` on every device, in every dtype, with no division on the GPU.
+
+# triton is imported on first use, not with this module: it reads TRITON_INTERPRET once, when it is
+# first imported, so a test process that imports the engine early can still run the kernel under the
+# interpreter (tests/kernels/conftest.py). Annotations stay strings until then (`__future__`).
+triton = tl = None
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+def _import_triton():
+    global triton, tl
+    if triton is None:
+        import triton as _triton
+        import triton.language as _tl
+        triton, tl = _triton, _tl
+    return triton
+
+
+def _interpreting() -> bool:
+    """TRITON_INTERPRET as triton reads it, now (not when this module was imported)."""
+    if triton is not None and hasattr(triton, "knobs"):
+        return bool(triton.knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def _augment_fwd(img_ptr, idx_ptr, dy_ptr, dx_ptr, flip_ptr, cy_ptr, cx_ptr, lut_ptr, out_ptr,
+                 s_n, s_c, s_h, s_w, pad, half,
+                 C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+                 CUTOUT: tl.constexpr, BLOCK: tl.constexpr):
+    # program (m, j): elements j·BLOCK … of output image m, counted in the output's memory order, so
+    # the stores are contiguous whatever the layout
+    m = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    valid = offs < C * H * W
+    if CHANNELS_LAST:
+        c = offs % C
+        r = offs // (C * W)
+        q = (offs // C) % W
+    else:
+        c = offs // (H * W)
+        r = (offs // W) % H
+        q = offs % W
+    n = tl.load(idx_ptr + m).to(tl.int64)
+    src_r = r + (tl.load(dy_ptr + m) - pad).to(tl.int32)
+    flip = tl.load(flip_ptr + m).to(tl.int32)
+    src_q = tl.where(flip != 0, W - 1 - q, q) + (tl.load(dx_ptr + m) - pad).to(tl.int32)
+    keep = (src_r >= 0) & (src_r < H) & (src_q >= 0) & (src_q < W)
+    if CUTOUT:
+        cy = tl.load(cy_ptr + m).to(tl.int64)  # int64: "no cutout" may be a far-away centre
+        cx = tl.load(cx_ptr + m).to(tl.int64)
+        y0 = tl.minimum(tl.maximum(cy - half, 0), H)
+        y1 = tl.minimum(tl.maximum(cy + half, 0), H)
+        x0 = tl.minimum(tl.maximum(cx - half, 0), W)
+        x1 = tl.minimum(tl.maximum(cx + half, 0), W)
+        keep = keep & ((r < y0) | (r >= y1) | (q < x0) | (q >= x1))
+    # read the clamped pixel even where it is padding: the reference does, and its sign survives ·0
+    src_r = tl.minimum(tl.maximum(src_r, 0), H - 1)
+    src_q = tl.minimum(tl.maximum(src_q, 0), W - 1)
+    v = tl.load(img_ptr + n * s_n + c * s_c + src_r * s_h + src_q * s_w, mask=valid, other=0)
+    x = tl.load(lut_ptr + tl.where(keep, 0, C * 256) + c * 256 + v.to(tl.int32), mask=valid)
+    tl.store(out_ptr + m * (C * H * W) + offs, x, mask=valid)
+
+
+@functools.cache
+def _augment_kernel(interpret: bool):
+    # jit lazily, once per mode: triton picks compiled vs interpreted when it decorates
+    return _import_triton().jit(_augment_fwd)
+
+
+@functools.lru_cache(maxsize=32)
+def _table(mean: tuple, std: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(2, C, 256) in `dtype`: [0] the normalised value of each byte, [1] the same times 0 (cut/pad)."""
+    C = len(mean)
+    values = torch.arange(256, device=device).to(torch.uint8).view(1, 1, 256).expand(1, C, 256)
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    m = torch.tensor(mean, dtype=work, device=device).view(1, C, 1)
+    s = torch.tensor(std, dtype=work, device=device).view(1, C, 1)
+    x = (values.to(work) / 255.0 - m) / s  # the reference's ops, in its order
+    keep = torch.tensor([True, False], device=device).view(2, 1, 1)
+    return (x * keep).to(dtype).contiguous()
+
+
+def augment_triton(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+                   flip: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, mean, std, *, pad: int,
+                   cutout: int, dtype: torch.dtype, channels_last: bool = False) -> torch.Tensor:
+    """The fused kernel; same arguments and values as `augment_reference`.
+
+    images (N,C,H,W) uint8, any strides; index, dy, dx, cy, cx (M,) integer tensors and flip (M,) bool
+    (or integer), all on images' device; mean/std sequences of C floats. Returns (M,C,H,W) `dtype`,
+    contiguous, or in torch.channels_last memory format when channels_last=True.
+    """
+    triton = _import_triton()
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"want uint8 images (N,C,H,W), got {images.dtype} {tuple(images.shape)}")
+    M, (C, H, W) = index.shape[0], images.shape[1:]
+    lut = _table(tuple(float(v) for v in mean), tuple(float(v) for v in std), dtype, images.device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty((M, C, H, W), dtype=dtype, device=images.device, memory_format=fmt)
+    if M == 0:
+        return out
+    params = [t.contiguous() for t in (index, dy, dx, flip, cy, cx)]
+    block = min(1024, triton.next_power_of_2(C * H * W))
+    _augment_kernel(_interpreting())[(M, triton.cdiv(C * H * W, block))](
+        images, *params, lut, out, *images.stride(), pad, max(cutout // 2, 0),
+        C=C, H=H, W=W, CHANNELS_LAST=channels_last, CUTOUT=cutout > 0, BLOCK=block, num_warps=4)
+    return out
+
+
+def augment(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+            flip: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, mean, std, *, pad: int, cutout: int,
+            dtype: torch.dtype, channels_last: bool = False, impl: str = "auto") -> torch.Tensor:
+    """Gather + augment a batch. impl="auto" takes the Triton kernel for CUDA images (or any images
+    under TRITON_INTERPRET=1) when triton imports, else the reference; "triton"/"torch" force one."""
+    if impl == "auto":
+        impl = "triton" if HAS_TRITON and (images.is_cuda or _interpreting()) else "torch"
+    if impl == "triton":
+        return augment_triton(images, index, dy, dx, flip, cy, cx, mean, std, pad=pad, cutout=cutout,
+                              dtype=dtype, channels_last=channels_last)
+    if impl == "torch":
+        out = augment_reference(images, index, dy, dx, flip, cy, cx, mean, std, pad=pad, cutout=cutout,
+                                dtype=dtype)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    raise ValueError(f"impl must be 'auto', 'triton' or 'torch', not {impl!r}")
