@@ -52,7 +52,7 @@ def test_members_are_distinct_runs_and_every_subset_when_few():
 
 def test_independent_votes_follow_the_binomial_formula():
     # each run right with p, a wrong vote uniform over the 9 other classes, votes independent:
-    # P(3-vote right) = p^3 + 3p^2(1-p) + 3p(1-p)^2 · P(the two wrong votes differ) · P(right one is first)
+    # P(3-vote right) = p^3 + 3p^2(1-p) + 3p(1-p)^2 · P(the two wrong votes differ) · P(right is first)
     p = 0.7
     rng = np.random.default_rng(2)
     labels = balanced_labels(10_000)

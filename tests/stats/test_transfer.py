@@ -59,7 +59,8 @@ def test_planted_lucky_seed_does_not_transfer():
     assert t.r == pytest.approx(np.corrcoef(va, te)[0, 1])
     assert t.slope == pytest.approx(np.polyfit(va, te, 1)[0])
     sel = selection_curve(va, te, [1, 300]).set_index("n")
-    assert sel.at[300, "picked_val"] == pytest.approx(va[42]) and sel.at[300, "picked_test"] == pytest.approx(te[42])
+    assert sel.at[300, "picked_val"] == pytest.approx(va[42])
+    assert sel.at[300, "picked_test"] == pytest.approx(te[42])
     assert sel.at[1, "picked_test"] == pytest.approx(te.mean())
     assert sel.at[300, "oracle_test"] == pytest.approx(te.max())
 
