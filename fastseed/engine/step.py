@@ -16,22 +16,22 @@ import sys
 
 import torch
 
-from fastseed.kernels.augment import augment_reference
-from fastseed.kernels.lsce import protocol_loss_reference
+from fastseed.kernels.augment import augment
+from fastseed.kernels.lsce import protocol_loss_packed
 
 
 def packed_loss(protocol, logits, targets):
-    """(K,) per-seed batch-mean losses of the protocol."""
-    return torch.stack([protocol_loss_reference(lk, yk, eps=protocol.lsce_eps, lsce_weight=protocol.lsce_weight,
-                                                ce_weight=protocol.ce_weight)
-                        for lk, yk in zip(logits, targets)])
+    """(K,) per-seed batch-mean losses of the protocol (the fused Triton kernel on a GPU)."""
+    return protocol_loss_packed(logits, targets, eps=protocol.lsce_eps, lsce_weight=protocol.lsce_weight,
+                                ce_weight=protocol.ce_weight)
 
 
 def augment_pack(protocol, images, idx, params, dtype):
-    """Seed k's batch from its (K, B) indices and (K, B) augmentation parameters: (K, B, C, H, W)."""
+    """Seed k's batch from its (K, B) indices and (K, B) augmentation parameters: (K, B, C, H, W),
+    gathered and augmented from the uint8 images in one Triton kernel on a GPU."""
     k, b = idx.shape
-    x = augment_reference(images, idx.reshape(-1), *(p.reshape(-1) for p in params), protocol.mean, protocol.std,
-                          pad=protocol.crop_pad, cutout=protocol.cutout, dtype=dtype)
+    x = augment(images, idx.reshape(-1), *(p.reshape(-1) for p in params), protocol.mean, protocol.std,
+                pad=protocol.crop_pad, cutout=protocol.cutout, dtype=dtype)
     return x.view(k, b, *images.shape[1:])
 
 
