@@ -19,13 +19,17 @@ FULL_PACKS, QUICK_PACKS = (1, 4, 8, 16, 32), (1, 2)
 STRATEGIES = ("sequential", "fused", "streams")
 E2E_FULL = [("sequential", 1), ("fused", 1), ("fused", 16), ("streams", 16), ("fused", 32)]
 E2E_QUICK = [("sequential", 1), ("fused", 2), ("streams", 2)]
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead")
 
 
 def pytest_generate_tests(metafunc):
-    """The cases depend on the mode: quick mode does not even generate the GPU-sized packs."""
+    """The cases depend on the mode: quick mode does not even generate the GPU-sized packs, nor the
+    compile modes that mean nothing on a CPU."""
+    quick = metafunc.config.getoption("--quick") or not (
+        metafunc.config.getoption("--full") or torch.cuda.is_available())
+    if "mode" in metafunc.fixturenames:
+        metafunc.parametrize("mode", ("default",) if quick else COMPILE_MODES)
     if {"strategy", "k"} <= set(metafunc.fixturenames):
-        quick = metafunc.config.getoption("--quick") or not (
-            metafunc.config.getoption("--full") or torch.cuda.is_available())
         if metafunc.function.__name__ == "test_seconds_per_seed":
             params = E2E_QUICK if quick else E2E_FULL
         else:
@@ -71,3 +75,19 @@ def test_seconds_per_seed(benchmark, quick, device, cifar, peak_flops, strategy,
         seed_pflops=flops / 1e15, fraction_of_peak=flops / per_seed / peak_flops,
         mean_acc=sum(accs) / len(accs), accs=accs)
     assert all(r.status == "ok" for r in records)
+
+
+
+def test_train_step_compiled(benchmark, quick, device, cifar, peak_flops, mode):
+    """The fused training step with its forward under torch.compile (our own CUDA graphs off: the
+    modes are compared as torch offers them). Quick mode compiles only the default mode, on the CPU."""
+    protocol = protocol_for(quick)
+    k = 2 if quick else 16
+    dtype = compute_dtype(protocol, device)
+    per_seed_step = benchmark.pedantic(time_pack, args=(protocol, cifar, device, dtype, "fused", k, False),
+                                       kwargs=dict(steps=2 if quick else 20, warmup=2 if quick else 10,
+                                                   compile=mode), rounds=1, iterations=1)
+    flops = seed_flops(protocol).train_step
+    benchmark.extra_info.update(protocol=protocol.name, strategy="fused", pack=k, compile=mode,
+                                seconds_per_seed_step=per_seed_step,
+                                fraction_of_peak=flops / per_seed_step / peak_flops)
