@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from scipy import stats
 
 from fastseed.stats.runs import Runs
@@ -42,10 +43,11 @@ def color(i: int) -> str:
     return f"C{i % 10}"
 
 
-def run_alpha(n: int, floor: float = 0.02) -> float:
-    """Opaque enough to see one run, faint enough that 10^4 overlapping runs show their density
-    (a line covers more pixels than a dot, so dots get a higher floor)."""
-    return float(np.clip(10 / max(n, 1), floor, 0.6))
+def run_alpha(n: int, floor: float = 0.02, overlap: float = 10) -> float:
+    """Opaque enough to see one run, faint enough that 10^4 overlapping runs show their density:
+    about `overlap` runs on one pixel saturate it. A dot covers fewer pixels than a line, so dots
+    overlap less and get a higher floor."""
+    return float(np.clip(overlap / max(n, 1), floor, 0.6))
 
 
 def heavy(artist):
@@ -56,14 +58,22 @@ def heavy(artist):
 
 
 def n_text(groups: list[Runs]) -> str:
-    """'n = 9,997 runs', or 'n = 500 / 480 runs (a, b)': finished runs, what every plot shows."""
-    labels = "" if len(groups) == 1 else f" ({', '.join(g.label for g in groups)})"
-    return "n = " + " / ".join(f"{g.n_ok:,}" for g in groups) + " runs" + labels
+    """'n = 9,997 runs', or 'n = 500 / 480 runs' in legend order: the finished runs a plot shows."""
+    return "n = " + " / ".join(f"{g.n_ok:,}" for g in groups) + " runs"
 
 
 def legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best", framealpha=0.8)
+
+
+def log_n_axis(ax, N: int) -> None:
+    """Seeds tried, n = 1 … N, on a log axis labelled in plain numbers (1, 10, 100, not 10^2)."""
+    ax.set_xscale("log")
+    if N <= 10:
+        ax.set_xticks(range(1, N + 1))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def accuracy_vs_epoch(groups: list[Runs]) -> Figure:
@@ -81,6 +91,7 @@ def accuracy_vs_epoch(groups: list[Runs]) -> Figure:
     headline = np.unique(np.concatenate([g.headline_epoch[g.ok] for g in groups]))
     if len(headline) == 1:
         ax.axvline(headline[0], color="grey", ls=":", lw=1, label=f"headline epoch {headline[0]}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch (0-based)", ylabel="test accuracy (%)",
            title=f"Test accuracy per epoch: mean, ±1 std, min–max ({n_text(groups)})")
     ax.grid(alpha=0.3)
@@ -118,13 +129,13 @@ def _histogram(ax, groups, values_of, xlabel: str, rug: bool = True) -> None:
         if len(x) == 0:
             continue
         c = color(i)
-        ax.hist(x, bins=edges, density=True, color=c, alpha=0.35 if len(groups) > 1 else 0.5,
-                label=f"{g.label} (n = {len(x):,})")
+        ax.hist(x, bins=edges, density=True, color=c, label=f"{g.label} (n = {len(x):,})",
+                **(dict(alpha=0.5) if len(groups) == 1 else dict(histtype="step", lw=1)))
         if len(x) > 1 and np.ptp(x) > 0:
             ax.plot(grid, stats.gaussian_kde(x)(grid), color=c, lw=1.5)
         if rug:  # one tick per run along the bottom of the axes, a row per group
             heavy(ax.vlines(x, 0.035 * i, 0.035 * i + 0.03, transform=ax.get_xaxis_transform(),
-                            colors=c, alpha=run_alpha(len(x), 0.04), lw=0.6, rasterized=True))
+                            colors=c, alpha=run_alpha(len(x), 0.04, overlap=30), lw=0.6, rasterized=True))
     ax.set(xlabel=xlabel, ylabel="density")
     ax.grid(alpha=0.3)
     legend(ax)
@@ -151,6 +162,7 @@ def _all_runs(ax, groups, epochs_of, values_of, ylabel: str, title: str) -> None
         ax.plot(epochs, np.nanmean(values, axis=0), color="black" if len(groups) == 1 else color(i),
                 lw=1.5, ls="--", label=f"{g.label} mean")
     ax.autoscale_view()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch (0-based)", ylabel=ylabel, title=f"{title} ({n_text(groups)})")
     ax.grid(alpha=0.3)
     legend(ax)
@@ -185,9 +197,12 @@ def best_of_n(tables: dict) -> Figure:
         right.plot(t["n"], t["spread"], color=c, label=f"{label} runs")
         right.plot(t["n"], t["normal_spread"], color=c, ls="--", lw=1, label=f"{label} normal theory")
     ns = " / ".join(f"{int(t['n'].max()):,}" for t in tables.values())
-    left.set(xscale="log", xlabel="seeds tried, n", ylabel="expected test accuracy (%)",
+    N = max(int(t["n"].max()) for t in tables.values())
+    for ax in (left, right):
+        log_n_axis(ax, N)
+    left.set(xlabel="seeds tried, n", ylabel="expected test accuracy (%)",
              title=f"Expected best and worst of n seeds (N = {ns} runs)")
-    right.set(xscale="log", xlabel="seeds tried, n", ylabel="expected spread, max − min (% points)",
+    right.set(xlabel="seeds tried, n", ylabel="expected spread, max − min (% points)",
               title=f"Expected spread of n seeds (N = {ns} runs)")
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
@@ -202,7 +217,7 @@ def transfer(items: list) -> Figure:
     for i, (label, val, test, t, sel) in enumerate(items):
         c = color(i)
         heavy(left.scatter(val, test, s=6 if len(val) > 1000 else 14, color=c,
-                           alpha=run_alpha(len(val), 0.06), lw=0, rasterized=True,
+                           alpha=run_alpha(len(val), 0.06, overlap=100), lw=0, rasterized=True,
                            label=f"{label}: r = {t.r:.2f} (n = {t.n:,})"))
         left.scatter([t.best_val], [t.best_test], marker="*", s=180, color=c, edgecolor="black",
                      zorder=3, label=f"{label}: best on val, seed {t.best_seed}")
@@ -212,7 +227,8 @@ def transfer(items: list) -> Figure:
     ns = " / ".join(f"{t.n:,}" for _, _, _, t, _ in items)
     left.set(xlabel="accuracy on val half (%)", ylabel="accuracy on test half (%)",
              title=f"Per-seed accuracy on two test halves (n = {ns} runs)")
-    right.set(xscale="log", xlabel="seeds tried, n (best picked on val)", ylabel="expected accuracy (%)",
+    log_n_axis(right, max(t.n for _, _, _, t, _ in items))
+    right.set(xlabel="seeds tried, n (best picked on val)", ylabel="expected accuracy (%)",
               title=f"Best of n picked on val, scored on test (N = {ns})")
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -232,7 +248,7 @@ def ensembles(items: list) -> Figure:
         pos = {k: ks.index(k) + (i - (len(items) - 1) / 2) * width for k in accs}
         for k, acc in accs.items():
             x = pos[k] + rng.uniform(-0.35, 0.35, len(acc)) * width
-            heavy(ax.scatter(x, acc, s=4, color=c, alpha=run_alpha(len(acc), 0.06), lw=0, rasterized=True))
+            heavy(ax.scatter(x, acc, s=4, color=c, alpha=run_alpha(len(acc), 0.06, overlap=100), lw=0, rasterized=True))
         means = [accs[k].mean() for k in accs]
         ax.plot([pos[k] for k in accs], means, color=c, marker="D", ms=6, mec="black",
                 label=f"{label}: mean over the ensembles of each k")
