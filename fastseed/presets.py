@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from fastseed import FastseedError
+from fastseed.seeds import STREAMS, Seed
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # Picard's script (the common CIFAR constants, not exact means)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -61,6 +62,12 @@ class Protocol:
     # headline: "picard" = the last epoch of the picard rule (the number the paper reports), "last".
     eval_rule: str = "picard"
     headline_rule: str = "picard"
+    # randomness: streams in `fixed` draw from seed `fix_seed` in every run (fastseed.seeds), so a
+    # study can vary init alone, order alone, …; `deterministic` asks torch for deterministic kernels
+    # (cuDNN/cuBLAS) so GPU non-determinism can be measured as a factor of its own.
+    fixed: tuple = ()
+    fix_seed: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         checks = {
@@ -71,6 +78,8 @@ class Protocol:
             "epochs": self.epochs > 0,
             "batch_size": self.batch_size > 0 and self.eval_batch_size > 0,
             "chunk_size": self.chunk_size > 0,
+            "fixed": set(self.fixed) <= set(STREAMS) and list(self.fixed) == sorted(set(self.fixed)),
+            "fix_seed": self.fix_seed >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -89,7 +98,9 @@ class Protocol:
     @classmethod
     def from_json(cls, text: str) -> "Protocol":
         fields = json.loads(text)
-        fields["mean"], fields["std"] = tuple(fields["mean"]), tuple(fields["std"])
+        for name in ("mean", "std", "fixed"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
         return cls(**fields)
 
     def variant(self, **changes) -> "Protocol":
@@ -97,8 +108,13 @@ class Protocol:
         changes = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if not changes:
             return self
-        tag = ",".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        show = lambda v: "+".join(v) if isinstance(v, tuple) else v
+        tag = ",".join(f"{k}={show(v)}" for k, v in sorted(changes.items()))
         return dataclasses.replace(self, name=f"{self.name}[{tag}]", **changes)
+
+    def seed(self, value: int) -> Seed:
+        """Run `value`'s random streams under this protocol's fixed-stream settings."""
+        return Seed(value, fixed=frozenset(self.fixed), fix_seed=self.fix_seed)
 
     # --- schedule -------------------------------------------------------------------------------
     def lr_multiplier(self, epoch: int) -> float:

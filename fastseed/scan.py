@@ -31,6 +31,7 @@ class Parser(argparse.ArgumentParser):
 def parse(argv) -> argparse.Namespace:
     from fastseed.engine.train import STRATEGIES
     from fastseed.presets import PRESETS
+    from fastseed.seeds import STREAMS
     p = Parser(prog="python -m fastseed.scan", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=10000, metavar="N", help="number of seeds (default 10000)")
     p.add_argument("--start", type=int, default=0, metavar="S", help="first seed (default 0)")
@@ -51,6 +52,12 @@ def parse(argv) -> argparse.Namespace:
                    help="compute dtype (default: the protocol's on a GPU, float32 on the CPU)")
     p.add_argument("--augment", default=None, choices=["chunk", "image", "none"],
                    help="override the protocol's augmentation mode (a distinct protocol in the store)")
+    p.add_argument("--fix", default="", metavar="STREAMS",
+                   help="comma-separated random streams held at --fix-seed in every run: init, order, "
+                        "augment (a distinct protocol in the store)")
+    p.add_argument("--fix-seed", type=int, default=0, metavar="R", help="the seed fixed streams draw from")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic cuDNN/cuBLAS kernels (a distinct protocol in the store)")
     p.add_argument("--csv", default=None, help="also export the store to this CSV when done")
     p.add_argument("--parquet", default=None, help="also export the store to this Parquet file when done")
     p.add_argument("--no-progress", action="store_true", help="print a line per seed instead of a bar")
@@ -59,6 +66,13 @@ def parse(argv) -> argparse.Namespace:
         raise FastseedError(f"--seeds must be a positive number, got {a.seeds}")
     if a.start < 0:
         raise FastseedError(f"--start must be >= 0, got {a.start}")
+    a.fix = tuple(sorted({s.strip() for s in a.fix.split(",") if s.strip()}))
+    unknown = set(a.fix) - set(STREAMS)
+    if unknown:
+        raise FastseedError(f"--fix: unknown stream(s) {', '.join(sorted(unknown))}; "
+                            f"streams are {', '.join(STREAMS)}")
+    if a.fix_seed < 0:
+        raise FastseedError(f"--fix-seed must be >= 0, got {a.fix_seed}")
     if a.pack != "auto":
         if not a.pack.isdigit() or int(a.pack) <= 0:
             raise FastseedError(f"--pack must be a positive number or auto, got {a.pack}")
@@ -133,9 +147,10 @@ def run(a, stop: StopFlag) -> int:
     from fastseed.presets import get_preset
     from fastseed.store import Store
 
-    protocol = get_preset(a.preset)
-    if a.augment:
-        protocol = protocol.variant(augment=a.augment)
+    base = get_preset(a.preset)
+    protocol = base.variant(augment=a.augment or base.augment, fixed=a.fix or base.fixed,
+                            fix_seed=a.fix_seed if a.fix else base.fix_seed,
+                            deterministic=a.deterministic or base.deterministic)
     device = resolve_device(a.device)
     graphs = device.type == "cuda" and a.strategy != "sequential" and not a.no_graphs
     out = Path(a.out or f"results/{a.preset}.sqlite")

@@ -9,7 +9,9 @@ A seed's trajectory depends only on (protocol, seed, device, dtype): never on it
 from __future__ import annotations
 
 import math
+import os
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
@@ -159,6 +161,25 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
     ) for k, seed in enumerate(seeds)]
 
 
+@contextmanager
+def determinism(enabled: bool):
+    """Deterministic kernels while a protocol that asks for them trains; the global flags come back
+    afterwards. warn_only: an op without a deterministic CUDA kernel warns instead of stopping a scan."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS makes its handle
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+
+
 def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: str | None = None,
                strategy: str = "sequential", on_record: Callable[[Record], None] | None = None,
                should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None,
@@ -176,18 +197,19 @@ def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: st
         graphs = device.type == "cuda" and strategy != "sequential"
     if graphs and device.type != "cuda":
         raise FastseedError("CUDA graphs need a CUDA device")
-    seeds = [s if isinstance(s, Seed) else Seed(s) for s in seeds]
+    seeds = [s if isinstance(s, Seed) else protocol.seed(s) for s in seeds]
     layout = [s.value for s in seeds]
     packs = [{"strategy": strategy, "size": len(seeds), "slot": k, "seeds": layout} for k in range(len(seeds))]
     groups = [[k] for k in range(len(seeds))] if strategy == "sequential" else [list(range(len(seeds)))]
     records = []
-    for group in groups:
-        if should_stop():
-            break
-        done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
-                           [packs[k] for k in group], models_out, compile=compile, graphs=graphs)
-        for record in done:
-            if on_record is not None:
-                on_record(record)
-            records.append(record)
+    with determinism(protocol.deterministic):
+        for group in groups:
+            if should_stop():
+                break
+            done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
+                               [packs[k] for k in group], models_out, compile=compile, graphs=graphs)
+            for record in done:
+                if on_record is not None:
+                    on_record(record)
+                records.append(record)
     return records
