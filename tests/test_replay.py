@@ -1,0 +1,56 @@
+"""python -m fastseed.replay: a smoke seed replays bit-identically on the CPU; a tampered record is
+reported as different; bad input is one line and exit code 2."""
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from fastseed import replay
+from fastseed.store import Store
+
+
+@pytest.fixture(scope="module")
+def store(real_cifar_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("replay") / "s.sqlite"
+    done = subprocess.run([sys.executable, "-m", "fastseed.scan", "--preset", "smoke", "--seeds", "2",
+                           "--pack", "2", "--strategy", "fused", "--device", "cpu", "--data-dir",
+                           str(real_cifar_root), "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_replay_of_a_smoke_seed_is_bit_identical(store, real_cifar_root, capsys):
+    assert replay.main([str(store), "--seed", "1", "--data-dir", str(real_cifar_root)]) == 0
+    out = capsys.readouterr().out
+    assert "fused pack of 2 [0, 1]" in out and "seed 1: identical" in out
+
+
+def test_tampered_record_is_reported_as_different(store, real_cifar_root, tmp_path, capsys):
+    tampered = tmp_path / "t.sqlite"
+    with sqlite3.connect(store) as src, sqlite3.connect(tampered) as dst:
+        src.backup(dst)
+    with sqlite3.connect(tampered) as db:
+        db.execute("UPDATE records SET test_acc = test_acc + 0.001 WHERE seed = 0")
+    assert replay.main([str(tampered), "--seed", "0", "--data-dir", str(real_cifar_root)]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERENT in 1 field(s)" in out and "test_acc: stored" in out
+
+
+@pytest.mark.parametrize("argv,phrase", [
+    (["{store}", "--seed", "99"], "seed 99 is not in"),
+    (["{missing}", "--seed", "0"], "no store at"),
+    (["{store}"], "--seed"),
+])
+def test_bad_input_is_one_line_and_exit_2(store, tmp_path, capsys, argv, phrase):
+    argv = [a.format(store=store, missing=tmp_path / "nope.sqlite") for a in argv]
+    assert replay.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastseed.replay: error:") and phrase in err[0]
+
+
+def test_replay_leaves_the_store_unchanged(store):
+    with Store.open(store) as s:
+        assert sorted(s.done_seeds()) == [0, 1]
