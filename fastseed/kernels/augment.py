@@ -10,10 +10,10 @@ dispatches between the two.
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
 
 import torch
+
+from fastseed.kernels import HAS_TRITON, interpreting, load_triton
 
 
 def augment_reference(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
@@ -57,27 +57,14 @@ def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype) -> torch.Tens
 # reference (keep = 0 gives its signed zero). The kernel is then pure index arithmetic and one gather:
 # bit-identical to `augment_reference` on every device, in every dtype, with no division on the GPU.
 
-# triton is imported on first use, not with this module: it reads TRITON_INTERPRET once, when it is
-# first imported, so a test process that imports the engine early can still run the kernel under the
-# interpreter (tests/kernels/conftest.py). Annotations stay strings until then (`__future__`).
-triton = tl = None
-HAS_TRITON = importlib.util.find_spec("triton") is not None
+triton = tl = None  # module globals the kernels resolve at JIT time, set on first use
 
 
 def _import_triton():
     global triton, tl
     if triton is None:
-        import triton as _triton
-        import triton.language as _tl
-        triton, tl = _triton, _tl
+        triton, tl = load_triton()
     return triton
-
-
-def _interpreting() -> bool:
-    """TRITON_INTERPRET as triton reads it, now (not when this module was imported)."""
-    if triton is not None and hasattr(triton, "knobs"):
-        return bool(triton.knobs.runtime.interpret)
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def _augment_fwd(img_ptr, idx_ptr, dy_ptr, dx_ptr, flip_ptr, cy_ptr, cx_ptr, lut_ptr, out_ptr,
@@ -157,7 +144,7 @@ def augment_triton(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, 
         return out
     params = [t.contiguous() for t in (index, dy, dx, flip, cy, cx)]
     block = min(1024, triton.next_power_of_2(C * H * W))
-    _augment_kernel(_interpreting())[(M, triton.cdiv(C * H * W, block))](
+    _augment_kernel(interpreting())[(M, triton.cdiv(C * H * W, block))](
         images, *params, lut, out, *images.stride(), pad, max(cutout // 2, 0),
         C=C, H=H, W=W, CHANNELS_LAST=channels_last, CUTOUT=cutout > 0, BLOCK=block, num_warps=4)
     return out
@@ -169,7 +156,7 @@ def augment(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: tor
     """Gather + augment a batch. impl="auto" takes the Triton kernel for CUDA images (or any images
     under TRITON_INTERPRET=1) when triton imports, else the reference; "triton"/"torch" force one."""
     if impl == "auto":
-        impl = "triton" if HAS_TRITON and (images.is_cuda or _interpreting()) else "torch"
+        impl = "triton" if HAS_TRITON and (images.is_cuda or interpreting()) else "torch"
     if impl == "triton":
         return augment_triton(images, index, dy, dx, flip, cy, cx, mean, std, pad=pad, cutout=cutout,
                               dtype=dtype, channels_last=channels_last)

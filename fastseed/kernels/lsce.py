@@ -9,11 +9,11 @@ that fuses the packed loss and its gradient into one pass over the logits.
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
 
 import torch
 import torch.nn.functional as F
+
+from fastseed.kernels import HAS_TRITON, interpreting, load_triton
 
 
 def protocol_loss_reference(logits: torch.Tensor, targets: torch.Tensor, *, eps: float,
@@ -42,29 +42,14 @@ def protocol_loss_packed_reference(logits: torch.Tensor, targets: torch.Tensor, 
 # Both come out of the one read of the row, so forward saves the gradient (÷B, in the logits' dtype)
 # and backward only scales it by each seed's grad_output.
 
-# triton is imported on first use, not with this module: it reads TRITON_INTERPRET once, when it is
-# first imported (its own @jit library functions are built then), so a test process that imports the
-# engine early can still run these kernels under the interpreter (tests/kernels/conftest.py).
-# `from __future__ import annotations` keeps the kernels' `tl.constexpr` annotations unevaluated
-# strings until then; triton reads them as text.
-triton = tl = None
-HAS_TRITON = importlib.util.find_spec("triton") is not None
+triton = tl = None  # module globals the kernels resolve at JIT time, set on first use
 
 
 def _import_triton():
     global triton, tl
     if triton is None:
-        import triton as _triton
-        import triton.language as _tl
-        triton, tl = _triton, _tl
+        triton, tl = load_triton()
     return triton
-
-
-def _interpreting() -> bool:
-    """TRITON_INTERPRET as triton reads it, now (not when this module was imported)."""
-    if triton is not None and hasattr(triton, "knobs"):
-        return bool(triton.knobs.runtime.interpret)
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def _lsce_fwd(z_ptr, y_ptr, coef_ptr, part_ptr, grad_ptr, B, C, stride_k, stride_b, n_blocks,
@@ -133,7 +118,7 @@ def _launch(logits, targets, eps, lsce_weight, ce_weight, want_grad):
     grad = torch.empty((K, B, C), dtype=logits.dtype, device=logits.device) if want_grad else part
     coef = _coefficients(float(ce_weight), float(lsce_weight), float(eps), B, C, acc, logits.device)
     num_warps = max(4, min(16, block_r * block_c // 512))
-    _lsce_kernel(_interpreting())[(K, n_blocks)](
+    _lsce_kernel(interpreting())[(K, n_blocks)](
         logits, targets, coef, part, grad, B, C, logits.stride(0), logits.stride(1), n_blocks,
         WANT_GRAD=want_grad, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=num_warps)
     loss = part[:, 0] if n_blocks == 1 else part.sum(1)  # fixed order: deterministic
@@ -173,7 +158,7 @@ def protocol_loss_packed(logits: torch.Tensor, targets: torch.Tensor, *, eps: fl
     when triton imports, else the PyTorch reference; "triton" and "torch" force one.
     """
     if impl == "auto":
-        impl = "triton" if HAS_TRITON and (logits.is_cuda or _interpreting()) else "torch"
+        impl = "triton" if HAS_TRITON and (logits.is_cuda or interpreting()) else "torch"
     if impl == "triton":
         return protocol_loss_triton(logits, targets, eps=eps, lsce_weight=lsce_weight, ce_weight=ce_weight)
     if impl == "torch":
