@@ -36,7 +36,8 @@ class Protocol:
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     dtype: str = "float16"  # compute dtype on a GPU; BatchNorm stays float32
-    # optimisation
+    # optimisation: "sgd" (momentum, nesterov, weight decay below) or "adam" (torch defaults but lr, wd)
+    optimizer: str = "sgd"
     epochs: int = 22
     batch_size: int = 500
     eval_batch_size: int = 100
@@ -47,6 +48,8 @@ class Protocol:
     lr_warmup_epochs: int = 4  # LambdaLR multiplier, see lr_multiplier()
     lr_decay_end: int = 22
     lr_floor_from: int | None = None
+    schedule: str = "picard"  # "picard" (lr_multiplier below) or "constant"
+    drop_last: bool = True  # Picard drops the last partial batch; a plain DataLoader keeps it
     # loss: ce_weight·CE + lsce_weight·LSCE(eps)
     ce_weight: float = 1.0
     lsce_weight: float = 2.0
@@ -72,6 +75,8 @@ class Protocol:
     def __post_init__(self):
         checks = {
             "augment": self.augment in ("chunk", "image", "none"),
+            "optimizer": self.optimizer in ("sgd", "adam"),
+            "schedule": self.schedule in ("picard", "constant"),
             "eval_rule": self.eval_rule in ("picard", "every"),
             "headline_rule": self.headline_rule in ("picard", "last"),
             "dtype": self.dtype in ("float16", "bfloat16", "float32", "float64"),
@@ -120,6 +125,8 @@ class Protocol:
     def lr_multiplier(self, epoch: int) -> float:
         """Picard's LambdaLR (stepped once per epoch): linear warm-up to ~0.51, linear decay to 0.01
         at lr_decay_end, and (long) flat 0.01 from lr_floor_from on."""
+        if self.schedule == "constant":
+            return 1.0
         warm, end = self.lr_warmup_epochs, self.lr_decay_end
         if epoch < warm:
             return 0.5 * epoch / (warm - 1) + 0.01
@@ -147,6 +154,15 @@ class Protocol:
 PICARD_SRC = ("Picard 2021, 'torch.manual_seed(3407) is all you need', arXiv 2109.08203, Table 1; "
               "recipe of the author's CIFAR-10 script (PROTOCOLS.md §1)")
 
+RESNET18_SRC = ("the 'variance of randomness' ResNet-18 study (PROTOCOLS.md §3): torchvision ResNet-18 with "
+                "10 outputs, Adam lr 1e-3, batch 128, 10 epochs, plain CE, no augmentation, mean/std 0.5")
+RESNET18 = Protocol(name="resnet18-exp1", source=RESNET18_SRC + "; exp 1: init and data order vary",
+                    model="resnet18", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), dtype="float32",
+                    optimizer="adam", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0,
+                    schedule="constant", epochs=10, batch_size=128, drop_last=False, eval_batch_size=1000,
+                    ce_weight=1.0, lsce_weight=0.0, lsce_eps=0.0, augment="none", cutout=0,
+                    eval_rule="every", headline_rule="last")
+
 PRESETS = {
     p.name: p
     for p in [
@@ -163,6 +179,11 @@ PRESETS = {
                  width=0.125, train_size=5000, epochs=4,
                  lr_warmup_epochs=2, lr_decay_end=4, eval_rule="every", headline_rule="last",
                  eval_batch_size=1000),
+        RESNET18,
+        dataclasses.replace(RESNET18, name="resnet18-exp2", fixed=("order",),
+                            source=RESNET18_SRC + "; exp 2: data order fixed, init varies"),
+        dataclasses.replace(RESNET18, name="resnet18-exp3", fixed=("init",),
+                            source=RESNET18_SRC + "; exp 3: init fixed, data order varies"),
     ]
 }
 

@@ -63,24 +63,29 @@ class Replicas(nn.Module):
 
 
 class PackedLinear(nn.Module):
-    """K bias-free linear heads: (B, K·F) -> (K, B, out)."""
+    """K linear heads: (B, K·F) -> (K, B, out)."""
 
     def __init__(self, heads: list[nn.Linear]):
         super().__init__()
-        assert all(h.bias is None for h in heads)
         self.weight = nn.Parameter(torch.stack([h.weight.detach() for h in heads]))  # (K, out, F)
+        has_bias = heads[0].bias is not None
+        self.bias = nn.Parameter(torch.stack([h.bias.detach() for h in heads])) if has_bias else None  # (K, out)
 
     def forward(self, x):
         k, _, f = self.weight.shape
-        return torch.einsum("bkf,kof->kbo", x.view(x.shape[0], k, f), self.weight)
+        y = torch.einsum("bkf,kof->kbo", x.reshape(x.shape[0], k, f), self.weight)
+        return y if self.bias is None else y + self.bias[:, None, :]
 
 
 def grouped_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
     c = convs[0]
-    assert c.groups == 1 and c.bias is None
+    assert c.groups == 1
     fused = nn.Conv2d(len(convs) * c.in_channels, len(convs) * c.out_channels, c.kernel_size,
-                      stride=c.stride, padding=c.padding, bias=False, groups=len(convs))
+                      stride=c.stride, padding=c.padding, dilation=c.dilation, bias=c.bias is not None,
+                      groups=len(convs))
     fused.weight = nn.Parameter(torch.cat([m.weight.detach() for m in convs]))
+    if c.bias is not None:
+        fused.bias = nn.Parameter(torch.cat([m.bias.detach() for m in convs]))
     return fused
 
 
@@ -97,7 +102,7 @@ def stacked_batchnorm(bns: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
 def fuse(models: list[nn.Module]) -> nn.Module:
     """One module computing all K models side by side (channels seed-major: seed k owns channels
     k·C … (k+1)·C−1 of every layer). Works for nets of convs, BNs, elementwise ops, pools and a
-    final bias-free Linear head — ResNet9's vocabulary."""
+    final Linear head — the vocabulary of ResNet9 and torchvision's ResNets."""
     fused = copy.deepcopy(models[0])
 
     def walk(target: nn.Module, sources: list[nn.Module]):
@@ -120,6 +125,7 @@ class Fused(nn.Module):
     def __init__(self, models: list[nn.Module]):
         super().__init__()
         self.k, self.model = len(models), fuse(models)
+        self._heads = {n: m for n, m in self.model.named_modules() if isinstance(m, PackedLinear)}
         self._template = [copy.deepcopy(models[0])]  # in a list: not a registered submodule
 
     def forward_train(self, x):  # (K, B, C, H, W) -> (B, K·C, H, W): seed k's images in its channels
@@ -136,7 +142,7 @@ class Fused(nn.Module):
         for name, tensor in self.model.state_dict().items():
             if name.endswith("num_batches_tracked"):
                 state[name] = tensor
-            elif name == "head.weight":
+            elif isinstance(self._heads.get(name.rsplit(".", 1)[0]), PackedLinear):
                 state[name] = tensor[k]
             else:
                 n = tensor.shape[0] // self.k

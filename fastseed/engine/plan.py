@@ -16,7 +16,7 @@ from fastseed.seeds import Seed
 
 @dataclass(frozen=True)
 class EpochPlan:
-    order: torch.Tensor  # (steps·batch,) dataset indices, in training order; no last partial batch
+    order: torch.Tensor  # dataset indices in training order (without the last partial batch if drop_last)
     dy: torch.Tensor  # per training image (dataset order): crop offsets in [0, 2·pad]
     dx: torch.Tensor
     flip: torch.Tensor  # bool
@@ -31,8 +31,8 @@ class EpochPlan:
 def plan_epoch(protocol, seed: Seed, epoch: int, n: int, size: int = 32) -> EpochPlan:
     """Picard's quirk in "chunk" mode: augmentation is drawn before shuffling, one crop/flip/cutout per
     chunk of `chunk_size` images in dataset order; then one permutation shuffles the epoch."""
-    steps = n // protocol.batch_size
-    order = torch.randperm(n, generator=seed.generator("order", epoch))[: steps * protocol.batch_size]
+    kept = (n // protocol.batch_size) * protocol.batch_size if protocol.drop_last else n
+    order = torch.randperm(n, generator=seed.generator("order", epoch))[:kept]
     pad = protocol.crop_pad
     if protocol.augment == "none":
         z = torch.zeros(n, dtype=torch.int64)

@@ -68,8 +68,8 @@ class GraphedStep(EagerStep):
         self.graph = None  # the scheduler has changed the learning rate: capture again
 
     def __call__(self, idx, params):
-        if self.failed:
-            return self.compute(idx, params)
+        if self.failed or (self.graph is not None and idx.shape != self.static_idx.shape):
+            return self.compute(idx, params)  # e.g. a last partial batch: eager, the graph stays
         if self.graph is None and self.eager_steps < self.WARMUP:
             self.eager_steps += 1
             side = torch.cuda.Stream()

@@ -24,7 +24,7 @@ from fastseed.engine.plan import plan_epoch
 from fastseed.engine.provenance import provenance
 from fastseed.engine.step import EagerStep, GraphedStep
 from fastseed.kernels.augment import normalize
-from fastseed.models import build_model
+from fastseed.models import build_model, set_dtype
 from fastseed.seeds import Seed
 from fastseed.store import Record
 
@@ -58,10 +58,11 @@ def init_model(protocol, seed: Seed):
         return build_model(protocol)
 
 
-def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequential", compile: str | None = None):
-    """The pack model for `strategy`, its SGD optimiser and the per-epoch LambdaLR. `compile` is a
+def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequential", compile: str | None = None,
+          graphs: bool = False):
+    """The pack model for `strategy`, its optimiser and the per-epoch LambdaLR. `compile` is a
     torch.compile mode ("default", "reduce-overhead", "max-autotune", …) for the training forward."""
-    models = [init_model(protocol, s).set_dtype(dtype) for s in seeds]
+    models = [set_dtype(init_model(protocol, s), dtype) for s in seeds]
     if strategy == "fused":
         pack = Fused(models)
     elif strategy == "streams":
@@ -73,8 +74,12 @@ def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequentia
     pack.to(device=device, memory_format=torch.channels_last)
     if compile:
         pack.forward_train = torch.compile(pack.forward_train, mode=None if compile == "default" else compile)
-    opt = torch.optim.SGD(pack.parameters(), lr=protocol.lr, momentum=protocol.momentum,
-                          nesterov=protocol.nesterov, weight_decay=protocol.weight_decay)
+    if protocol.optimizer == "adam":  # elementwise too: per-seed state, per-seed updates
+        opt = torch.optim.Adam(pack.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
+                               capturable=graphs)
+    else:
+        opt = torch.optim.SGD(pack.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+                              nesterov=protocol.nesterov, weight_decay=protocol.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, protocol.lr_multiplier)
     return pack, opt, sched
 
@@ -113,7 +118,7 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
     """Train `seeds` together as one pack model; one Record per seed."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     train_x, train_y, test_x, test_y = subset(protocol, data)
-    pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile)
+    pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile, graphs)
     step = (GraphedStep if graphs else EagerStep)(protocol, pack, opt, train_x, train_y, dtype)
     K, B, n = len(seeds), protocol.batch_size, train_x.shape[0]
     evals, trains = [[] for _ in seeds], [[] for _ in seeds]
@@ -122,7 +127,7 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
         plans = [plan_epoch(protocol, s, epoch, n, size=train_x.shape[-1]) for s in seeds]
         order = torch.stack([p.order for p in plans]).to(device)  # (K, steps·B)
         params = [torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS]
-        steps = order.shape[1] // B
+        steps = -(-order.shape[1] // B)  # the last batch is partial when the protocol keeps it
         loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
         correct = torch.zeros(K, device=device, dtype=torch.int64)
         step.new_epoch()
@@ -132,7 +137,7 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
             loss_sum += losses.double()
             correct += right
         sched.step()
-        means, accs = (loss_sum / steps).tolist(), (correct.double() / (steps * B)).tolist()
+        means, accs = (loss_sum / steps).tolist(), (correct.double() / order.shape[1]).tolist()
         for k in range(K):
             if status[k] == "ok":
                 trains[k].append([epoch, means[k], accs[k]])

@@ -49,11 +49,6 @@ class ResNet9(nn.Module):
         return self.head(self.features(x)) * self.logit_scale
 
     def set_dtype(self, dtype: torch.dtype) -> "ResNet9":
-        """Cast convs and head to `dtype`; BatchNorm parameters and statistics stay float32
-        (or float64 when the whole net is float64, for exact CPU tests)."""
-        self.to(dtype)
-        bn_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.to(bn_dtype)
-        return self
+        """Convs and head in `dtype`, BatchNorm in float32 (fastseed.models.set_dtype)."""
+        from fastseed.models import set_dtype
+        return set_dtype(self, dtype)

@@ -1,0 +1,48 @@
+"""The ResNet-18 study at smoke scale: Adam, a last partial batch, packs that change nothing, and the
+report's factor table from the three experiments' stores."""
+
+import json
+
+import pytest
+
+from fastseed import report
+from fastseed.data.cifar import to_tensors
+from fastseed.data.synthetic import make_cifar_like
+from fastseed.engine import train_pack
+from fastseed.presets import get_preset
+from fastseed.store import Store
+
+SMALL = dict(train_size=300, test_size=100, epochs=2, eval_batch_size=100)  # 3 batches: 128, 128, 44
+
+
+@pytest.fixture(scope="module")
+def data():
+    return to_tensors(make_cifar_like(300, 100, seed=5), "cpu")
+
+
+def test_adam_pack_equals_seeds_alone_with_a_partial_last_batch(data):
+    p = get_preset("resnet18-exp1").variant(**SMALL)
+    packed = train_pack(p, [3, 8], data, "cpu", strategy="fused", dtype="float64")
+    alone = [train_pack(p, [s], data, "cpu", strategy="sequential", dtype="float64")[0] for s in (3, 8)]
+    for a, b in zip(packed, alone):
+        assert a.status == b.status == "ok" and a.predictions == b.predictions
+        assert sum(a.train_curve, []) == pytest.approx(sum(b.train_curve, []), rel=1e-9)
+        assert sum(a.eval_curve, []) == pytest.approx(sum(b.eval_curve, []), rel=1e-9)
+    assert packed[0].train_curve != packed[1].train_curve
+
+
+def test_report_gives_the_factor_table_from_three_stores(data, tmp_path):
+    stores = []
+    for i in (1, 2, 3):
+        p = get_preset(f"resnet18-exp{i}").variant(**{**SMALL, "epochs": 1})
+        path = tmp_path / f"exp{i}.sqlite"
+        with Store(path, p.name, p.hash, p.to_json()) as store:
+            store.set_test_labels(data.test_y.numpy())
+            for record in train_pack(p, [0, 1, 2], data, "cpu", strategy="fused"):
+                store.add(record)
+        stores.append(str(path))
+    out = tmp_path / "report"
+    assert report.main([*stores, "--label", "exp1", "exp2", "exp3", "--out", str(out)]) == 0
+    table = (out / "factors.csv").read_text()
+    assert "init" in table and "order" in table
+    assert "factors" in (out / "report.md").read_text()
