@@ -125,7 +125,7 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
     headline, status = [None] * K, ["ok"] * K
     for epoch in range(protocol.epochs):
         plans = [plan_epoch(protocol, s, epoch, n, size=train_x.shape[-1]) for s in seeds]
-        order = torch.stack([p.order for p in plans]).to(device)  # (K, steps·B)
+        order = torch.stack([p.order for p in plans]).to(device)  # (K, images trained this epoch)
         params = [torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS]
         steps = -(-order.shape[1] // B)  # the last batch is partial when the protocol keeps it
         loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
