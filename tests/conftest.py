@@ -60,5 +60,7 @@ def real_cifar_root() -> Path:
     """Folder with the real, official CIFAR-10 binary archive (CI always has it via ../shared)."""
     root = _find_real_root()
     if root is None:
+        if os.environ.get("CI"):  # CI always has ../shared: missing data there is a failure, not a skip
+            pytest.fail("real CIFAR-10 not found in CI: ../shared/cifar10 is missing")
         pytest.skip("real CIFAR-10 not found: set FASTSEED_DATA or provide ../shared/cifar10")
     return root

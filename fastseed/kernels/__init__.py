@@ -13,11 +13,14 @@ import sys
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
-def load_triton():
-    """(triton, triton.language), imported now."""
-    import triton
-    import triton.language as tl
-    return triton, tl
+def load_triton(module_globals: dict):
+    """Import triton now and bind `triton` and `tl` in a kernel module's globals, where the @jit
+    kernels resolve them; returns triton."""
+    if module_globals.get("triton") is None:
+        import triton
+        import triton.language as tl
+        module_globals.update(triton=triton, tl=tl)
+    return module_globals["triton"]
 
 
 def interpreting() -> bool:

@@ -57,14 +57,7 @@ def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype) -> torch.Tens
 # reference (keep = 0 gives its signed zero). The kernel is then pure index arithmetic and one gather:
 # bit-identical to `augment_reference` on every device, in every dtype, with no division on the GPU.
 
-triton = tl = None  # module globals the kernels resolve at JIT time, set on first use
-
-
-def _import_triton():
-    global triton, tl
-    if triton is None:
-        triton, tl = load_triton()
-    return triton
+triton = tl = None  # bound on first use by load_triton(globals()): the kernels resolve them here
 
 
 def _augment_fwd(img_ptr, idx_ptr, dy_ptr, dx_ptr, flip_ptr, cy_ptr, cx_ptr, lut_ptr, out_ptr,
@@ -108,7 +101,7 @@ def _augment_fwd(img_ptr, idx_ptr, dy_ptr, dx_ptr, flip_ptr, cy_ptr, cx_ptr, lut
 @functools.cache
 def _augment_kernel(interpret: bool):
     # jit lazily, once per mode: triton picks compiled vs interpreted when it decorates
-    return _import_triton().jit(_augment_fwd)
+    return load_triton(globals()).jit(_augment_fwd)
 
 
 @functools.lru_cache(maxsize=32)
@@ -133,7 +126,7 @@ def augment_triton(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, 
     (or integer), all on images' device; mean/std sequences of C floats. Returns (M,C,H,W) `dtype`,
     contiguous, or in torch.channels_last memory format when channels_last=True.
     """
-    triton = _import_triton()
+    triton = load_triton(globals())
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"want uint8 images (N,C,H,W), got {images.dtype} {tuple(images.shape)}")
     M, (C, H, W) = index.shape[0], images.shape[1:]

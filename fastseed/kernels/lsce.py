@@ -42,14 +42,7 @@ def protocol_loss_packed_reference(logits: torch.Tensor, targets: torch.Tensor, 
 # Both come out of the one read of the row, so forward saves the gradient (÷B, in the logits' dtype)
 # and backward only scales it by each seed's grad_output.
 
-triton = tl = None  # module globals the kernels resolve at JIT time, set on first use
-
-
-def _import_triton():
-    global triton, tl
-    if triton is None:
-        triton, tl = load_triton()
-    return triton
+triton = tl = None  # bound on first use by load_triton(globals()): the kernels resolve them here
 
 
 def _lsce_fwd(z_ptr, y_ptr, coef_ptr, part_ptr, grad_ptr, B, C, stride_k, stride_b, n_blocks,
@@ -92,7 +85,7 @@ def _lsce_fwd(z_ptr, y_ptr, coef_ptr, part_ptr, grad_ptr, B, C, stride_k, stride
 def _lsce_kernel(interpret: bool):
     # jit lazily: triton picks compiled vs interpreted when it decorates, so decorating at first call
     # (once per mode) honours TRITON_INTERPRET set after this module was imported (tests)
-    return _import_triton().jit(_lsce_fwd)
+    return load_triton(globals()).jit(_lsce_fwd)
 
 
 @functools.lru_cache(maxsize=64)
@@ -104,7 +97,7 @@ def _coefficients(ce_weight: float, lsce_weight: float, eps: float, B: int, C: i
 
 
 def _launch(logits, targets, eps, lsce_weight, ce_weight, want_grad):
-    triton = _import_triton()
+    triton = load_triton(globals())
     K, B, C = logits.shape
     if logits.stride(2) != 1:
         logits = logits.contiguous()
