@@ -101,3 +101,85 @@ def _tar_info(name: str, kind: bytes, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.size, info.mode = kind, size, 0o755 if kind == tarfile.DIRTYPE else 0o644
     return info
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ImageNet layout: root/{train,val}/<wnid>/<wnid>_<i>.JPEG, the folder `fastseed.data.imagenet` reads.
+
+def imagenet_wnids(classes: int) -> list[str]:
+    """Folder names shaped like ImageNet's WordNet ids (n + 8 digits), sorted in class order."""
+    return [f"n{i:08d}" for i in range(classes)]
+
+
+def _imagenet_image(rng: np.random.Generator, colour: np.ndarray, angle: float, size: tuple[int, int],
+                    content: str, noise: float) -> np.ndarray:
+    """(h, w, 3) uint8: the class colour as a smooth field (a ramp along the class angle and an ellipse of
+    the complementary colour at a random place), under per-pixel noise; or exactly the colour ("flat")."""
+    w, h = size
+    if content == "flat":
+        return np.broadcast_to(np.rint(colour).astype(np.uint8), (h, w, 3)).copy()
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32) / max(w, h)
+    ramp = 60 * (np.cos(angle) * cols + np.sin(angle) * rows - 0.5)  # a smooth field, like lighting
+    cy, cx = rng.uniform(0.2, 0.8, 2) * (h / max(w, h), w / max(w, h))
+    ry, rx = rng.uniform(0.08, 0.25, 2)
+    blob = ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 < 1
+    img = colour + ramp[..., None] + rng.normal(0, 12, 3)  # per-image brightness/tint jitter
+    img = np.where(blob[..., None], 255 - colour, img)
+    img = img + rng.normal(0, noise, (h, w, 3))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def _jpeg_bytes(img: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+    out = io.BytesIO()
+    Image.fromarray(img).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _broken_files(rng: np.random.Generator, good: bytes, n: int) -> list[tuple[str, bytes]]:
+    """The faults a real crawl holds, in turn: a truncated JPEG (no EOI), a PNG named .JPEG (ImageNet has
+    one), an empty file."""
+    from PIL import Image
+    png = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(png, format="PNG")
+    kinds = [("truncated", good[: len(good) * 3 // 5]), ("png", png.getvalue()), ("empty", b"")]
+    return [kinds[i % 3] for i in range(n)]
+
+
+def write_imagenet_folder(root: str | Path, classes: int, train_per_class: int, val_per_class: int,
+                          size: tuple[int, int] = (500, 375), quality: int = 90, seed: int = 0,
+                          corrupt: int = 0, *, content: str = "field", noise: float = 8.0) -> dict:
+    """Write a small ImageNet-layout set of real JPEGs (sizes around `size` = (width, height), ±25 % and a
+    quarter of them portrait, as ImageNet's typical 500x375 photos are) and return what was written.
+
+    content="field": class colour + ramp + ellipse + noise (a model can learn it); "flat": one constant
+    colour per class, so decoded pixels say which class a file is. `corrupt` extra broken files per split
+    sit in the class folders (truncated, PNG, empty in turn). Deterministic from `seed`."""
+    if content not in ("field", "flat"):
+        raise ValueError(f"content must be 'field' or 'flat', got {content!r}")
+    rng = np.random.default_rng(seed)
+    root, wnids = Path(root), imagenet_wnids(classes)
+    # Hues spread round the wheel (distinct even for many classes), brightness varied by a random draw.
+    hue = np.arange(classes) / max(classes, 1)
+    colours = 128 + 90 * np.cos(2 * np.pi * (hue[:, None] + np.array([0, 1 / 3, 2 / 3])))
+    colours = np.clip(colours * rng.uniform(0.8, 1.1, (classes, 1)), 0, 255)
+    angles = 2 * np.pi * rng.permutation(classes) / max(classes, 1)
+    written = {"root": root, "wnids": wnids, "colours": colours, "train": 0, "val": 0, "corrupt": []}
+    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+        good = b""
+        for c, wnid in enumerate(wnids):
+            folder = root / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                w, h = (np.asarray(size) * rng.uniform(0.75, 1.25, 2)).astype(int)
+                if rng.random() < 0.25:
+                    w, h = h, w
+                good = _jpeg_bytes(_imagenet_image(rng, colours[c], angles[c], (w, h), content, noise), quality)
+                (folder / f"{wnid}_{i}.JPEG").write_bytes(good)
+                written[split] += 1
+        good = good or _jpeg_bytes(np.zeros((32, 32, 3), np.uint8), quality)
+        for i, (kind, data) in enumerate(_broken_files(rng, good, corrupt)):
+            path = root / split / wnids[i % classes] / f"{wnids[i % classes]}_{kind}_{i}.JPEG"
+            path.write_bytes(data)
+            written["corrupt"].append(path)
+    return written
