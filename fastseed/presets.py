@@ -193,3 +193,146 @@ def get_preset(name: str) -> Protocol:
         return PRESETS[name]
     except KeyError:
         raise FastseedError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+# --- ImageNet fine-tuning (Picard Table 2) ------------------------------------------------------------
+from fastseed.data.imagenet import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402  (the pipelines' constants)
+
+EPOCH_RULE = "batches_per_epoch//1000"  # RN50 phase 1's T_max, resolved against the data at run time
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a fine-tune: what trains, for how long, with which SGD, schedule, loss and evals."""
+    name: str
+    train: str            # "head" (backbone frozen, its BatchNorm still in train mode) or "all"
+    steps: int
+    batch_size: int
+    lr: float
+    t_max: int | str      # CosineAnnealingLR T_max, or EPOCH_RULE
+    eta_min: float
+    sched_every: int      # the scheduler steps once every this many optimiser steps
+    eval_every: int       # validation every this many steps (and at the end of the phase)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    ce_weight: float = 1.0    # loss: ce_weight·CE + lsce_weight·LSCE(lsce_eps), as fastseed.kernels.lsce
+    lsce_weight: float = 0.0
+    lsce_eps: float = 0.0
+
+    def resolved_t_max(self, train_images: int) -> int:
+        if self.t_max == EPOCH_RULE:  # ≥ 1: a tiny run has less than 1,000 batches an epoch
+            return max(1, train_images // self.batch_size // 1000)
+        return int(self.t_max)
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """A two-phase ImageNet fine-tune (PROTOCOLS.md §2). Seeded: head init ("head" stream), data order
+    ("order"), crops and flips ("augment"); the pretrained backbone is the same for every seed, and
+    its file's sha256 (`weights`) is part of the protocol, so other weights make another store."""
+    name: str
+    source: str
+    backbone: str                # fastseed.models.imagenet.BACKBONES
+    phases: tuple = ()
+    dataset: str = "imagenet"
+    weights: str = ""            # sha256 of the weight file, filled in by the scan
+    classes: int = 1000          # the first N classes (sorted wnids) of the data set
+    image_size: int = 224
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    eval_batch_size: int = 250
+    dtype: str = "bfloat16"      # autocast dtype on a GPU (float32 on the CPU)
+    limit_steps: int | None = None  # small-scale runs: at most this many steps a phase
+    limit_batch: int | None = None  # … and at most this many images a batch
+    fixed: tuple = ()
+    fix_seed: int = 0
+    deterministic: bool = False
+
+    def __post_init__(self):
+        from fastseed.models.imagenet import BACKBONES
+        checks = {
+            "backbone": self.backbone in BACKBONES,
+            "phases": bool(self.phases) and all(p.train in ("head", "all") and p.steps > 0 and p.batch_size > 0
+                                                and p.eval_every > 0 and p.sched_every > 0 for p in self.phases),
+            "classes": self.classes >= 2,
+            "dtype": self.dtype in ("float16", "bfloat16", "float32"),
+            "limit_steps": self.limit_steps is None or self.limit_steps > 0,
+            "limit_batch": self.limit_batch is None or self.limit_batch > 0,
+            "fixed": set(self.fixed) <= set(STREAMS) and list(self.fixed) == sorted(set(self.fixed)),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise FastseedError(f"protocol {self.name!r}: invalid {', '.join(bad)}")
+
+    def to_json(self) -> str:
+        """Canonical JSON. Knobs added after v1 appear only when they differ from their default, so a
+        protocol's hash is the same before and after a knob is added (tests/test_presets.py pins it)."""
+        fields = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("since", 1) > 1 and fields[f.name] == f.default:
+                del fields[f.name]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str) -> "Finetune":
+        fields = json.loads(text)
+        fields["phases"] = tuple(Phase(**p) for p in fields["phases"])
+        fields.update({k: tuple(fields[k]) for k in ("mean", "std", "fixed")})
+        return cls(**fields)
+
+    variant = Protocol.variant
+    seed = Protocol.seed
+
+    def run_phases(self) -> tuple:
+        """The phases as trained: step and batch limits of a small-scale run applied."""
+        cap = lambda v, limit: v if limit is None else min(v, limit)
+        return tuple(dataclasses.replace(p, steps=cap(p.steps, self.limit_steps),
+                                         batch_size=cap(p.batch_size, self.limit_batch)) for p in self.phases)
+
+    @property
+    def eval_steps(self) -> tuple:
+        """Global steps (1-based, counted across phases) after which the validation set is scored."""
+        out, done = [], 0
+        for p in self.run_phases():
+            out += [done + s for s in range(1, p.steps + 1) if s % p.eval_every == 0 or s == p.steps]
+            done += p.steps
+        return tuple(out)
+
+    @property
+    def headline_epoch(self) -> int:
+        return self.eval_steps[-1]  # the last evaluation, as the paper reports (a step, not an epoch)
+
+
+IMAGENET_SRC = ("Picard 2021, arXiv 2109.08203, Table 2 (50 seeds each): ImageNet fine-tuning, "
+                "PROTOCOLS.md §2")
+# Phase 1 (linear head): backbone frozen with BatchNorm in train mode, CE + LSCE(0.1), batch 128,
+# 2,000 steps, evaluated every 1,000. Phase 2 (everything trains): plain CE, evaluated every 2,000.
+RN50_PHASES = (Phase("head", "head", steps=2000, batch_size=128, lr=0.02, t_max=EPOCH_RULE, eta_min=0.001,
+                     sched_every=1000, eval_every=1000, lsce_weight=1.0, lsce_eps=0.1),
+               Phase("full", "all", steps=24000, batch_size=64, lr=5e-4, t_max=12, eta_min=1e-4,
+                     sched_every=2000, eval_every=2000))
+DINO_PHASES = (Phase("head", "head", steps=2000, batch_size=128, lr=0.01, t_max=2000, eta_min=0.001,
+                     sched_every=1, eval_every=1000, lsce_weight=1.0, lsce_eps=0.1),
+               Phase("full", "all", steps=26000, batch_size=128, lr=1e-4, t_max=26000, eta_min=1e-6,
+                     sched_every=1, eval_every=2000))
+IMAGENET_PRESETS = [
+    # 75.48 ± 0.10 [75.25, 75.69] in the paper; ~2 h a seed on a V100.
+    Finetune("imagenet-rn50", IMAGENET_SRC + ", ResNet50 (supervised, torchvision weights)", "resnet50",
+             RN50_PHASES),
+    # 75.15 ± 0.08 [74.98, 75.35]; ~3 h a seed.
+    Finetune("imagenet-dino-rn50", IMAGENET_SRC + ", ResNet50 SSL (DINO)", "dino_resnet50", DINO_PHASES),
+    # 76.83 ± 0.11 [76.63, 77.09]; ~3 h 40 a seed. Features: the 384-d CLS token.
+    Finetune("imagenet-dino-vits16", IMAGENET_SRC + ", ViT SSL (DINO ViT-S/16)", "dino_vits16", DINO_PHASES),
+]
+PRESETS.update({p.name: p for p in IMAGENET_PRESETS})
+
+
+def protocol_from_json(text: str):
+    """The protocol a store's JSON describes: a CIFAR Protocol or an ImageNet Finetune."""
+    kind = Finetune if json.loads(text).get("dataset") == "imagenet" else Protocol
+    return kind.from_json(text)

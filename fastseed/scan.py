@@ -42,7 +42,7 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--pack", default="auto", metavar="K|auto",
                    help="seeds trained at once; auto (default) measures this GPU (1 on a CPU)")
-    p.add_argument("--strategy", default="fused", choices=list(STRATEGIES),
+    p.add_argument("--strategy", default=None, choices=list(STRATEGIES),
                    help="how a pack trains: fused (one grouped model, default), streams (replicas on "
                         "CUDA streams) or sequential (one after another)")
     p.add_argument("--compile", default=None, metavar="MODE",
@@ -58,6 +58,13 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--fix-seed", type=int, default=0, metavar="R", help="the seed fixed streams draw from")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic cuDNN/cuBLAS kernels (a distinct protocol in the store)")
+    g = p.add_argument_group("ImageNet fine-tuning presets (imagenet-*)")
+    g.add_argument("--weights", default=None, metavar="PATH",
+                   help="the pretrained backbone's weight file (required; nothing is downloaded)")
+    g.add_argument("--classes", type=int, default=None, metavar="N", help="train on the first N classes only")
+    g.add_argument("--limit-steps", type=int, default=None, metavar="N", help="at most N steps a phase")
+    g.add_argument("--limit-batch", type=int, default=None, metavar="N", help="at most N images a batch")
+    g.add_argument("--workers", type=int, default=4, metavar="N", help="DALI CPU threads (default 4)")
     p.add_argument("--csv", default=None, help="also export the store to this CSV when done")
     p.add_argument("--parquet", default=None, help="also export the store to this Parquet file when done")
     p.add_argument("--no-progress", action="store_true", help="print a line per seed instead of a bar")
@@ -73,6 +80,11 @@ def parse(argv) -> argparse.Namespace:
                             f"streams are {', '.join(STREAMS)}")
     if a.fix_seed < 0:
         raise FastseedError(f"--fix-seed must be >= 0, got {a.fix_seed}")
+    for name in ("classes", "limit_steps", "limit_batch"):
+        if getattr(a, name) is not None and getattr(a, name) <= 0:
+            raise FastseedError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(a, name)}")
+    if a.workers <= 0:
+        raise FastseedError(f"--workers must be a positive number, got {a.workers}")
     if a.pack != "auto":
         if not a.pack.isdigit() or int(a.pack) <= 0:
             raise FastseedError(f"--pack must be a positive number or auto, got {a.pack}")
@@ -138,36 +150,137 @@ class Progress:
         self.bar.close()
 
 
+IMAGENET_ONLY = ("weights", "classes", "limit_steps", "limit_batch")
+
+
+class CifarJob:
+    """A CIFAR preset: GPU-resident tensors, seeds trained in packs by the pack engine."""
+
+    def __init__(self, a, base, device):
+        from fastseed.engine import compute_dtype
+        given = [f"--{n.replace('_', '-')}" for n in IMAGENET_ONLY if getattr(a, n) is not None]
+        if given:
+            raise FastseedError(f"{' '.join(given)}: only for the imagenet-* presets, not {base.name}")
+        self.a, self.device, self.strategy = a, device, a.strategy or "fused"
+        self.protocol = base.variant(augment=a.augment or base.augment, fixed=a.fix or base.fixed,
+                                     fix_seed=a.fix_seed if a.fix else base.fix_seed,
+                                     deterministic=a.deterministic or base.deterministic)
+        self.graphs = device.type == "cuda" and self.strategy != "sequential" and not a.no_graphs
+        self.dtype = compute_dtype(self.protocol, device, a.dtype)
+
+    def load(self):
+        from fastseed.data.cifar import load_cifar10, to_tensors
+        self.data = to_tensors(load_cifar10(self.a.data_dir, download=self.a.download), self.device)
+        return self.data.test_y[: self.protocol.test_size].cpu().numpy()
+
+    def pack_size(self, log):
+        from fastseed.engine.autopack import choose_pack
+        if self.a.pack != "auto":
+            return self.a.pack
+        return choose_pack(self.protocol, self.data, self.device, self.dtype, self.strategy, self.graphs, log=log)
+
+    def train(self, group, commit, stop):
+        from fastseed import engine
+        engine.train_pack(self.protocol, group, self.data, self.device, dtype=self.a.dtype, strategy=self.strategy,
+                          compile=self.a.compile, graphs=self.graphs, on_record=commit, should_stop=lambda: bool(stop))
+
+
+def file_sha256(path) -> str:
+    import hashlib
+    path = Path(path)
+    if not path.is_file():
+        raise FastseedError(f"--weights {path}: no such file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_finetune(protocol, data_dir, weights):
+    """The indexed ImageNet folders (the protocol's classes) and the pretrained backbone."""
+    import os
+    from fastseed.data.imagenet import index_imagenet
+    from fastseed.engine.finetune import ImagenetData
+    from fastseed.models.imagenet import load_backbone
+    root = Path(data_dir or Path(os.environ.get("FASTSEED_DATA") or "data") / "imagenet")
+    data = ImagenetData(index_imagenet(root, "train", classes=protocol.classes),
+                        index_imagenet(root, "val", classes=protocol.classes))
+    if len(data.train.wnids) != protocol.classes:
+        raise FastseedError(f"{root}: {len(data.train.wnids)} classes, {protocol.name} needs "
+                            f"{protocol.classes} (use --classes to train on fewer)")
+    for split, index in (("train", data.train), ("val", data.val)):
+        if index.skipped:
+            path, why = index.skipped[0]
+            print(f"{split}: skipped {len(index.skipped)} unreadable file(s), e.g. {path}: {why}", flush=True)
+    backbone, report = load_backbone(protocol.backbone, weights)
+    print(f"{weights}: {report.loaded} tensors loaded"
+          + (f", {len(report.dropped)} classifier keys dropped" if report.dropped else "")
+          + (f", {len(report.unexpected)} unexpected keys ignored (e.g. {report.unexpected[0]})"
+             if report.unexpected else ""), flush=True)
+    return data, backbone
+
+
+class FinetuneJob:
+    """An ImageNet preset: a DALI pipeline per seed, one seed at a time, the same backbone for all."""
+
+    def __init__(self, a, base, device):
+        wrong = [flag for flag, bad in (("--augment", a.augment), ("--download", a.download),
+                                        ("--strategy", a.strategy not in (None, "sequential")),
+                                        ("--pack", a.pack not in ("auto", 1)), ("--no-graphs", a.no_graphs)) if bad]
+        if wrong:
+            raise FastseedError(f"{' '.join(wrong)}: not for {base.name} (ImageNet seeds train one at a time "
+                                f"from their own DALI pipeline; the data set is never downloaded)")
+        if a.weights is None:
+            raise FastseedError(f"{base.name} needs --weights PATH: the pretrained {base.backbone} weight file")
+        if a.dtype == "float64":
+            raise FastseedError("--dtype float64: ImageNet presets train in float32, float16 or bfloat16")
+        self.a, self.device = a, device
+        self.protocol = base.variant(weights=file_sha256(a.weights), classes=a.classes or base.classes,
+                                     limit_steps=a.limit_steps or base.limit_steps,
+                                     limit_batch=a.limit_batch or base.limit_batch, fixed=a.fix or base.fixed,
+                                     fix_seed=a.fix_seed if a.fix else base.fix_seed,
+                                     deterministic=a.deterministic or base.deterministic)
+
+    def load(self):
+        self.data, self.backbone = load_finetune(self.protocol, self.a.data_dir, self.a.weights)
+        return self.data.val.labels
+
+    def pack_size(self, log):
+        return 1
+
+    def train(self, group, commit, stop):
+        from fastseed.engine.finetune import train_finetune
+        for seed in group:
+            commit(train_finetune(self.protocol, seed, self.data, self.backbone, self.device, dtype=self.a.dtype,
+                                  compile=self.a.compile, num_threads=self.a.workers))
+
+
 def run(a, stop: StopFlag) -> int:
     from collections import deque
 
-    from fastseed.data.cifar import load_cifar10, to_tensors
-    from fastseed.engine import compute_dtype, resolve_device, train_pack
-    from fastseed.engine.autopack import choose_pack, is_oom
-    from fastseed.presets import get_preset
+    from fastseed.engine import resolve_device
+    from fastseed.engine.autopack import is_oom
+    from fastseed.presets import Finetune, get_preset
     from fastseed.store import Store
 
     base = get_preset(a.preset)
-    protocol = base.variant(augment=a.augment or base.augment, fixed=a.fix or base.fixed,
-                            fix_seed=a.fix_seed if a.fix else base.fix_seed,
-                            deterministic=a.deterministic or base.deterministic)
     device = resolve_device(a.device)
-    graphs = device.type == "cuda" and a.strategy != "sequential" and not a.no_graphs
+    job = (FinetuneJob if isinstance(base, Finetune) else CifarJob)(a, base, device)
+    protocol = job.protocol
     out = Path(a.out or f"results/{a.preset}.sqlite")
     Store.check(out, protocol.name, protocol.hash)  # refuse before the slow data load
-    data = to_tensors(load_cifar10(a.data_dir, download=a.download), device)
+    test_labels = job.load()
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
-        store.set_test_labels(data.test_y[: protocol.test_size].cpu().numpy())
+        store.set_test_labels(test_labels)
         wanted = range(a.start, a.start + a.seeds)
         done = store.done_seeds()
         pending = deque(s for s in wanted if s not in done)
         done_accs = [r.test_acc for r in store.records() if r.seed in wanted]
-        pack = a.pack
-        if pack == "auto" and pending:
-            pack = choose_pack(protocol, data, device, compute_dtype(protocol, device, a.dtype), a.strategy,
-                               graphs, log=lambda m: print(m, flush=True))
+        pack = job.pack_size(log=lambda m: print(m, flush=True)) if pending else 1
+        how = f"strategy {job.strategy}, pack {pack}" if isinstance(job, CifarJob) else "one seed at a time"
         print(f"{protocol.name} [{protocol.hash[:12]}] on {device}: {len(pending)} of {len(wanted)} seeds "
-              f"to train, {len(done_accs)} already in {out}; strategy {a.strategy}, pack {pack}", flush=True)
+              f"to train, {len(done_accs)} already in {out}; {how}", flush=True)
         progress = Progress(len(wanted), done_accs, a.no_progress)
 
         def commit(record):
@@ -180,8 +293,7 @@ def run(a, stop: StopFlag) -> int:
             while pending and not stop:
                 group = [pending[i] for i in range(min(pack, len(pending)))]
                 try:
-                    train_pack(protocol, group, data, device, dtype=a.dtype, strategy=a.strategy,
-                               compile=a.compile, graphs=graphs, on_record=commit, should_stop=lambda: bool(stop))
+                    job.train(group, commit, stop)
                 except RuntimeError as e:
                     if not is_oom(e) or pack == 1:
                         raise

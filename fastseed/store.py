@@ -52,13 +52,14 @@ class Record:
     headline_epoch: int      # 0-based epoch the headline number comes from
     eval_curve: list         # [[epoch, acc, loss], ...]
     train_curve: list        # [[epoch, mean_train_loss, train_acc], ...]
-    predictions: bytes       # uint8 predicted class per test image
+    predictions: bytes       # predicted class per test image, in the store's label_dtype
     wall_time_s: float
     pack: dict               # {"strategy", "size", "slot", "seeds"}: how the seed shared the GPU
     provenance: dict         # versions, commit, device, dtype, started_at, finished_at, ...
 
-    def predictions_array(self) -> np.ndarray:
-        return np.frombuffer(self.predictions, dtype=np.uint8)
+    def predictions_array(self, dtype=np.uint8) -> np.ndarray:
+        """Predicted classes; `dtype` is the store's `label_dtype` (uint16 for ImageNet)."""
+        return np.frombuffer(self.predictions, dtype=dtype)
 
     def to_row(self) -> dict:
         row = asdict(self)
@@ -229,14 +230,22 @@ class Store:
         self.protocol_json = meta["protocol_json"]
 
     @property
+    def label_dtype(self) -> type:
+        """How labels and predictions are stored: uint8 (< 255 classes; 255 = no prediction), or
+        uint16 for ImageNet's 1,000 classes (65535 = no prediction)."""
+        return np.uint16 if self.meta.get("label_dtype") == "uint16" else np.uint8
+
+    @property
     def test_labels(self) -> np.ndarray | None:
-        """True class of every test image (uint8), stored once: records keep only predictions, and a
+        """True class of every test image, stored once: records keep only predictions, and a
         report needs the truth to score ensembles and subsets of the test set."""
         text = self.meta.get("test_labels")
-        return None if text is None else np.frombuffer(bytes.fromhex(text), dtype=np.uint8)
+        return None if text is None else np.frombuffer(bytes.fromhex(text), dtype=self.label_dtype)
 
     def set_test_labels(self, labels) -> None:
-        labels = np.asarray(labels, dtype=np.uint8)
+        labels = np.asarray(labels)
+        wide = labels.size > 0 and int(labels.max()) >= 255
+        labels = labels.astype(np.uint16 if wide else np.uint8)
         known = self.test_labels
         if known is not None:
             if not np.array_equal(known, labels):
@@ -245,7 +254,16 @@ class Store:
             return
         if not self.writable:
             raise FastseedError(f"{self.path} was opened read-only")
-        self._conn.execute("INSERT INTO meta VALUES ('test_labels', ?)", (labels.tobytes().hex(),))
+        rows = [("label_dtype", "uint16")] * wide + [("test_labels", labels.tobytes().hex())]
+        self._conn.execute("BEGIN IMMEDIATE")  # one transaction: both keys or neither
+        try:
+            self._conn.executemany("INSERT INTO meta VALUES (?, ?)", rows)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        if wide:
+            self.meta["label_dtype"] = "uint16"
         self.meta["test_labels"] = labels.tobytes().hex()
 
     def done_seeds(self) -> set[int]:

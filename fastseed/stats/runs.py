@@ -34,7 +34,7 @@ class Runs:
     train_epochs: np.ndarray      # (T,)
     train_loss: np.ndarray        # (N, T)
     train_acc: np.ndarray         # (N, T) percent
-    predictions: np.ndarray | None  # uint8 (N, M) predicted class per test image, None if ragged
+    predictions: np.ndarray | None  # uint8/uint16 (N, M) predicted class per test image, None if ragged
     labels: np.ndarray | None     # uint8 (M,) true test labels, None when the store has none
     fixed: frozenset | None       # seed streams held fixed in every run; None if the runs disagree
     wall_time_s: np.ndarray
@@ -91,7 +91,7 @@ def load_runs(store: Store, label: str) -> Runs:
     predictions = None
     if len(sizes) == 1 and sizes != {0}:  # one length for all: stack without a per-row copy
         predictions = np.frombuffer(b"".join(r.predictions for r in records),
-                                    dtype=np.uint8).reshape(len(records), -1)
+                                    dtype=store.label_dtype).reshape(len(records), -1)
     return Runs(
         label=label, path=Path(store.path), protocol=store.protocol, protocol_hash=store.protocol_hash,
         seeds=np.array([r.seed for r in records], dtype=np.int64), ok=ok,
