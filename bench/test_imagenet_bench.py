@@ -91,3 +91,23 @@ def test_eval_pipeline(benchmark, imagenet_root, sizes, device, quick):
     b = max(1, len(index) // 4)
     make = lambda: eval_batches(index, b, device, dtype, num_threads=sizes["threads"])  # noqa: E731
     throughput(benchmark, make, device, quick, len(index) - b)
+
+
+def test_training_throughput_script_runs(tmp_path):
+    """bench/imagenet_train.py (the GPU session's training-throughput and 50-seed projection script) at
+    toy size on the CPU, so it cannot rot between GPU sessions: every preset, both phases, evaluation."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("imagenet_train", Path(__file__).with_name("imagenet_train.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(tmp_path), "--quick"]) == 0
+    runs = json.loads((tmp_path / "imagenet_train.json").read_text())["runs"]
+    assert [r["preset"] for r in runs] == ["imagenet-rn50", "imagenet-dino-rn50", "imagenet-dino-vits16"]
+    for r in runs:
+        assert r["status"] == "ok" and [p["phase"] for p in r["phases"]] == ["head", "full"]
+        assert all(p["images_per_s"] > 0 and p["timed_steps"] == 1 for p in r["phases"]) and r["eval_images_per_s"] > 0
+    fake = {"phases": [{"images_per_s": 4000.0}, {"images_per_s": 3000.0}], "eval_images_per_s": 10000.0}
+    hours = script.projection("imagenet-rn50", fake)["seed_hours"]  # 2,000·128/4,000 + 24,000·64/3,000 + 14 evals
+    assert hours == pytest.approx((2000 * 128 / 4000 + 24000 * 64 / 3000 + 14 * 50000 / 10000) / 3600)

@@ -256,6 +256,7 @@ class Finetune:
             "phases": bool(self.phases) and all(p.train in ("head", "all") and p.steps > 0 and p.batch_size > 0
                                                 and p.eval_every > 0 and p.sched_every > 0 for p in self.phases),
             "classes": self.classes >= 2,
+            "image_size": self.image_size >= 32 and (self.backbone != "dino_vits16" or self.image_size == 224),
             "dtype": self.dtype in ("float16", "bfloat16", "float32"),
             "limit_steps": self.limit_steps is None or self.limit_steps > 0,
             "limit_batch": self.limit_batch is None or self.limit_batch > 0,
