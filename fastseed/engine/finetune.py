@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -67,20 +68,31 @@ def evaluate(model, protocol, val, device, dtype, num_threads: int) -> tuple[flo
     """Accuracy, mean CE loss and the predicted class of every validation image (in index order)."""
     from fastseed.data.imagenet import eval_batches
     model.eval()
-    layout, loss, right, n, preds = io_layout(device), 0.0, 0, 0, []
+    layout, preds = io_layout(device), []
+    loss = torch.zeros((), device=device, dtype=torch.float64)  # summed on the device: no sync per batch
     io = torch.float16 if device.type == "cuda" else torch.float32
     for x, y in eval_batches(val, protocol.eval_batch_size, device, io, layout=layout, num_threads=num_threads,
                              size=protocol.image_size):
         with _autocast(device, dtype):
             logits = model(_as_nchw(x, layout)).float()
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        pred = logits.argmax(-1)
-        right += (pred == y).sum().item()
-        n += y.numel()
-        preds.append(pred.cpu())
+        loss += F.cross_entropy(logits, y, reduction="sum").double()
+        preds.append(logits.argmax(-1))
     model.train()
-    preds = torch.cat(preds).numpy().astype(label_dtype(protocol.classes))
-    return right / n, loss / n, preds.tobytes()
+    preds, labels = torch.cat(preds).cpu(), torch.as_tensor(val.labels)
+    right, n = (preds == labels).sum().item(), len(labels)
+    loss = loss.item() / n
+    return right / n, loss, preds.numpy().astype(label_dtype(protocol.classes)).tobytes()
+
+
+@contextmanager
+def autotuned(enabled: bool):
+    """cuDNN picks the fastest convolution per shape: the shapes of a fine-tune never change."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = saved or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
 
 
 def _optimizer(model: Finetuner, phase, train_images: int):
@@ -103,7 +115,7 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
     device = torch.device(device)
     amp = amp_dtype(protocol, device, dtype)
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    with determinism(protocol.deterministic):
+    with determinism(protocol.deterministic), autotuned(device.type == "cuda" and not protocol.deterministic):
         model = Finetuner(copy.deepcopy(backbone), make_head(protocol.backbone, protocol.classes,
                                                              seed.torch_default("head")))
         model.to(device)
