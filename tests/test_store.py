@@ -1,5 +1,6 @@
 """The results store: records round-trip exactly, commits are durable, foreign files are refused untouched."""
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -312,3 +313,26 @@ def test_test_labels_are_stored_once_and_guarded(tmp_path):
         store.set_test_labels(labels)  # the same labels again: accepted
         assert "other test labels" in refused(store.set_test_labels, labels[::-1])
     assert np.array_equal(Store.open(path).test_labels, labels)
+
+
+def test_imagenet_labels_and_predictions_are_stored_as_uint16(tmp_path):
+    """1,000 classes do not fit uint8: labels and predictions go wide, CIFAR stores stay uint8."""
+    from fastseed.stats.runs import load_runs
+    path = tmp_path / "s.sqlite"
+    labels = (np.arange(3000) * 7) % 1000
+    preds = labels.copy()
+    preds[:300] = (preds[:300] + 1) % 1000  # 10 % wrong
+    with new_store(path) as store:
+        store.set_test_labels(labels)
+        assert store.label_dtype == np.uint16
+        store.add(dataclasses.replace(make_record(0), predictions=preds.astype(np.uint16).tobytes()))
+    with Store.open(path) as store:
+        assert np.array_equal(store.test_labels, labels) and store.test_labels.dtype == np.uint16
+        runs = load_runs(store, "s")
+        assert runs.scorable and runs.predictions.dtype == np.uint16
+        assert (runs.predictions[0] == runs.labels).mean() == pytest.approx(0.9)
+        assert np.array_equal(store.records()[0].predictions_array(store.label_dtype), preds)
+    cifar = tmp_path / "c.sqlite"
+    with new_store(cifar) as store:
+        store.set_test_labels(np.arange(10))
+        assert store.label_dtype == np.uint8 and "label_dtype" not in store.meta

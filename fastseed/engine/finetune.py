@@ -78,7 +78,7 @@ def evaluate(model, protocol, val, device, dtype, num_threads: int) -> tuple[flo
         loss += F.cross_entropy(logits, y, reduction="sum").double()
         preds.append(logits.argmax(-1))
     model.train()
-    preds, labels = torch.cat(preds).cpu(), torch.as_tensor(val.labels)
+    preds, labels = torch.cat(preds).cpu(), torch.from_numpy(np.array(val.labels))  # a copy: the index is read-only
     right, n = (preds == labels).sum().item(), len(labels)
     loss = loss.item() / n
     return right / n, loss, preds.numpy().astype(label_dtype(protocol.classes)).tobytes()
