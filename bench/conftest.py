@@ -46,6 +46,15 @@ def real_cifar_dir() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def cifar_root() -> Path:
+    """The real CIFAR-10's folder (CI puts it in data/): a script run on it needs the real files."""
+    root = real_cifar_dir()
+    if root is None:
+        pytest.fail("real CIFAR-10 not found: set FASTSEED_DATA or put it in data/ (see README)")
+    return root
+
+
+@pytest.fixture(scope="session")
 def cifar(device, quick):
     """The real CIFAR-10 on the device when present (always in full mode), else a synthetic set."""
     from fastseed.data.cifar import load_cifar10, to_tensors

@@ -102,8 +102,10 @@ def main(argv=None) -> int:
     if a.steps < a.warmup + 2:
         p.error("--steps must be at least --warmup + 2")
     a.out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[logging.StreamHandler(sys.stdout), logging.FileHandler(a.out / "imagenet_train.log")])
+    # its own handlers (not basicConfig, which does nothing when a host such as pytest configured logging)
+    log.handlers[:] = [logging.StreamHandler(sys.stdout), logging.FileHandler(a.out / "imagenet_train.log")]
+    log.setLevel(logging.INFO)
+    log.propagate = False
     device = torch.device("cuda" if torch.cuda.is_available() and not a.quick else "cpu")
     classes = 4 if a.quick else 100
     with tempfile.TemporaryDirectory() as tmp:
