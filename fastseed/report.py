@@ -351,6 +351,7 @@ def seeds_table(doc: Document, groups, halves: dict) -> None:
     frames = []
     for g in groups:
         mean, std = (g.ok_acc.mean(), g.ok_acc.std(ddof=1)) if g.n_ok > 1 else (np.nan, np.nan)
+        std = std if std > 0 else np.nan  # identical accuracies: no z-score (not a division by zero)
         frame = pd.DataFrame({"label": g.label, "seed": g.seeds, "status": np.where(g.ok, "ok", "diverged"),
                               "acc": g.acc, "loss": g.loss, "z": (g.acc - mean) / std,
                               "headline_epoch": g.headline_epoch, "wall_time_s": g.wall_time_s,
