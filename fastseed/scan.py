@@ -10,6 +10,7 @@ finishes and commits the seed in flight, then exits; a second Ctrl-C drops it an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import signal
 import sys
@@ -236,11 +237,13 @@ class FinetuneJob:
         if a.dtype == "float64":
             raise FastseedError("--dtype float64: ImageNet presets train in float32, float16 or bfloat16")
         self.a, self.device = a, device
-        self.protocol = base.variant(weights=file_sha256(a.weights), classes=a.classes or base.classes,
-                                     limit_steps=a.limit_steps or base.limit_steps,
-                                     limit_batch=a.limit_batch or base.limit_batch, fixed=a.fix or base.fixed,
-                                     fix_seed=a.fix_seed if a.fix else base.fix_seed,
-                                     deterministic=a.deterministic or base.deterministic)
+        protocol = base.variant(classes=a.classes or base.classes, limit_steps=a.limit_steps or base.limit_steps,
+                                limit_batch=a.limit_batch or base.limit_batch, fixed=a.fix or base.fixed,
+                                fix_seed=a.fix_seed if a.fix else base.fix_seed,
+                                deterministic=a.deterministic or base.deterministic)
+        # the weights' digest is in the protocol (its hash, its store) but not in its name: 64 hex digits
+        # would drown the name in every table
+        self.protocol = dataclasses.replace(protocol, weights=file_sha256(a.weights))
 
     def load(self):
         self.data, self.backbone = load_finetune(self.protocol, self.a.data_dir, self.a.weights)
