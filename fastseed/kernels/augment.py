@@ -1,9 +1,10 @@
 """Gather + augment a batch from uint8 images resident on the device (PyTorch reference).
 
 Per image b: normalise with mean/std, zero-pad by `pad` (zeros *after* normalisation, as Picard's
-script pads), take the 32×32 crop at offset (dy[b], dx[b]) ∈ [0, 2·pad], mirror it if flip[b], and
-zero the cutout square rows clip(cy−h, 0, H)..clip(cy+h, 0, H) (likewise columns), h = cutout // 2,
-in the coordinates of the output image. `augment_triton` fuses all of it into one pass; `augment`
+script pads) or, with reflect=True, reflect-pad (airbench: the border pixel is the mirror, not
+repeated, as F.pad's "reflect"), take the 32×32 crop at offset (dy[b], dx[b]) ∈ [0, 2·pad], mirror it if
+flip[b], and zero the cutout square rows clip(cy−h, 0, H)..clip(cy+h, 0, H) (likewise columns),
+h = cutout // 2, in the coordinates of the output image. `augment_triton` fuses all of it into one pass; `augment`
 dispatches between the two.
 """
 
@@ -18,7 +19,7 @@ from fastseed.kernels import HAS_TRITON, interpreting, load_triton
 
 def augment_reference(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
                       flip: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, mean, std, *,
-                      pad: int, cutout: int, dtype: torch.dtype) -> torch.Tensor:
+                      pad: int, cutout: int, dtype: torch.dtype, reflect: bool = False) -> torch.Tensor:
     """images (N,C,H,W) uint8; index, dy, dx, flip, cy, cx (B,) on the same device -> (B,C,H,W) dtype."""
     B, (C, H, W) = index.shape[0], images.shape[1:]
     work = torch.float64 if dtype == torch.float64 else torch.float32
@@ -28,6 +29,9 @@ def augment_reference(images: torch.Tensor, index: torch.Tensor, dy: torch.Tenso
     rows = dy[:, None] + torch.arange(H, device=dev) - pad  # source row of each output row
     cols = dx[:, None] + torch.arange(W, device=dev) - pad
     cols = torch.where(flip[:, None], cols.flip(1), cols)
+    if reflect:  # one reflection at each border is enough for pad < H, W
+        rows, cols = rows.abs(), cols.abs()
+        rows, cols = torch.where(rows >= H, 2 * (H - 1) - rows, rows), torch.where(cols >= W, 2 * (W - 1) - cols, cols)
     inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
     b = index[:, None, None, None]
     c = torch.arange(C, device=dev)[None, :, None, None]
@@ -63,7 +67,7 @@ triton = tl = None  # bound on first use by load_triton(globals()): the kernels 
 def _augment_fwd(img_ptr, idx_ptr, dy_ptr, dx_ptr, flip_ptr, cy_ptr, cx_ptr, lut_ptr, out_ptr,
                  s_n, s_c, s_h, s_w, pad, half,
                  C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-                 CUTOUT: tl.constexpr, BLOCK: tl.constexpr):
+                 CUTOUT: tl.constexpr, REFLECT: tl.constexpr, BLOCK: tl.constexpr):
     # program (m, j): elements j·BLOCK … of output image m, counted in the output's memory order, so
     # the stores are contiguous whatever the layout
     m = tl.program_id(0).to(tl.int64)
@@ -81,6 +85,11 @@ def _augment_fwd(img_ptr, idx_ptr, dy_ptr, dx_ptr, flip_ptr, cy_ptr, cx_ptr, lut
     src_r = r + (tl.load(dy_ptr + m) - pad).to(tl.int32)
     flip = tl.load(flip_ptr + m).to(tl.int32)
     src_q = tl.where(flip != 0, W - 1 - q, q) + (tl.load(dx_ptr + m) - pad).to(tl.int32)
+    if REFLECT:
+        src_r = tl.where(src_r < 0, -src_r, src_r)
+        src_r = tl.where(src_r >= H, 2 * (H - 1) - src_r, src_r)
+        src_q = tl.where(src_q < 0, -src_q, src_q)
+        src_q = tl.where(src_q >= W, 2 * (W - 1) - src_q, src_q)
     keep = (src_r >= 0) & (src_r < H) & (src_q >= 0) & (src_q < W)
     if CUTOUT:
         cy = tl.load(cy_ptr + m).to(tl.int64)  # int64: "no cutout" may be a far-away centre
@@ -119,7 +128,8 @@ def _table(mean: tuple, std: tuple, dtype: torch.dtype, device: torch.device) ->
 
 def augment_triton(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
                    flip: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, mean, std, *, pad: int,
-                   cutout: int, dtype: torch.dtype, channels_last: bool = False) -> torch.Tensor:
+                   cutout: int, dtype: torch.dtype, channels_last: bool = False,
+                   reflect: bool = False) -> torch.Tensor:
     """The fused kernel; same arguments and values as `augment_reference`.
 
     images (N,C,H,W) uint8, any strides; index, dy, dx, cy, cx (M,) integer tensors and flip (M,) bool
@@ -139,22 +149,24 @@ def augment_triton(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, 
     block = min(1024, triton.next_power_of_2(C * H * W))
     _augment_kernel(interpreting())[(M, triton.cdiv(C * H * W, block))](
         images, *params, lut, out, *images.stride(), pad, max(cutout // 2, 0),
-        C=C, H=H, W=W, CHANNELS_LAST=channels_last, CUTOUT=cutout > 0, BLOCK=block, num_warps=4)
+        C=C, H=H, W=W, CHANNELS_LAST=channels_last, CUTOUT=cutout > 0, REFLECT=reflect, BLOCK=block,
+        num_warps=4)
     return out
 
 
 def augment(images: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
             flip: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, mean, std, *, pad: int, cutout: int,
-            dtype: torch.dtype, channels_last: bool = False, impl: str = "auto") -> torch.Tensor:
+            dtype: torch.dtype, channels_last: bool = False, reflect: bool = False,
+            impl: str = "auto") -> torch.Tensor:
     """Gather + augment a batch. impl="auto" takes the Triton kernel for CUDA images (or any images
     under TRITON_INTERPRET=1) when triton imports, else the reference; "triton"/"torch" force one."""
     if impl == "auto":
         impl = "triton" if HAS_TRITON and (images.is_cuda or interpreting()) else "torch"
     if impl == "triton":
         return augment_triton(images, index, dy, dx, flip, cy, cx, mean, std, pad=pad, cutout=cutout,
-                              dtype=dtype, channels_last=channels_last)
+                              dtype=dtype, channels_last=channels_last, reflect=reflect)
     if impl == "torch":
         out = augment_reference(images, index, dy, dx, flip, cy, cx, mean, std, pad=pad, cutout=cutout,
-                                dtype=dtype)
+                                dtype=dtype, reflect=reflect)
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
     raise ValueError(f"impl must be 'auto', 'triton' or 'torch', not {impl!r}")

@@ -56,3 +56,22 @@ def test_half_output_and_plain_normalize():
                           MEAN, STD, pad=4, cutout=8, dtype=torch.float16)
     assert x.dtype == torch.float16
     assert torch.allclose(x.float(), normalize(images, MEAN, STD, torch.float32), atol=1e-2)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 4])
+def test_reflect_padding_matches_numpy_reflect(pad):
+    """airbench's translate: reflect-pad (np.pad/F.pad "reflect": the border pixel is not repeated)."""
+    g = torch.Generator().manual_seed(pad)
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8, generator=g)
+    index = torch.randint(0, 20, (30,), generator=g)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, 30), generator=g)
+    flip = torch.randint(0, 2, (30,), generator=g).bool()
+    no_cut = torch.full((30,), -100)
+    got = augment_reference(images, index, dy, dx, flip, no_cut, no_cut, MEAN, STD, pad=pad, cutout=0,
+                            dtype=torch.float64, reflect=True).numpy()
+    for b in range(30):
+        x = (images[index[b]].numpy().astype(np.float64) / 255 - np.array(MEAN)[:, None, None]) \
+            / np.array(STD)[:, None, None]
+        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")[:, dy[b]: dy[b] + 32, dx[b]: dx[b] + 32]
+        want = x[:, :, ::-1] if flip[b] else x
+        np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-12)

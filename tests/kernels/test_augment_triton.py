@@ -127,3 +127,19 @@ def test_dispatcher(triton_device, monkeypatch):
         assert torch.equal(augment(images, *params, MEAN, STD, **kw), want)
     with pytest.raises(ValueError):
         augment(images, *params, MEAN, STD, impl="cuda", **kw)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 4])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_reflect_padding_matches_reference(triton_device, pad, channels_last):
+    g = torch.Generator().manual_seed(pad + 10 * channels_last)
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8, generator=g)
+    index, dy, dx, flip, cy, cx = draw(40, 10, 32, 32, g, pad=pad)
+    dy[:4], dx[:4] = torch.tensor([0, 0, 2 * pad, 2 * pad]), torch.tensor([0, 2 * pad, 0, 2 * pad])  # corners
+    params = [p.to(triton_device) for p in (index, dy, dx, flip, cy, cx)]
+    for cutout in (0, 8):
+        got = augment_triton(images.to(triton_device), *params, MEAN, STD, pad=pad, cutout=cutout,
+                             dtype=torch.float16, channels_last=channels_last, reflect=True)
+        want = augment_reference(images.to(triton_device), *params, MEAN, STD, pad=pad, cutout=cutout,
+                                 dtype=torch.float16, reflect=True)
+        assert torch.equal(got.contiguous().view(torch.int16), want.view(torch.int16))
