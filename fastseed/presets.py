@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from fastseed import FastseedError
@@ -71,13 +72,41 @@ class Protocol:
     fixed: tuple = ()
     fix_seed: int = 0
     deterministic: bool = False
+    # --- knobs added after v1 (the airbench recipe, `fast94`). Each is declared with metadata _SINCE_V2
+    # and left out of to_json() -- hence of the hash -- while it holds its default, so every protocol
+    # that does not use it keeps the hash (and the results store) it had before the knob existed.
+    _SINCE_V2 = {"since": 2}  # a plain class attribute, not a field
+    # length: stop after ceil(train_epochs · steps per epoch) steps, mid-epoch; `epochs` = ceil(train_epochs)
+    train_epochs: float | None = dataclasses.field(default=None, metadata=_SINCE_V2)
+    # "torch": lr and weight_decay are torch.optim.SGD's. "per1024" (airbench, after Myrtle): lr and
+    # weight_decay per 1,024 examples, decoupled from the momentum; see sgd_hyperparameters()
+    hyper_units: str = dataclasses.field(default="torch", metadata=_SINCE_V2)
+    bias_scaler: float = dataclasses.field(default=1.0, metadata=_SINCE_V2)  # BatchNorm biases' lr ×
+    loss_reduction: str = dataclasses.field(default="mean", metadata=_SINCE_V2)  # or "sum" over the batch
+    # schedule "triangle" (stepped every training step): (start, peak position as a fraction of the
+    # steps, end) of a piecewise-linear multiplier start → 1 → end; see step_lr_multiplier()
+    lr_triangle: tuple = dataclasses.field(default=(), metadata=_SINCE_V2)
+    # lookahead (airbench): every N steps slow ← lerp(slow, weights, 1 − d), weights ← slow, with
+    # d = lookahead_decay^N · (step / steps)^lookahead_power; the weights end as the slow copy. 0 = off
+    lookahead_every: int = dataclasses.field(default=0, metadata=_SINCE_V2)
+    lookahead_decay: float = dataclasses.field(default=0.0, metadata=_SINCE_V2)
+    lookahead_power: float = dataclasses.field(default=0.0, metadata=_SINCE_V2)
+    # a model with a data-fitted whitening conv (airbench94): its bias trains in the first N epochs only
+    whiten_bias_epochs: int | None = dataclasses.field(default=None, metadata=_SINCE_V2)
+    # augmentation: crop padding "zeros" (Picard) or "reflect"; flips "random" (drawn per epoch) or
+    # "alternate" (drawn once per image; every odd epoch flips them all: airbench's alternating flip)
+    pad_mode: str = dataclasses.field(default="zeros", metadata=_SINCE_V2)
+    flip_rule: str = dataclasses.field(default="random", metadata=_SINCE_V2)
+    # test-time augmentation: 0 none, 1 mirror, 2 mirror + 1-pixel translations (airbench's levels)
+    tta: int = dataclasses.field(default=0, metadata=_SINCE_V2)
 
     def __post_init__(self):
+        triangle = self.lr_triangle
         checks = {
             "augment": self.augment in ("chunk", "image", "none"),
             "optimizer": self.optimizer in ("sgd", "adam"),
-            "schedule": self.schedule in ("picard", "constant"),
-            "eval_rule": self.eval_rule in ("picard", "every"),
+            "schedule": self.schedule in ("picard", "constant", "triangle"),
+            "eval_rule": self.eval_rule in ("picard", "every", "last"),
             "headline_rule": self.headline_rule in ("picard", "last"),
             "dtype": self.dtype in ("float16", "bfloat16", "float32", "float64"),
             "epochs": self.epochs > 0,
@@ -85,6 +114,21 @@ class Protocol:
             "chunk_size": self.chunk_size > 0,
             "fixed": set(self.fixed) <= set(STREAMS) and list(self.fixed) == sorted(set(self.fixed)),
             "fix_seed": self.fix_seed >= 0,
+            "train_epochs": self.train_epochs is None or (
+                self.train_epochs > 0 and math.ceil(self.train_epochs) == self.epochs),
+            "hyper_units": self.hyper_units in ("torch", "per1024") and (
+                self.hyper_units == "torch" or self.optimizer == "sgd"),
+            "bias_scaler": self.bias_scaler > 0 and (self.bias_scaler == 1.0 or self.optimizer == "sgd"),
+            "loss_reduction": self.loss_reduction in ("mean", "sum"),
+            "lr_triangle": (self.schedule != "triangle" and triangle == ()) or (
+                self.schedule == "triangle" and self.optimizer == "sgd" and len(triangle) == 3
+                and 0 <= triangle[1] < 1),
+            "lookahead": self.lookahead_every >= 0 and 0 <= self.lookahead_decay <= 1,
+            "whiten_bias_epochs": self.whiten_bias_epochs is None or self.whiten_bias_epochs >= 0,
+            "pad_mode": self.pad_mode in ("zeros", "reflect") and (self.pad_mode == "zeros" or self.crop_pad < 32),
+            "flip_rule": self.flip_rule in ("random", "alternate") and (
+                self.flip_rule == "random" or self.augment == "image"),
+            "tta": self.tta in (0, 1, 2),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -94,7 +138,13 @@ class Protocol:
 
     # --- identity -------------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        """Canonical JSON. Knobs added after v1 appear only when they differ from their default, so a
+        protocol's hash is the same before and after a knob is added (tests/test_presets.py pins it)."""
+        fields = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("since", 1) > 1 and fields[f.name] == f.default:
+                del fields[f.name]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @property
     def hash(self) -> str:
@@ -103,7 +153,7 @@ class Protocol:
     @classmethod
     def from_json(cls, text: str) -> "Protocol":
         fields = json.loads(text)
-        for name in ("mean", "std", "fixed"):
+        for name in ("mean", "std", "fixed", "lr_triangle"):
             if name in fields:
                 fields[name] = tuple(fields[name])
         return cls(**fields)
@@ -134,10 +184,50 @@ class Protocol:
             return 0.01
         return 0.5 * (end - epoch) / (end - warm + 1) + 0.01
 
+    def steps_per_epoch(self, n: int) -> int:
+        """Training steps in a full epoch of n images."""
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def total_steps(self, n: int) -> int:
+        """Training steps of a whole run on n images: airbench's ceil(steps per epoch · 9.9) for a
+        fractional length, else every step of every epoch."""
+        if self.train_epochs is not None:
+            return math.ceil(self.steps_per_epoch(n) * self.train_epochs)
+        return self.steps_per_epoch(n) * self.epochs
+
+    def step_lr_multiplier(self, step: int, total: int) -> float:
+        """The "triangle" multiplier of training step `step` (0-based) of `total`, as airbench's
+        LambdaLR applies it: linear from `start` at step 0 to 1 at step int(peak · total), then linear
+        to `end` at step `total` (never reached: the last step is total − 1)."""
+        start, peak, end = self.lr_triangle
+        top = int(peak * total)
+        if step < top:
+            return start + (1.0 - start) * step / top
+        return 1.0 + (end - 1.0) * (step - top) / (total - top)
+
+    def lookahead_decay_at(self, step: int, total: int) -> float:
+        """The lookahead decay d after `step` steps (1-based count) of `total`."""
+        return self.lookahead_decay ** self.lookahead_every * (step / total) ** self.lookahead_power
+
+    def sgd_hyperparameters(self) -> dict:
+        """torch.optim.SGD's (lr, weight_decay) for the two kinds of parameter: "other" and "bn_bias"
+        (BatchNorm biases: lr × bias_scaler, weight decay ÷ bias_scaler, so their decay per step is
+        the others'). "per1024" converts airbench's units in the package's own order of operations:
+        kilostep = 1024·(1 + 1/(1 − momentum)), lr/kilostep, weight_decay·batch_size/kilostep."""
+        if self.hyper_units == "per1024":
+            kilostep = 1024 * (1 + 1 / (1 - self.momentum))
+            lr, decay = self.lr / kilostep, self.weight_decay * self.batch_size / kilostep
+            bias_lr = lr * self.bias_scaler
+            return {"other": (lr, decay / lr), "bn_bias": (bias_lr, decay / bias_lr)}
+        return {"other": (self.lr, self.weight_decay),
+                "bn_bias": (self.lr * self.bias_scaler, self.weight_decay / self.bias_scaler)}
+
     @property
     def eval_epochs(self) -> tuple:
         if self.eval_rule == "every":
             return tuple(range(self.epochs))
+        if self.eval_rule == "last":
+            return (self.epochs - 1,)
         return self.picard_eval_epochs
 
     @property
@@ -184,6 +274,25 @@ PRESETS = {
                             source=RESNET18_SRC + "; exp 2: data order fixed, init varies"),
         dataclasses.replace(RESNET18, name="resnet18-exp3", fixed=("init",),
                             source=RESNET18_SRC + "; exp 3: init fixed, data order varies"),
+        # airbench94: 94.01 % mean over 1,000 runs in the paper. Every number is the package's
+        # (airbench 0.1.8: hyp, make_net94, train, CifarLoader, infer); the net is models/airbench.py.
+        # 48 steps of 1,024 an epoch, ceil(48 · 9.9) = 476 steps: 9 epochs and 44 steps of a 10th.
+        Protocol(name="fast94", source=(
+            "Jordan 2024, '94% on CIFAR-10 in 3.29 seconds on a single GPU', arXiv 2404.00498: airbench94 "
+            "as in the PyPI package airbench 0.1.8 (PROTOCOLS.md §4): whitening 2x2 conv + 3 ConvGroups "
+            "64/256/256, GELU, BN weights frozen, logits/9; batch 1024, 9.9 epochs, Nesterov SGD 0.85, "
+            "lr 11.5 and wd 0.0153 per 1024 examples, loss summed, BN-bias lr x64, triangle lr "
+            "0.2 -> 1 at 23 % -> 0.07, label smoothing 0.2, lookahead every 5 steps (0.95^5 (t/T)^3), "
+            "translate 2 (reflect) + alternating flip, TTA level 2, eval at the end"),
+            model="airbench94", mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+            logit_scale=1 / 9, bn_eps=1e-12, bn_momentum=1 - 0.6, dtype="float16",
+            epochs=10, train_epochs=9.9, batch_size=1024, eval_batch_size=2000, drop_last=True,
+            optimizer="sgd", lr=11.5, momentum=0.85, nesterov=True, weight_decay=0.0153,
+            hyper_units="per1024", bias_scaler=64.0, schedule="triangle", lr_triangle=(0.2, 0.23, 0.07),
+            ce_weight=0.0, lsce_weight=1.0, lsce_eps=0.2, loss_reduction="sum",
+            augment="image", crop_pad=2, pad_mode="reflect", flip=True, flip_rule="alternate", cutout=0,
+            whiten_bias_epochs=3, lookahead_every=5, lookahead_decay=0.95, lookahead_power=3.0,
+            tta=2, eval_rule="last", headline_rule="last"),
     ]
 }
 
