@@ -48,7 +48,8 @@ def pick_pack(per_seed_bytes: int, free_bytes: int, seconds_per_seed: Callable[[
 def time_pack(protocol, data, device, dtype, strategy, k, graphs, steps=6, warmup=4, compile=None) -> float:
     """Seconds per seed per training step for a pack of k (fresh seeds; the result is discarded)."""
     train_x, train_y, _, _ = subset(protocol, data)
-    pack, opt, _ = build(protocol, [Seed(i) for i in range(k)], device, dtype, strategy, compile, graphs)
+    pack, opt, _ = build(protocol, [Seed(i) for i in range(k)], device, dtype, strategy, compile, graphs,
+                         images=train_x)
     step = (GraphedStep if graphs else EagerStep)(protocol, pack, opt, train_x, train_y, dtype)
     g = torch.Generator(device="cpu").manual_seed(0)
     shape = (k, protocol.batch_size)

@@ -3,7 +3,8 @@ device (shapes only: nothing is computed, so it runs anywhere in a second).
 
 Counted: convolutions and matmuls, forward and backward (the tensor-core work that bounds the run;
 BatchNorm, CELU, pooling and the loss are memory-bound and add < 1 % of the FLOPs). One seed =
-steps_per_epoch · epochs training steps + one forward over the test set per evaluated epoch.
+Protocol.total_steps training steps + per evaluated epoch one forward over the test set for every
+view of the test-time augmentation (1, 2 or 6 views).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from fastseed.kernels.lsce import protocol_loss_reference
 from fastseed.models import build_model
 
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000  # CIFAR-10
+TTA_VIEWS = {0: 1, 1: 2, 2: 6}  # plain; + mirror; + two shifts, each also mirrored
 
 
 @dataclass(frozen=True)
 class SeedFlops:
     train_step: int  # forward + backward of one batch
-    eval_image: int  # forward of one test image
+    eval_image: int  # forward of one test image, all its test-time views
     steps: int
     evals: int
     test_images: int
@@ -57,13 +59,13 @@ def count_step(protocol, batch: int, backward: bool):
 
 def seed_flops(protocol) -> SeedFlops:
     train = count_step(protocol, protocol.batch_size, backward=True)
-    evals = count_step(protocol, 1, backward=False)
+    evals = count_step(protocol, TTA_VIEWS[protocol.tta], backward=False)
     leaves = {name: sum(ops.values()) for name, ops in train.get_flop_counts().items()
               if name != "Global" and sum(ops.values())}
     # keep the innermost modules only (a parent's count includes its children's)
     per_layer = {n: f for n, f in leaves.items() if not any(o.startswith(n + ".") for o in leaves)}
     n_train = protocol.train_size or TRAIN_IMAGES
     return SeedFlops(train_step=train.get_total_flops(), eval_image=evals.get_total_flops(),
-                     steps=(n_train // protocol.batch_size) * protocol.epochs,
+                     steps=protocol.total_steps(n_train),
                      evals=len(protocol.eval_epochs), test_images=protocol.test_size or TEST_IMAGES,
                      per_layer=per_layer)

@@ -68,13 +68,21 @@ class PackedLinear(nn.Module):
     def __init__(self, heads: list[nn.Linear]):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([h.weight.detach() for h in heads]))  # (K, out, F)
+        self.weight.requires_grad_(heads[0].weight.requires_grad)
         has_bias = heads[0].bias is not None
-        self.bias = nn.Parameter(torch.stack([h.bias.detach() for h in heads])) if has_bias else None  # (K, out)
+        self.bias = nn.Parameter(torch.stack([h.bias.detach() for h in heads]),
+                                 requires_grad=heads[0].bias.requires_grad) if has_bias else None  # (K, out)
 
     def forward(self, x):
         k, _, f = self.weight.shape
         y = torch.einsum("bkf,kof->kbo", x.reshape(x.shape[0], k, f), self.weight)
         return y if self.bias is None else y + self.bias[:, None, :]
+
+
+def stacked(tensors: list[torch.Tensor], like: torch.Tensor) -> nn.Parameter:
+    """K seeds' parameters as one, frozen exactly when theirs are (airbench's whitening weights, its
+    BatchNorm weights): a frozen parameter gets no gradient, so the optimiser never touches it."""
+    return nn.Parameter(torch.cat([t.detach() for t in tensors]), requires_grad=like.requires_grad)
 
 
 def grouped_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
@@ -83,9 +91,9 @@ def grouped_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
     fused = nn.Conv2d(len(convs) * c.in_channels, len(convs) * c.out_channels, c.kernel_size,
                       stride=c.stride, padding=c.padding, dilation=c.dilation, bias=c.bias is not None,
                       groups=len(convs))
-    fused.weight = nn.Parameter(torch.cat([m.weight.detach() for m in convs]))
+    fused.weight = stacked([m.weight for m in convs], c.weight)
     if c.bias is not None:
-        fused.bias = nn.Parameter(torch.cat([m.bias.detach() for m in convs]))
+        fused.bias = stacked([m.bias for m in convs], c.bias)
     return fused
 
 
@@ -96,13 +104,16 @@ def stacked_batchnorm(bns: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
         for name in ("weight", "bias", "running_mean", "running_var"):
             getattr(fused, name).copy_(torch.cat([getattr(m, name) for m in bns]))
         fused.num_batches_tracked.copy_(b.num_batches_tracked)
+    fused.weight.requires_grad_(b.weight.requires_grad)
+    fused.bias.requires_grad_(b.bias.requires_grad)
     return fused.to(b.weight.dtype)
 
 
 def fuse(models: list[nn.Module]) -> nn.Module:
     """One module computing all K models side by side (channels seed-major: seed k owns channels
     k·C … (k+1)·C−1 of every layer). Works for nets of convs, BNs, elementwise ops, pools and a
-    final Linear head — the vocabulary of ResNet9 and torchvision's ResNets."""
+    final Linear head — the vocabulary of ResNet9, torchvision's ResNets and airbench94's net (whose
+    frozen weights stay frozen). Functional layers (F.gelu, a logit scale) need nothing: elementwise."""
     fused = copy.deepcopy(models[0])
 
     def walk(target: nn.Module, sources: list[nn.Module]):

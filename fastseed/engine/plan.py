@@ -1,7 +1,8 @@
 """What one seed sees in one epoch: the order of the training images and each image's augmentation.
 
-All draws come from the seed's streams keyed by epoch — ("order", e) and ("augment", e) — so an
-epoch's plan is a pure function of (protocol, seed, epoch, n). Changing the draw order here changes
+All draws come from the seed's streams keyed by epoch — ("order", e) and ("augment", e), plus
+("augment", -1) once per run for alternating flips — so an epoch's plan is a pure function of
+(protocol, seed, epoch, n). Changing the draw order here changes
 every stored result (tests/test_seeds.py pins it).
 """
 
@@ -30,10 +31,13 @@ class EpochPlan:
 
 def plan_epoch(protocol, seed: Seed, epoch: int, n: int, size: int = 32) -> EpochPlan:
     """Picard's quirk in "chunk" mode: augmentation is drawn before shuffling, one crop/flip/cutout per
-    chunk of `chunk_size` images in dataset order; then one permutation shuffles the epoch."""
+    chunk of `chunk_size` images in dataset order; then one permutation shuffles the epoch. With
+    flip_rule "alternate", airbench's draws (alternating_flip_draws)."""
     kept = (n // protocol.batch_size) * protocol.batch_size if protocol.drop_last else n
     order = torch.randperm(n, generator=seed.generator("order", epoch))[:kept]
     pad = protocol.crop_pad
+    if protocol.flip_rule == "alternate":
+        return EpochPlan(order, *alternating_flip_draws(protocol, seed, epoch, n, size))
     if protocol.augment == "none":
         z = torch.zeros(n, dtype=torch.int64)
         return EpochPlan(order, z + pad, z + pad, z.bool(), z - 10**6, z - 10**6)
@@ -47,3 +51,23 @@ def plan_epoch(protocol, seed: Seed, epoch: int, n: int, size: int = 32) -> Epoc
     if protocol.augment == "chunk":
         dy, dx, flip, cy, cx = (t.repeat_interleave(protocol.chunk_size)[:n] for t in (dy, dx, flip, cy, cx))
     return EpochPlan(order, dy, dx, flip, cy, cx)
+
+
+BEFORE_TRAINING = -1  # the counter of draws made once per run, before epoch 0
+
+
+def alternating_flip_draws(protocol, seed: Seed, epoch: int, n: int, size: int = 32):
+    """airbench's per-image translate and alternating flip. Each image's flip is drawn once per run (a
+    fair coin, from ("augment", BEFORE_TRAINING)) and used in even epochs; odd epochs flip exactly the
+    images that even epochs do not, so every image is seen both ways every two epochs. Crops (and a
+    cutout, if any) are drawn per image per epoch from ("augment", epoch)."""
+    flip = torch.randint(0, 2, (n,), generator=seed.generator("augment", BEFORE_TRAINING)).bool()
+    flip = (flip ^ bool(epoch % 2)) & protocol.flip
+    g, pad = seed.generator("augment", epoch), protocol.crop_pad
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    if protocol.cutout > 0:
+        cy, cx = torch.randint(0, size, (n,), generator=g), torch.randint(0, size, (n,), generator=g)
+    else:
+        cy = cx = torch.full((n,), -10**6, dtype=torch.int64)  # far away: cuts nothing
+    return dy, dx, flip, cy, cx

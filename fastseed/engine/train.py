@@ -4,6 +4,11 @@
 runs the same loop over a pack model (engine/pack.py): "sequential" trains the seeds one at a time
 (the reference), "fused" as one grouped model, "streams" as replicas on their own CUDA streams.
 A seed's trajectory depends only on (protocol, seed, device, dtype): never on its partners or slot.
+
+The airbench recipe (`fast94`) adds, all per seed and all elementwise or per-channel, so a fused pack
+stays K independent runs: a whitening conv fitted to the data (the same for every seed), parameter
+groups (BatchNorm biases at bias_scaler × the lr), a per-step lr (ScheduledSGD), a fractional last
+epoch, lookahead, a whitening bias frozen after a few epochs, and test-time augmentation.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from fastseed import FastseedError
 from fastseed.engine.pack import Fused, Replicas, Single
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.provenance import provenance
-from fastseed.engine.step import EagerStep, GraphedStep
+from fastseed.engine.step import EagerStep, GraphedStep, Lookahead, ScheduledSGD
 from fastseed.kernels.augment import normalize
 from fastseed.models import build_model, set_dtype
+from fastseed.models.airbench import whitening_weights
 from fastseed.seeds import Seed
 from fastseed.store import Record
 
@@ -58,11 +64,43 @@ def init_model(protocol, seed: Seed):
         return build_model(protocol)
 
 
+def fit_to_data(protocol, models: list, images: torch.Tensor | None):
+    """Layers whose weights come from the training data, not from a seed: airbench's whitening conv,
+    fitted once (float64) and given to every seed."""
+    if protocol.model != "airbench94":
+        return
+    if images is None:
+        raise FastseedError(f"protocol {protocol.name!r}: the whitening layer needs the training images")
+    weights = whitening_weights(images, protocol.mean, protocol.std)
+    for m in models:
+        m.fit_whitening(weights.to(m.whiten.weight.dtype))
+
+
+def per_step_schedule(protocol) -> bool:
+    return protocol.schedule == "triangle"
+
+
+def sgd_groups(protocol, pack) -> list:
+    """Trained parameters by kind, with their torch SGD (lr, weight_decay): BatchNorm biases and the
+    rest (Protocol.sgd_hyperparameters). One group of every parameter when the kinds do not differ."""
+    hyper = protocol.sgd_hyperparameters()
+    if protocol.bias_scaler == 1.0 and protocol.hyper_units == "torch":
+        return [dict(params=list(pack.parameters()), lr=hyper["other"][0], weight_decay=hyper["other"][1])]
+    biases = {id(m.bias) for m in pack.modules()
+              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    trained = [p for p in pack.parameters() if p.requires_grad]
+    kinds = {"bn_bias": [p for p in trained if id(p) in biases], "other": [p for p in trained if id(p) not in biases]}
+    return [dict(params=kinds[k], lr=hyper[k][0], weight_decay=hyper[k][1]) for k in ("bn_bias", "other") if kinds[k]]
+
+
 def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequential", compile: str | None = None,
-          graphs: bool = False):
-    """The pack model for `strategy`, its optimiser and the per-epoch LambdaLR. `compile` is a
-    torch.compile mode ("default", "reduce-overhead", "max-autotune", …) for the training forward."""
+          graphs: bool = False, images: torch.Tensor | None = None):
+    """The pack model for `strategy`, its optimiser and the per-epoch LambdaLR (None for a per-step
+    schedule: the loop sets ScheduledSGD's multiplier before every step). `compile` is a torch.compile
+    mode ("default", "reduce-overhead", "max-autotune", …) for the training forward. `images`: the
+    training images, for layers fitted to the data (fit_to_data)."""
     models = [set_dtype(init_model(protocol, s), dtype) for s in seeds]
+    fit_to_data(protocol, models, images)
     if strategy == "fused":
         pack = Fused(models)
     elif strategy == "streams":
@@ -77,8 +115,12 @@ def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequentia
     if protocol.optimizer == "adam":  # elementwise too: per-seed state, per-seed updates
         opt = torch.optim.Adam(pack.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
                                capturable=graphs)
+    elif per_step_schedule(protocol):
+        opt = ScheduledSGD(sgd_groups(protocol, pack), momentum=protocol.momentum, nesterov=protocol.nesterov,
+                           device=device)
+        return pack, opt, None
     else:
-        opt = torch.optim.SGD(pack.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+        opt = torch.optim.SGD(sgd_groups(protocol, pack), lr=protocol.lr, momentum=protocol.momentum,
                               nesterov=protocol.nesterov, weight_decay=protocol.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, protocol.lr_multiplier)
     return pack, opt, sched
@@ -90,6 +132,27 @@ def subset(protocol, data):
             data.test_x[: protocol.test_size], data.test_y[: protocol.test_size])
 
 
+def tta_logits(forward, x: torch.Tensor, level: int) -> torch.Tensor:
+    """airbench's test-time augmentation of a batch x (B,C,H,W): level 0 the logits of x; 1 the mean
+    over x and its mirror; 2 one half that, one half the mean of the same for x shifted by one pixel
+    down-right and up-left (reflect-padded). Combined in at least float32."""
+    def plain(v):
+        out = forward(v.contiguous(memory_format=torch.channels_last))
+        return out.to(torch.promote_types(out.dtype, torch.float32))
+
+    def mirror(v):
+        return 0.5 * plain(v) + 0.5 * plain(v.flip(-1))
+
+    if level == 0:
+        return plain(x)
+    if level == 1:
+        return mirror(x)
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = torch.stack([mirror(padded[..., :h, :w]), mirror(padded[..., 2:, 2:])]).mean(0)
+    return 0.5 * mirror(x) + 0.5 * shifted
+
+
 @torch.no_grad()
 def evaluate(pack, protocol, images, labels, dtype):
     """Per seed: accuracy, mean CE loss, predicted class of every test image (uint8 bytes)."""
@@ -99,8 +162,7 @@ def evaluate(pack, protocol, images, labels, dtype):
     for i in range(0, images.shape[0], protocol.eval_batch_size):
         x = normalize(images[i: i + protocol.eval_batch_size], protocol.mean, protocol.std, dtype)
         y = labels[i: i + protocol.eval_batch_size]
-        logits = pack.forward_eval(x.contiguous(memory_format=torch.channels_last))
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        logits = tta_logits(pack.forward_eval, x, protocol.tta)
         ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(pack.k), reduction="none")
         loss += ce.view(pack.k, -1).sum(1).double()
         preds.append(logits.argmax(-1))
@@ -118,26 +180,43 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
     """Train `seeds` together as one pack model; one Record per seed."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     train_x, train_y, test_x, test_y = subset(protocol, data)
-    pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile, graphs)
+    pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile, graphs, images=train_x)
     step = (GraphedStep if graphs else EagerStep)(protocol, pack, opt, train_x, train_y, dtype)
     K, B, n = len(seeds), protocol.batch_size, train_x.shape[0]
+    total, done = protocol.total_steps(n), 0  # training steps of the run, and so far
+    lookahead = Lookahead(pack) if protocol.lookahead_every else None
+    whiten_biases = [p for name, p in pack.named_parameters() if name.endswith("whiten.bias")]
     evals, trains = [[] for _ in seeds], [[] for _ in seeds]
     headline, status = [None] * K, ["ok"] * K
     for epoch in range(protocol.epochs):
         plans = [plan_epoch(protocol, s, epoch, n, size=train_x.shape[-1]) for s in seeds]
         order = torch.stack([p.order for p in plans]).to(device)  # (K, images trained this epoch)
         params = [torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS]
-        steps = -(-order.shape[1] // B)  # the last batch is partial when the protocol keeps it
+        # the last batch is partial when the protocol keeps it; a fractional run stops mid-epoch
+        steps = min(-(-order.shape[1] // B), total - done)
+        seen = min(order.shape[1], steps * B)
         loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
         correct = torch.zeros(K, device=device, dtype=torch.int64)
-        step.new_epoch()
+        trains_whiten_bias = protocol.whiten_bias_epochs is None or epoch < protocol.whiten_bias_epochs
+        changed = any(p.requires_grad != trains_whiten_bias for p in whiten_biases)
+        for p in whiten_biases:
+            p.requires_grad_(trains_whiten_bias)  # frozen: no gradient, so no update, decay or momentum
+        step.new_epoch(recapture=sched is not None or changed)
         for i in range(steps):
+            if sched is None:
+                opt.set_lr_multiplier(protocol.step_lr_multiplier(done, total))
             idx = order[:, i * B: (i + 1) * B]
             losses, right = step(idx, [p.gather(1, idx) for p in params])
             loss_sum += losses.double()
             correct += right
-        sched.step()
-        means, accs = (loss_sum / steps).tolist(), (correct.double() / order.shape[1]).tolist()
+            done += 1
+            if lookahead is not None and done % protocol.lookahead_every == 0:
+                lookahead.update(protocol.lookahead_decay_at(done, total))
+        if lookahead is not None and done == total:
+            lookahead.finish()  # the run's weights are the slow copy
+        if sched is not None:
+            sched.step()
+        means, accs = (loss_sum / max(steps, 1)).tolist(), (correct.double() / max(seen, 1)).tolist()
         for k in range(K):
             if status[k] == "ok":
                 trains[k].append([epoch, means[k], accs[k]])

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from fastseed import FastseedError
+from fastseed.models.airbench import AirbenchNet
 from fastseed.models.resnet9 import ResNet9
 
 
@@ -12,6 +13,9 @@ def build_model(protocol, classes: int = 10) -> nn.Module:
         return ResNet9(width=protocol.width, classes=classes, celu_alpha=protocol.celu_alpha,
                        logit_scale=protocol.logit_scale, bn_eps=protocol.bn_eps,
                        bn_momentum=protocol.bn_momentum)
+    if protocol.model == "airbench94":  # whitening weights: fit_whitening (engine/train.py), from the data
+        return AirbenchNet(width=protocol.width, classes=classes, logit_scale=protocol.logit_scale,
+                           bn_eps=protocol.bn_eps, bn_momentum=protocol.bn_momentum)
     if protocol.model == "resnet18":
         try:
             from torchvision.models import resnet18
