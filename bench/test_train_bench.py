@@ -1,8 +1,11 @@
 """Training throughput per strategy and pack size, and end-to-end seconds per seed.
 
 Quick mode (CPU, CI): the smoke protocol, packs of 1–2, so the suite never rots. Full mode (GPU):
-picard-short, packs of 1, 4, 8, 16, 32. Each result carries seconds per seed-step, images/s and the
-fraction of the device's measured matmul peak in `extra_info` (saved with --benchmark-json).
+picard-short, packs of 1, 4, 8, 16, 32; and fast94 (airbench94's recipe) end to end in fused packs of
+1, 8, 16, 32 (quick mode: a toy fast94, one pack of 2). The side-by-side with the airbench package is
+bench/fast94_vs_airbench.py (a script: it needs the package and many seeds). Each result carries
+seconds per seed-step, images/s and the fraction of the device's measured matmul peak in `extra_info`
+(saved with --benchmark-json).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ STRATEGIES = ("sequential", "fused", "streams")
 E2E_FULL = [("sequential", 1), ("fused", 1), ("fused", 16), ("streams", 16), ("fused", 32)]
 E2E_QUICK = [("sequential", 1), ("fused", 2), ("streams", 2)]
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead")
+FAST94_FULL, FAST94_QUICK = (1, 8, 16, 32), (2,)
 
 
 def pytest_generate_tests(metafunc):
@@ -29,6 +33,8 @@ def pytest_generate_tests(metafunc):
         metafunc.config.getoption("--full") or torch.cuda.is_available())
     if "mode" in metafunc.fixturenames:
         metafunc.parametrize("mode", ("default",) if quick else COMPILE_MODES)
+    if "fast94_k" in metafunc.fixturenames:
+        metafunc.parametrize("fast94_k", FAST94_QUICK if quick else FAST94_FULL)
     if {"strategy", "k"} <= set(metafunc.fixturenames):
         if metafunc.function.__name__ == "test_seconds_per_seed":
             params = E2E_QUICK if quick else E2E_FULL
@@ -91,3 +97,22 @@ def test_train_step_compiled(benchmark, quick, device, cifar, peak_flops, mode):
     benchmark.extra_info.update(protocol=protocol.name, strategy="fused", pack=k, compile=mode,
                                 seconds_per_seed_step=per_seed_step,
                                 fraction_of_peak=flops / per_seed_step / peak_flops)
+
+
+def test_fast94_seconds_per_seed(benchmark, quick, device, cifar, peak_flops, fast94_k):
+    """fast94 trained end to end in a fused pack (per-step lr, lookahead, TTA evaluation included); the
+    time is amortised per seed. Quick mode: 1/8 width, 1,000 images, 1.5 epochs."""
+    protocol = get_preset("fast94")
+    if quick:
+        protocol = protocol.variant(train_size=1000, test_size=500, batch_size=250, eval_batch_size=500,
+                                    width=0.125, epochs=2, train_epochs=1.5, whiten_bias_epochs=1)
+    records = benchmark.pedantic(train_pack, args=(protocol, list(range(fast94_k)), cifar, device),
+                                 kwargs=dict(strategy="fused"), rounds=1, iterations=1)
+    per_seed = benchmark.stats.stats.mean / fast94_k
+    flops = seed_flops(protocol).total
+    accs = [r.test_acc for r in records]
+    benchmark.extra_info.update(
+        protocol=protocol.name, strategy="fused", pack=fast94_k, seconds_per_seed=per_seed,
+        runs_per_hour=3600 / per_seed, seed_pflops=flops / 1e15, fraction_of_peak=flops / per_seed / peak_flops,
+        mean_acc=sum(accs) / len(accs), accs=accs)
+    assert all(r.status == "ok" for r in records)
