@@ -139,7 +139,7 @@ class Protocol:
     # --- identity -------------------------------------------------------------------------------
     def to_json(self) -> str:
         """Canonical JSON. Knobs added after v1 appear only when they differ from their default, so a
-        protocol's hash is the same before and after a knob is added (tests/test_presets.py pins it)."""
+        protocol's hash is the same before and after a knob is added (tests/test_protocol_hashes.py pins it)."""
         fields = dataclasses.asdict(self)
         for f in dataclasses.fields(self):
             if f.metadata.get("since", 1) > 1 and fields[f.name] == f.default:
@@ -375,18 +375,8 @@ class Finetune:
         if bad:
             raise FastseedError(f"protocol {self.name!r}: invalid {', '.join(bad)}")
 
-    def to_json(self) -> str:
-        """Canonical JSON. Knobs added after v1 appear only when they differ from their default, so a
-        protocol's hash is the same before and after a knob is added (tests/test_presets.py pins it)."""
-        fields = dataclasses.asdict(self)
-        for f in dataclasses.fields(self):
-            if f.metadata.get("since", 1) > 1 and fields[f.name] == f.default:
-                del fields[f.name]
-        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
-
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+    to_json = Protocol.to_json  # the same canonical JSON and hash (nested Phases included)
+    hash = Protocol.hash
 
     @classmethod
     def from_json(cls, text: str) -> "Finetune":

@@ -1,6 +1,6 @@
 """Adding knobs to Protocol must not change the hash of any existing protocol: the hash keys the results
-stores, so a changed hash would orphan every store already written. Golden values computed from the code
-before the airbench knobs (fast94) were added."""
+stores, so a changed hash would orphan every store already written. Golden values of the CIFAR presets computed
+from the code before the airbench knobs (fast94) were added; the later presets' as they were introduced."""
 
 import dataclasses
 import json
@@ -16,6 +16,11 @@ GOLDEN = {
     "resnet18-exp1": "e0e474436dba5a4585ac826a3e74666827b7edae3a32a495984b9cbf8cff4ccd",
     "resnet18-exp2": "9e0debf5d206ba4d3e249c1a47d9f6bb8c5549357b18e5c5258f023031a5b669",
     "resnet18-exp3": "d7541926f3590efad0d28b2047dad372b03cd5a56053a54e257d6956c5643a33",
+    # pinned when they were introduced (fast94, the ImageNet fine-tunes)
+    "fast94": "6bffd5b9660adc9c8092e32d85d142f0089a7410889c1b00c6a894361e0ee20f",
+    "imagenet-rn50": "bc5c57543b850ae821d95915e883fa75ba552508b8e4ee24ac62b61073913083",
+    "imagenet-dino-rn50": "b2e83e4b40a8176436be18e67847ae7d75b1d8bf38f78286c7b0fc1917c6dacb",
+    "imagenet-dino-vits16": "d433b0abcd70ad27142de4dca9a427274bded555c418a488a9cd55db3643c350",
 }
 LATER = [f.name for f in dataclasses.fields(Protocol) if f.metadata.get("since", 1) > 1]
 
