@@ -76,6 +76,11 @@ def log_n_axis(ax, N: int) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def axis_label(groups: list[Runs]) -> str:
+    """Curves of CIFAR runs are indexed by 0-based epoch, those of ImageNet fine-tunes by global step."""
+    return "epoch (0-based)" if groups[0].unit == "epoch" else "training step"
+
+
 def accuracy_vs_epoch(groups: list[Runs]) -> Figure:
     """Picard's Figure 1: test accuracy per epoch, mean line, ±1 std band and min–max band."""
     fig, axes = new_figure("accuracy_vs_epoch")
@@ -90,10 +95,10 @@ def accuracy_vs_epoch(groups: list[Runs]) -> Figure:
                 label=f"{g.label} mean")
     headline = np.unique(np.concatenate([g.headline_epoch[g.ok] for g in groups]))
     if len(headline) == 1:
-        ax.axvline(headline[0], color="grey", ls=":", lw=1, label=f"headline epoch {headline[0]}")
+        ax.axvline(headline[0], color="grey", ls=":", lw=1, label=f"headline {groups[0].unit} {headline[0]}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch (0-based)", ylabel="test accuracy (%)",
-           title=f"Test accuracy per epoch: mean, ±1 std, min–max ({n_text(groups)})")
+    ax.set(xlabel=axis_label(groups), ylabel="test accuracy (%)",
+           title=f"Test accuracy per {groups[0].unit}: mean, ±1 std, min–max ({n_text(groups)})")
     ax.grid(alpha=0.3)
     legend(ax)
     return fig
@@ -163,7 +168,7 @@ def _all_runs(ax, groups, epochs_of, values_of, ylabel: str, title: str) -> None
                 lw=1.5, ls="--", label=f"{g.label} mean")
     ax.autoscale_view()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch (0-based)", ylabel=ylabel, title=f"{title} ({n_text(groups)})")
+    ax.set(xlabel=axis_label(groups), ylabel=ylabel, title=f"{title} ({n_text(groups)})")
     ax.grid(alpha=0.3)
     legend(ax)
 

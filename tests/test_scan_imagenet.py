@@ -11,6 +11,7 @@ from fastseed import replay, report, scan
 from fastseed.data.synthetic import write_imagenet_folder
 from fastseed.models.imagenet import build_backbone
 from fastseed.presets import PRESETS
+from fastseed.stats.runs import load_runs
 from fastseed.store import Store
 
 TINY = ["--classes", "3", "--limit-steps", "1", "--limit-batch", "4", "--device", "cpu", "--workers", "2",
@@ -64,6 +65,8 @@ def test_each_preset_scans_end_to_end_and_the_report_reads_it(preset, root, weig
     assert report.main([str(store), "--out", str(tmp_path / "r")]) == 0
     summary = pd.read_csv(tmp_path / "r" / "summary.csv").iloc[0]
     assert summary["n"] == 2
+    with Store.open(store) as s:
+        assert load_runs(s, "x").unit == "step"  # the figures' curves are drawn against training steps
     assert summary["mean"] == pytest.approx(100 * np.mean([r.test_acc for r in records]))
 
 

@@ -7,6 +7,8 @@ value (a diverged run stops early), so bands are plain nan-aware reductions over
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +37,10 @@ class Runs:
     train_loss: np.ndarray        # (N, T)
     train_acc: np.ndarray         # (N, T) percent
     predictions: np.ndarray | None  # uint8/uint16 (N, M) predicted class per test image, None if ragged
-    labels: np.ndarray | None     # uint8 (M,) true test labels, None when the store has none
+    labels: np.ndarray | None     # uint8/uint16 (M,) true test labels, None when the store has none
     fixed: frozenset | None       # seed streams held fixed in every run; None if the runs disagree
     wall_time_s: np.ndarray
+    unit: str = "epoch"           # what curves are indexed by: "epoch" (0-based, CIFAR) or "step" (ImageNet)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -78,6 +81,14 @@ def _fixed_streams(records) -> frozenset | None:
     return sets.pop() if len(sets) == 1 else None
 
 
+def _curve_unit(protocol_json: str) -> str:
+    """ImageNet fine-tunes index their curves by global step; everything else by epoch."""
+    try:
+        return "step" if json.loads(protocol_json).get("dataset") == "imagenet" else "epoch"
+    except (ValueError, AttributeError):  # not a JSON object: a store written by hand or another tool
+        return "epoch"
+
+
 def load_runs(store: Store, label: str) -> Runs:
     """All records of `store` as a Runs; refuses a store without records."""
     records = store.records()
@@ -101,4 +112,5 @@ def load_runs(store: Store, label: str) -> Runs:
         eval_epochs=eval_epochs, eval_acc=100 * evals[:, :, 0], eval_loss=evals[:, :, 1],
         train_epochs=train_epochs, train_loss=trains[:, :, 0], train_acc=100 * trains[:, :, 1],
         predictions=predictions, labels=store.test_labels, fixed=_fixed_streams(records),
-        wall_time_s=np.array([r.wall_time_s for r in records], dtype=float))
+        wall_time_s=np.array([r.wall_time_s for r in records], dtype=float),
+        unit=_curve_unit(store.protocol_json))
