@@ -264,9 +264,11 @@ def run(a, stop: StopFlag) -> int:
 
     from fastseed.engine import resolve_device
     from fastseed.engine.autopack import is_oom
+    from fastseed.engine.provenance import code_version
     from fastseed.presets import Finetune, get_preset
     from fastseed.store import Store
 
+    code_version()  # read (and cached) now: records name the code the scan started with, not a later commit
     base = get_preset(a.preset)
     device = resolve_device(a.device)
     job = (FinetuneJob if isinstance(base, Finetune) else CifarJob)(a, base, device)
