@@ -10,7 +10,6 @@ seconds per seed-step, images/s and the fraction of the device's measured matmul
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from fastseed.engine.autopack import time_pack

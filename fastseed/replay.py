@@ -53,7 +53,7 @@ def run(argv) -> int:
     p.add_argument("--workers", type=int, default=4, metavar="N", help="ImageNet stores: DALI CPU threads")
     a = p.parse_args(argv)
 
-    from fastseed.engine import resolve_device, train_pack
+    from fastseed.engine import resolve_device
     from fastseed.presets import Finetune, protocol_from_json
     from fastseed.store import Store
 

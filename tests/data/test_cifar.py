@@ -12,7 +12,7 @@ import torch
 
 from fastseed import FastseedError
 from fastseed.data import cifar
-from fastseed.data.cifar import (BATCHES, OFFICIAL_SHA256, batch_digest, download_cifar10, load_cifar10,
+from fastseed.data.cifar import (OFFICIAL_SHA256, batch_digest, download_cifar10, load_cifar10,
                                  record_bytes, resolve_data_dir, to_tensors)
 from fastseed.data.synthetic import digests, make_cifar_like, write_cifar_archive
 

@@ -1,7 +1,6 @@
 """The ResNet-18 study at smoke scale: Adam, a last partial batch, packs that change nothing, and the
 report's factor table from the three experiments' stores."""
 
-import json
 
 import pytest
 
