@@ -11,11 +11,11 @@ Exit codes: 0 identical, 1 different, 2 bad input.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
 from fastseed import FastseedError
+from fastseed.cli import Parser
 
 EXIT_DIFFERENT, EXIT_USAGE = 1, 2
 COMPARED = ("status", "test_acc", "test_loss", "headline_epoch", "eval_curve", "train_curve", "predictions")
@@ -36,10 +36,6 @@ def differences(stored, new) -> list[str]:
             out.append(f"{name}: stored {a!r}, replayed {b!r}")
     return out
 
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise FastseedError(message)
 
 
 def run(argv) -> int:

@@ -22,6 +22,7 @@ import pandas as pd
 
 import fastseed
 from fastseed import FastseedError
+from fastseed.cli import Parser
 
 EXIT_USAGE = 2
 SECTION_SEEDS = {"summary": 11, "compare": 12, "factors": 13, "ensembles": 14}  # independent rngs
@@ -30,10 +31,6 @@ PUBLISHED = {  # what the paper reports for a preset (PROTOCOLS.md), shown besid
     "picard-long": "Picard 2021 reports 90.70 ± 0.20 %, min 90.14, max 91.41 over 500 seeds.",
 }
 
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, instead of argparse's usage block
-        raise FastseedError(message)
 
 
 def parse(argv) -> argparse.Namespace:

@@ -20,13 +20,10 @@ from pathlib import Path
 import torch
 
 from fastseed import FastseedError
+from fastseed.cli import Parser
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, instead of argparse's usage block
-        raise FastseedError(message)
 
 
 def parse(argv) -> argparse.Namespace:
