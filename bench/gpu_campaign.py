@@ -21,29 +21,31 @@ Phases, in order, each with its share of the budget (counted from process start,
 A phase starts with share × (time left) / (shares of the phases left), so time a phase leaves unused
 flows on; it is skipped when that is less than what it needs (its first unit of work, estimated from
 what was measured before), and cut (SIGALRM) when it overruns, so later phases are never starved.
-A phase that raises is logged with its traceback and the campaign goes on. Exit code 0 once started
-(the table says what failed); 2 for bad input (one line on stderr).
+A phase that raises is logged with its traceback and the campaign goes on. `--phases ad` runs only
+those phases. Exit code 0 once started (the table says what failed); 2 for bad input (one line on
+stderr), e.g. an --out that already holds a campaign (never overwritten).
 
 Output files in --out (three, each flushed and fsynced as it grows, so a killed run keeps what it
 measured):
   campaign.jsonl  one JSON object per line (the results; NaN/inf written as null):
       every line: t (s since start), phase ("a".."e", null for env/end), kind, then by kind:
-      env         device, gpu, driver, cuda, cudnn, torch, triton, dali, ray (false = absent), commit,
-                  dirty, python, host, budget_s, rehearsal, command
+      env         device, gpu, driver, cuda, cudnn, torch, triton, triton_interpreted, dali, ray
+                  (false = absent), commit (null = unknown), dirty, python, host, scale, protocol, budget_s,
+                  rehearsal, command
       phase       status (done | skipped | failed | cut), title, allotted_s, used_s, reason, error
       peak        flops_per_s, n, dtype                     (a: dense n×n matmul)
       copy        gbps, bytes                               (a: read + write bytes / s)
       kernel      name (lsce | augment), shape, dtype, agree (bool), max_abs_diff | identical,
                   compile_s, s_triton, s_torch, speedup, gbps, fraction_of_copy (augment)
       data        source, train, test, load_s
-      step        strategy, k, graphs, captured, capture_error, build_s, s_per_step, s_per_seed_step,
-                  eval_s_per_seed, steps_per_seed, evals, projected_s_per_seed, fraction_of_peak,
-                  or error (e.g. out of memory)
+      step        strategy, k, graphs, captured, capture_error (GraphedStep's line), build_s, s_per_step,
+                  s_per_seed_step, eval_s_per_seed, steps_per_seed, evals, projected_s_per_seed,
+                  fraction_of_peak; or error (e.g. out of memory)
       pack_auto   strategy, k, log (choose_pack's own lines)
       seed        seed, status, acc (0–1), loss, headline_epoch, wall_s, pack {strategy,size,slot,seeds},
                   predictions_sha256, eval_curve, train_curve        (d; kind "repeat" in e, + run)
       table1      n, mean, std, min, max, ci_mean, ci_std, verdict, std_verdict, outside_range,
-                  setting, s_per_seed (measured)                     (d; accuracies in %)
+                  reference, setting {strategy,k}, protocol, s_per_seed (measured)  (d; accuracies in %)
       nondeterminism  seed, layout, runs, accs (%), spread_pp, std_pp, distinct_predictions,
                   other_layout, other_acc, layout_diff_pp             (e)
       end         statuses {phase: status}, skipped, failed, total_s
@@ -143,6 +145,48 @@ class PhaseCut(BaseException):
     `except RuntimeError` (graph capture, out-of-memory retries) cannot swallow it."""
 
 
+class Alarm:
+    """The SIGALRM handler: it cuts the phase (raises PhaseCut) when its time is up, and again every
+    second after (in case library code turned the first cut into an error it swallows, e.g. a graph
+    capture that then fails and falls back to eager steps), except while `held` (a line or a phase's
+    summary is being written), when the cut waits for the end of it. Masking the signal would not do:
+    it may hit any of torch's threads, while Python runs its handler in the main one."""
+
+    def __init__(self):
+        self.armed, self.holding, self.pending = False, 0, False
+
+    def __call__(self, signum, frame):
+        if not self.armed:
+            return
+        if self.holding:
+            self.pending = True
+        else:
+            raise PhaseCut()
+
+    def arm(self, seconds: float):
+        self.armed, self.pending = True, False
+        signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+
+    def disarm(self):
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self.pending = False
+
+    @contextlib.contextmanager
+    def held(self):
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+            if not self.holding and self.pending:
+                self.pending = False
+                raise PhaseCut()
+
+
+ALARM = Alarm()
+
+
 class Tee:
     """A text stream that writes through to `primary` and also to `copy` (the log, or a buffer)."""
 
@@ -207,11 +251,11 @@ class Campaign:
     def emit(self, kind: str, **fields) -> dict:
         line = {"t": round(self.elapsed(), 3), "phase": self.phase, "kind": kind, **finite(fields)}
         text = json.dumps(line, separators=(",", ":"))
-        with alarm_blocked():  # a cut never leaves half a line
+        with ALARM.held():  # a cut never leaves half a line, nor a line on disk that the table lacks
             self.jsonl.write(text + "\n")
             self.jsonl.flush()
             os.fsync(self.jsonl.fileno())
-        self.lines.append(line)
+            self.lines.append(line)
         return line
 
     def write_table(self) -> str:
@@ -240,19 +284,6 @@ class Campaign:
 
     def of_kind(self, kind: str, phase: str | None = None) -> list[dict]:
         return [x for x in self.lines if x["kind"] == kind and (phase is None or x["phase"] == phase)]
-
-
-@contextlib.contextmanager
-def alarm_blocked():
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
-
-
-def on_alarm(signum, frame):
-    raise PhaseCut()
 
 
 def seconds_per_call(fn, reps: int, device) -> float:
@@ -316,7 +347,7 @@ def environment(device, scale: Scale) -> dict:
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=10)
+                                 capture_output=True, text=True, timeout=10, check=False)
             driver = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
         except (OSError, subprocess.SubprocessError):
             pass
@@ -351,7 +382,6 @@ def measure_environment(run: Campaign):
     run.facts["peak_flops"] = peak
     run.emit("peak", flops_per_s=peak, n=n, dtype=dtype)
     run.say(f"a: matmul peak {peak / 1e12:.3g} TFLOP/s ({dtype}, n={n})")
-    del a, b
     measure_copy(run)
 
 
@@ -449,8 +479,9 @@ def check_augment(run: Campaign):
     run.emit("kernel", name="augment", shape=[N, M], dtype=str(dtype).removeprefix("torch."), agree=identical,
              identical=identical, compile_s=compile_s, s_triton=s_triton, s_torch=s_torch,
              speedup=s_torch / s_triton, gbps=gbps, fraction_of_copy=gbps / copy)
-    run.say(f"b: augment {M} of {N}: {'bit-identical' if identical else 'DIFFERS'}, {1e6 * s_triton:.1f} µs vs torch "
-            f"{1e6 * s_torch:.1f} µs, {gbps:.0f} GB/s = {100 * gbps / copy:.0f} % of copy (first call {compile_s:.2f} s)")
+    run.say(f"b: augment {M} of {N}: {'bit-identical' if identical else 'DIFFERS'}, {1e6 * s_triton:.1f} µs vs "
+            f"torch {1e6 * s_torch:.1f} µs, {gbps:.0f} GB/s = {100 * gbps / copy:.0f} % of copy (first call "
+            f"{compile_s:.2f} s)")
 
 
 # --- phase c: training steps ---------------------------------------------------------------------
@@ -492,8 +523,9 @@ def measure_pack(run: Campaign, protocol, strategy: str, k: int) -> dict:
     run.sync()
     eval_s = time.perf_counter() - t0
     captured = graphs and not step.failed and step.graph is not None
+    said = [line for line in stderr.getvalue().splitlines() if "capture failed" in line]
     del pack, opt, step
-    return {"graphs": graphs, "captured": captured, "capture_error": stderr.getvalue().strip() or None,
+    return {"graphs": graphs, "captured": captured, "capture_error": said[0] if said else None,
             "build_s": build_s, "s_per_step": s_step, "eval_s_per_seed": eval_s / k}
 
 
@@ -611,12 +643,14 @@ def train_seeds(run: Campaign):
             train_pack(protocol, range(seed, seed + size), run.data(), run.device, strategy=strategy,
                        on_record=on_record)
             estimate, seed = (time.perf_counter() - t0) * k / size, seed + size
-            run.say(f"d: {seed} seeds trained, {len(accs)} ok" + (f", mean {statistics.fmean(accs):.2f} %" if accs else ""))
-    finally:  # a cut or a failure still compares the seeds that were trained
-        result = compare_to_table1(accs)
-        run.emit("table1", **result, setting={"strategy": strategy, "k": k}, protocol=protocol.name,
-                 s_per_seed=statistics.fmean(walls) if walls else None)
-        run.say(f"d: {result['verdict']}")
+            mean = f", mean {statistics.fmean(accs):.2f} %" if accs else ""
+            run.say(f"d: {seed} seeds trained, {len(accs)} ok{mean}")
+    finally:
+        with ALARM.held():  # a cut or a failure still compares the seeds that were trained
+            result = compare_to_table1(accs)
+            run.emit("table1", **result, setting={"strategy": strategy, "k": k}, protocol=protocol.name,
+                     s_per_seed=statistics.fmean(walls) if walls else None)
+            run.say(f"d: {result['verdict']}")
 
 
 def compare_to_table1(accs: list[float], reference: dict = TABLE1, level: float = 0.95) -> dict:
@@ -650,7 +684,8 @@ def compare_to_table1(accs: list[float], reference: dict = TABLE1, level: float 
     if not lo <= reference["mean"] <= hi:
         out["verdict"] = f"disagrees with Table 1 ({reference['mean']}): {ours}"
     elif (hi - lo) / 2 > AGREE_HALF_WIDTH:
-        out["verdict"] = f"too few seeds to tell: {ours} holds Table 1's {reference['mean']} but is wider than ±{AGREE_HALF_WIDTH}"
+        out["verdict"] = (f"too few seeds to tell: {ours} holds Table 1's {reference['mean']} but is wider "
+                          f"than ±{AGREE_HALF_WIDTH}")
     else:
         out["verdict"] = f"agrees with Table 1 ({reference['mean']}): {ours}"
     plausible = std_lo <= reference["std"] <= std_hi
@@ -687,18 +722,24 @@ def repeat_seed(run: Campaign):
             record = train_pack(protocol, [seed, seed + 1], run.data(), run.device, strategy="fused")[0]
             other = run.emit("repeat", run=0, **seed_fields(record))
     finally:
-        other_acc = 100 * other["acc"] if other and other["acc"] is not None else None
-        summary = run.emit("nondeterminism", seed=seed, layout={"strategy": strategy, "size": 1}, runs=len(accs),
-                           accs=accs, spread_pp=max(accs) - min(accs) if accs else None,
-                           std_pp=statistics.stdev(accs) if len(accs) > 1 else None,
-                           distinct_predictions=len(set(digests)), other_layout=other["pack"] if other else None,
-                           other_acc=other_acc, layout_diff_pp=other_acc - statistics.fmean(accs) + 0.0  # no -0.000
-                           if accs and other_acc is not None else None)
-        if accs:
-            run.say(f"e: {len(accs)} runs of seed {seed} alone: spread {summary['spread_pp']:.3f} pp, "
-                    f"{summary['distinct_predictions']} distinct prediction vectors"
-                    + (f"; in {other['pack']['strategy']} K={other['pack']['size']}: {summary['layout_diff_pp']:+.3f} pp"
-                       if summary["layout_diff_pp"] is not None else ""))
+        with ALARM.held():  # a cut still summarises the runs that were made
+            summarize_repeats(run, seed, strategy, accs, digests, other)
+
+
+def summarize_repeats(run: Campaign, seed: int, strategy: str, accs: list, digests: list, other: dict | None):
+    other_acc = 100 * other["acc"] if other and other["acc"] is not None else None
+    summary = run.emit("nondeterminism", seed=seed, layout={"strategy": strategy, "size": 1}, runs=len(accs),
+                       accs=accs, spread_pp=max(accs) - min(accs) if accs else None,
+                       std_pp=statistics.stdev(accs) if len(accs) > 1 else None,
+                       distinct_predictions=len(set(digests)), other_layout=other["pack"] if other else None,
+                       other_acc=other_acc, layout_diff_pp=other_acc - statistics.fmean(accs) + 0.0  # no -0.000
+                       if accs and other_acc is not None else None)
+    if accs:
+        diff = summary["layout_diff_pp"]
+        run.say(f"e: {len(accs)} runs of seed {seed} alone: spread {summary['spread_pp']:.3f} pp, "
+                f"{summary['distinct_predictions']} distinct prediction vectors"
+                + (f"; in {other['pack']['strategy']} K={other['pack']['size']}: {diff:+.3f} pp" if diff is not None
+                   else ""))
 
 
 PHASES = {"a": measure_environment, "b": check_kernels, "c": time_steps, "d": train_seeds, "e": repeat_seed}
@@ -725,58 +766,59 @@ def run_phases(run: Campaign, phases: str, fail_phase: str | None):
         allotted = left if key == "e" else left * SHARES[key] / sum(SHARES[k] for k in list(PHASES)[i:])
         needed = need(run, key)
         if allotted < needed:
-            run.say(f"{key}: {TITLES[key]}: skipped, not enough time ({allotted:.1f} s left for it, needs ~{needed:.1f} s)")
-            run.emit("phase", status="skipped", title=TITLES[key], allotted_s=max(allotted, 0.0),
-                     reason=f"not enough time: {max(allotted, 0.0):.1f} s left for it, needs ~{needed:.1f} s")
+            reason = f"not enough time: {max(allotted, 0.0):.1f} s left for it, needs ~{needed:.1f} s"
+            run.say(f"{key}: {TITLES[key]}: skipped, {reason}")
+            run.emit("phase", status="skipped", title=TITLES[key], allotted_s=max(allotted, 0.0), reason=reason)
             continue
         run.say(f"{key}: {TITLES[key]} ({allotted:.0f} s)")
         t0, status, reason, error = run.elapsed(), "done", None, None
         run.deadline = t0 + allotted
         try:
             try:
-                signal.setitimer(signal.ITIMER_REAL, allotted)
+                ALARM.arm(allotted)
                 if fail_phase == key:
                     raise RuntimeError(f"injected failure in phase {key} (--fail-phase)")
                 PHASES[key](run)
             finally:  # disarmed before any handler runs, so a late alarm cannot escape from one
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                ALARM.disarm()
         except PhaseCut:
+            ALARM.disarm()  # again: an alarm may have cut the `finally` above before it disarmed
             status, reason = "cut", f"overran its {allotted:.0f} s"
         except Exception as e:  # noqa: BLE001 - one phase's failure must not end the campaign
+            ALARM.disarm()
             status, error = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             sys.stderr.write(f"phase {key} failed:\n{traceback.format_exc()}")
             sys.stderr.flush()
         release_memory(run)
         used = run.elapsed() - t0
-        run.emit("phase", status=status, title=TITLES[key], allotted_s=allotted, used_s=used, reason=reason, error=error)
+        run.emit("phase", status=status, title=TITLES[key], allotted_s=allotted, used_s=used, reason=reason,
+                 error=error)
         run.say(f"{key}: {status} in {used:.1f} s" + (f" ({reason or error})" if reason or error else ""))
         run.write_table()
     run.phase = None
 
 
 def table(lines: list[dict]) -> str:
-    """The campaign's results as a Markdown table, from its JSON lines alone."""
+    """The campaign's results as Markdown, from its JSON lines alone (so `--table` can rebuild it)."""
     by = lambda kind: [x for x in lines if x.get("kind") == kind]
     f = lambda v, fmt: "–" if v is None else format(v, fmt)
+    pct = lambda v, fmt: f(None if v is None else 100 * v, fmt)
     env = (by("env") or [{}])[0]
-    out = [f"# fastseed GPU campaign: {env.get('gpu') or env.get('device', '?')}, commit "
-           f"{(env.get('commit') or 'unknown')[:12]}, torch {env.get('torch')}, triton {env.get('triton')}, "
-           f"cuDNN {env.get('cudnn')}, budget {env.get('budget_s')} s ({env.get('scale')})", "",
+    out = [(f"# fastseed GPU campaign: {env.get('gpu') or env.get('device', '?')}, commit "
+            f"{(env.get('commit') or 'unknown')[:12]}, torch {env.get('torch')}, triton {env.get('triton')}, "
+            f"cuDNN {env.get('cudnn')}, budget {env.get('budget_s')} s ({env.get('scale')})"), "",
            "| phase | status | allotted s | used s | note |", "| --- | --- | --- | --- | --- |"]
     for p in by("phase"):
         out.append(f"| {p['phase']} {p.get('title', '')} | {p['status']} | {f(p.get('allotted_s'), '.1f')} | "
                    f"{f(p.get('used_s'), '.1f')} | {p.get('reason') or p.get('error') or ''} |")
-    for x in by("peak"):
-        out.append(f"\nmatmul peak: {x['flops_per_s'] / 1e12:.2f} TFLOP/s ({x['dtype']}, n={x['n']})")
-    for x in by("copy"):
-        out.append(f"device copy: {x['gbps']:.1f} GB/s")
+    out += [""] + [f"matmul peak: {x['flops_per_s'] / 1e12:.3g} TFLOP/s ({x['dtype']}, n={x['n']})" for x in by("peak")]
+    out += [f"device copy: {x['gbps']:.1f} GB/s (read + write)" for x in by("copy")]
     if by("kernel"):
-        out += ["", "| kernel | shape | agrees | µs triton | µs torch | speedup | GB/s | of copy | first call s |",
+        out += ["", "| kernel | shape | agrees | µs triton | µs torch | speedup | GB/s | % of copy | first call s |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for x in by("kernel"):
-            out.append(f"| {x['name']} | {x['shape']} {x['dtype']} | {x['agree']} | {1e6 * x['s_triton']:.1f} | "
-                       f"{1e6 * x['s_torch']:.1f} | {x['speedup']:.2f} | {f(x.get('gbps'), '.0f')} | "
-                       f"{f(x.get('fraction_of_copy') and 100 * x['fraction_of_copy'], '.0f')} % | {x['compile_s']:.2f} |")
+        out += [f"| {x['name']} | {x['shape']} {x['dtype']} | {x['agree']} | {1e6 * x['s_triton']:.1f} | "
+                f"{1e6 * x['s_torch']:.1f} | {x['speedup']:.2f} | {f(x.get('gbps'), '.0f')} | "
+                f"{pct(x.get('fraction_of_copy'), '.0f')} | {x['compile_s']:.2f} |" for x in by("kernel")]
     if by("step"):
         out += ["", "| strategy | K | graph | ms/step | ms/seed-step | eval s/seed | projected s/seed | % of peak |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -786,28 +828,28 @@ def table(lines: list[dict]) -> str:
                 continue
             graph = "captured" if x["captured"] else ("FAILED" if x["graphs"] else "off")
             out.append(f"| {x['strategy']} | {x['k']} | {graph} | {1e3 * x['s_per_step']:.2f} | "
-                       f"{1e3 * x['s_per_seed_step']:.2f} | {x['eval_s_per_seed']:.3f} | {x['projected_s_per_seed']:.2f} | "
-                       f"{f(x.get('fraction_of_peak') and 100 * x['fraction_of_peak'], '.1f')} |")
-    for x in by("pack_auto"):
-        out.append(f"\n--pack auto ({x['strategy']}): K = {x['k']}")
+                       f"{1e3 * x['s_per_seed_step']:.2f} | {x['eval_s_per_seed']:.3f} | "
+                       f"{x['projected_s_per_seed']:.2f} | {pct(x.get('fraction_of_peak'), '.1f')} |")
+    out += [f"\n--pack auto ({x['strategy']}): K = {x['k']}" for x in by("pack_auto")]
     for x in by("table1"):
-        seeds = [s for s in by("seed")]
-        out += ["", f"seeds ({x.get('protocol')}, {x['setting']['strategy']} K={x['setting']['k']}, "
-                f"{f(x.get('s_per_seed'), '.2f')} s/seed measured): n = {x['n']}, mean {f(x['mean'], '.2f')} ± "
-                f"{f(x['std'], '.2f')} %, min {f(x['min'], '.2f')}, max {f(x['max'], '.2f')}; "
-                f"{len([s for s in seeds if s['status'] != 'ok'])} diverged; Table 1: 90.02 ± 0.23, min 89.01, max 90.83",
+        diverged = len([s for s in by("seed") if s["status"] != "ok"])
+        out += ["", (f"seeds ({x.get('protocol')}, {x['setting']['strategy']} K={x['setting']['k']}, "
+                     f"{f(x.get('s_per_seed'), '.2f')} s/seed measured): n = {x['n']}, mean {f(x['mean'], '.2f')} ± "
+                     f"{f(x['std'], '.2f')} %, min {f(x['min'], '.2f')}, max {f(x['max'], '.2f')}; {diverged} "
+                     f"diverged. Table 1: {TABLE1['mean']} ± {TABLE1['std']}, min {TABLE1['min']}, "
+                     f"max {TABLE1['max']}"),
                 f"verdict: {x['verdict']}", f"std: {x['std_verdict']}",
                 f"outside Table 1's range: {x['outside_range']} of {x['n']}"]
     for x in by("nondeterminism"):
-        out += ["", f"non-determinism: seed {x['seed']} × {x['runs']} alone ({x['layout']['strategy']}): "
-                f"{', '.join(f'{a:.2f}' for a in x['accs'])} %, spread {f(x['spread_pp'], '.3f')} pp, "
-                f"{x['distinct_predictions']} distinct prediction vectors"
-                + (f"; in {x['other_layout']['strategy']} K={x['other_layout']['size']}: "
-                   f"{f(x['other_acc'], '.2f')} % ({f(x['layout_diff_pp'], '+.3f')} pp)" if x.get("other_layout") else "")]
-    for x in by("end"):
-        out += ["", f"total {x['total_s']:.1f} s; skipped: {', '.join(x['skipped']) or 'none'}; "
-                f"failed: {', '.join(x['failed']) or 'none'}"]
-    return "\n".join(out)
+        other = x.get("other_layout")
+        out += ["", (f"non-determinism: seed {x['seed']} × {x['runs']} alone ({x['layout']['strategy']}): "
+                     f"{', '.join(f'{a:.2f}' for a in x['accs'])} %, spread {f(x['spread_pp'], '.3f')} pp, "
+                     f"{x['distinct_predictions']} distinct prediction vectors")
+                + (f"; in {other['strategy']} K={other['size']}: {f(x['other_acc'], '.2f')} % "
+                   f"({f(x['layout_diff_pp'], '+.3f')} pp)" if other else "")]
+    out += ["", *(f"total {x['total_s']:.1f} s; skipped: {', '.join(x['skipped']) or 'none'}; "
+                  f"failed: {', '.join(x['failed']) or 'none'}" for x in by("end"))]
+    return "\n".join(out).rstrip()
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -878,7 +920,7 @@ def campaign(a) -> int:
         run = Campaign(a.out, budget, scale, a.data_dir, device)
     except OSError as e:
         raise FastseedError(f"--out {a.out}: cannot write there ({e.strerror or e})") from None
-    saved_stderr, saved_handler = sys.stderr, signal.signal(signal.SIGALRM, on_alarm)
+    saved_stderr, saved_handler = sys.stderr, signal.signal(signal.SIGALRM, ALARM)
     sys.stderr = Tee(sys.stderr, run.log)  # library warnings and capture failures land in the log too
     try:
         env = environment(device, scale)

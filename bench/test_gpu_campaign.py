@@ -37,7 +37,7 @@ def run_command(out: Path, *args) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
 
 
 def strict_lines(path: Path) -> list[dict]:
@@ -77,7 +77,7 @@ def test_rehearsal_runs_every_phase_and_leaves_few_files(rehearsal):
 
 
 def test_rehearsal_prints_the_final_table_and_keeps_it(rehearsal):
-    out, proc, lines = rehearsal
+    out, proc, _ = rehearsal
     table = (out / "summary.md").read_text().strip()
     assert proc.stdout.rstrip().endswith(table)
     for heading in ("| phase | status", "| kernel |", "| strategy | K |", "verdict:", "non-determinism:", "total"):
@@ -175,7 +175,11 @@ def test_a_phase_that_raises_is_logged_and_the_campaign_goes_on(cifar_root, tmp_
 def test_a_phase_that_overruns_is_cut_and_the_next_gets_its_share(tmp_path, monkeypatch, capsys):
     def overrun(run):
         run.emit("peak", flops_per_s=1.0, n=1, dtype="float32")  # measured before the overrun: kept
-        time.sleep(600)
+        try:
+            time.sleep(600)
+        except gpu_campaign.PhaseCut:  # as library code might, turning the cut into an error it catches
+            pass
+        time.sleep(600)  # and going on: the alarm cuts again a second later
 
     monkeypatch.setitem(gpu_campaign.PHASES, "a", overrun)
     monkeypatch.setitem(gpu_campaign.PHASES, "b", lambda run: run.emit("copy", gbps=1.0, bytes=1))
@@ -183,7 +187,7 @@ def test_a_phase_that_overruns_is_cut_and_the_next_gets_its_share(tmp_path, monk
     assert in_process(gpu_campaign, monkeypatch, argv) == 0
     lines = strict_lines(tmp_path / "campaign.jsonl")
     a, b = statuses(lines)["a"], statuses(lines)["b"]
-    assert a["status"] == "cut" and a["used_s"] == pytest.approx(a["allotted_s"], abs=1.0)  # ~2 s, not 600
+    assert a["status"] == "cut" and a["used_s"] == pytest.approx(a["allotted_s"] + 1, abs=0.9)  # ~3 s, not 600
     assert b["status"] == "done" and b["allotted_s"] > a["allotted_s"]  # 10 % of what a left: not starved
     assert [x["phase"] for x in lines if x["kind"] in ("peak", "copy")] == ["a", "b"]
     assert "a: cut" in capsys.readouterr().out
