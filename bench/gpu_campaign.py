@@ -48,7 +48,7 @@ measured):
                   reference, setting {strategy,k}, protocol, s_per_seed (measured)  (d; accuracies in %)
       nondeterminism  seed, layout, runs, accs (%), spread_pp, std_pp, distinct_predictions,
                   other_layout, other_acc, layout_diff_pp             (e)
-      end         statuses {phase: status}, skipped, failed, total_s
+      end         statuses {phase: status}, skipped, failed, cut (lists of phases), total_s
   campaign.log    everything printed, stderr included (graph-capture failures, warnings, tracebacks)
   summary.md      the final table (also printed last on stdout), rewritten after every phase
 
@@ -336,7 +336,13 @@ def read_commit(root: Path) -> str | None:
 def environment(device, scale: Scale) -> dict:
     """What this machine has, cheaply (no measurement): the campaign's first line."""
     import torch
-    found = lambda name: importlib.util.find_spec(name) is not None
+
+    def found(name):
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # e.g. a missing parent package (nvidia for nvidia.dali)
+            return False
+
     try:
         from fastseed.engine.provenance import code_version
         version = code_version()
@@ -359,7 +365,7 @@ def environment(device, scale: Scale) -> dict:
     return {"device": device.type, "gpu": torch.cuda.get_device_name(device) if cuda else None,
             "driver": driver, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
             "torch": torch.__version__, "triton": triton, "triton_interpreted": scale.name == "rehearsal",
-            "dali": found("nvidia.dali") if found("nvidia") else False, "ray": found("ray"),
+            "dali": found("nvidia.dali"), "ray": found("ray"),
             "commit": commit, "dirty": version.get("dirty"), "python": platform.python_version(),
             "host": platform.node(), "scale": scale.name, "protocol": scale.protocol}
 
@@ -847,8 +853,8 @@ def table(lines: list[dict]) -> str:
                      f"{x['distinct_predictions']} distinct prediction vectors")
                 + (f"; in {other['strategy']} K={other['size']}: {f(x['other_acc'], '.2f')} % "
                    f"({f(x['layout_diff_pp'], '+.3f')} pp)" if other else "")]
-    out += ["", *(f"total {x['total_s']:.1f} s; skipped: {', '.join(x['skipped']) or 'none'}; "
-                  f"failed: {', '.join(x['failed']) or 'none'}" for x in by("end"))]
+    out += ["", *(f"total {x['total_s']:.1f} s; " + "; ".join(f"{kind}: {', '.join(x.get(kind, [])) or 'none'}"
+                                                       for kind in ("skipped", "failed", "cut")) for x in by("end"))]
     return "\n".join(out).rstrip()
 
 
@@ -928,8 +934,9 @@ def campaign(a) -> int:
         run.emit("env", **env, budget_s=budget, rehearsal=a.rehearse, command=" ".join(sys.argv))
         run_phases(run, a.phases, a.fail_phase)
         statuses = {p["phase"]: p["status"] for p in run.of_kind("phase")}
-        run.emit("end", statuses=statuses, skipped=[k for k, s in statuses.items() if s == "skipped"],
-                 failed=[k for k, s in statuses.items() if s in ("failed", "cut")], total_s=run.elapsed())
+        run.emit("end", statuses=statuses, total_s=run.elapsed(),
+                 **{kind: [k for k, s in statuses.items() if s == status]
+                    for kind, status in (("skipped", "skipped"), ("failed", "failed"), ("cut", "cut"))})
         run.say("\n" + run.write_table())
     finally:
         sys.stderr = saved_stderr

@@ -32,10 +32,29 @@ def load():
 gpu_campaign = load()
 
 
+# What this machine may have and the GPU machine has not: hidden from the command (sitecustomize runs
+# first in every Python process), so the rehearsal shows that the campaign does without them.
+ABSENT_ON_THE_GPU = ("nvidia.dali", "ray", "pyarrow")
+HIDE = f"""
+import importlib.abc, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == n or name.startswith(n + ".") for n in {ABSENT_ON_THE_GPU!r}):
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden by the test)", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+"""
+
+
 def run_command(out: Path, *args) -> subprocess.CompletedProcess:
-    """The command as the GPU session runs it: from the checkout, with PYTHONPATH=. and nothing else."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "PYTHONUNBUFFERED": "1"}
+    """The command as the GPU session runs it: from the checkout, with PYTHONPATH=., without DALI/ray."""
+    hidden = out.parent / f"{out.name}-sitecustomize"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(HIDE)
+    path = [str(hidden), str(REPO), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path)), "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
 
@@ -68,12 +87,13 @@ def test_rehearsal_runs_every_phase_and_leaves_few_files(rehearsal):
     assert sorted(p.name for p in out.iterdir()) == ["campaign.jsonl", "campaign.log", "summary.md"]  # ≤ 8
     assert {k: x["status"] for k, x in statuses(lines).items()} == {k: "done" for k in "abcde"}
     first = proc.stdout.splitlines()[0]
-    assert first.startswith("gpu_campaign: found no GPU") and "dali" in first and "ray" in first
+    assert first.startswith("gpu_campaign: found no GPU") and "dali absent, ray absent" in first
     assert re.search(r"commit ([0-9a-f]{12}|unknown)", first)
     env = of(lines, "env")[0]
     assert env["torch"] and env["rehearsal"] is True and env["device"] == "cpu"
+    assert env["dali"] is False and env["ray"] is False  # hidden, as on the GPU machine: not needed
     end = of(lines, "end")[0]
-    assert end["skipped"] == [] and end["failed"] == [] and end["total_s"] <= env["budget_s"] + 5
+    assert end["skipped"] == end["failed"] == end["cut"] == [] and end["total_s"] <= env["budget_s"] + 5
 
 
 def test_rehearsal_prints_the_final_table_and_keeps_it(rehearsal):
@@ -156,7 +176,7 @@ def test_tiny_budget_skips_phases_for_lack_of_time_and_still_exits_0(cifar_root,
         assert phases[key]["status"] == "skipped" and phases[key]["reason"].startswith("not enough time")
         assert phases[key]["allotted_s"] < gpu_campaign.REHEARSAL.floors[key]
     end = of(lines, "end")[0]
-    assert end["skipped"] == list("bcde") and end["failed"] == [] and end["total_s"] <= 14
+    assert end["skipped"] == list("bcde") and end["failed"] == end["cut"] == [] and end["total_s"] <= 14
     out = capsys.readouterr().out
     assert out.count("skipped, not enough time") == 4 and "| phase | status" in out
 
