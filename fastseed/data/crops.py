@@ -43,8 +43,7 @@ def crop_windows(heights, widths, uniforms: torch.Tensor) -> torch.Tensor:
     fits = (w > 0) & (w <= W) & (h > 0) & (h <= H)
     top, left = torch.floor(u_top * (H - h + 1)), torch.floor(u_left * (W - w + 1))
     first = fits.to(torch.int8).argmax(1, keepdim=True)  # the first attempt that fits (0 when none does)
-    pick = lambda t: t.gather(1, first)[:, 0]
-    window = torch.stack([pick(top), pick(left), pick(h), pick(w)], 1)
+    window = torch.cat([t.gather(1, first) for t in (top, left, h, w)], 1)
     # Fallback, when no attempt fits (very elongated images): the centred window of the nearest ratio.
     H, W = H[:, 0], W[:, 0]
     tall, wide = W / H < RATIO[0], W / H > RATIO[1]

@@ -213,7 +213,9 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
                             f"val acc {100 * headline[0]:.2f}%")
                 if on_progress is not None:
                     on_progress(done + step, total)
-                stop, written = should_stop is not None and should_stop(), False
+                # a stop after the last step changes nothing: the record is returned, for the caller to commit
+                stop = should_stop is not None and done + step < total and should_stop()
+                written = False
                 if checkpoint is not None and (stop or time.perf_counter() - last_save >= checkpoint_every_s):
                     written = _save(checkpoint, state(index, step))
                     last_save = time.perf_counter()

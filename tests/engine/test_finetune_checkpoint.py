@@ -57,8 +57,11 @@ def backbone():
 
 @pytest.fixture(scope="module")
 def uninterrupted(data, backbone):
+    """The reference run. It is asked to stop after its last step, when there is nothing left to save
+    time on: it must return its record all the same."""
     progress = []
-    record = train_finetune(PROTOCOL, SEED, data, backbone, "cpu", on_progress=lambda *a: progress.append(a))
+    record = train_finetune(PROTOCOL, SEED, data, backbone, "cpu", on_progress=lambda *a: progress.append(a),
+                            should_stop=lambda: progress[-1][0] == 6)
     return record, progress
 
 
@@ -74,10 +77,10 @@ def stop_at(step):
     return seen, {"on_progress": lambda done, total: seen.append(done), "should_stop": lambda: seen[-1] == step}
 
 
-def test_progress_is_reported_after_every_step(uninterrupted):
+def test_progress_is_reported_after_every_step_and_a_stop_after_the_last_keeps_the_record(uninterrupted):
     record, progress = uninterrupted
     assert progress == [(s, 6) for s in range(1, 7)]
-    assert [e[0] for e in record.eval_curve] == [2, 3, 5, 6]
+    assert record.status == "ok" and [e[0] for e in record.eval_curve] == [2, 3, 5, 6]
 
 
 def test_stopped_and_resumed_three_times_the_record_equals_an_uninterrupted_run(data, backbone, uninterrupted,
