@@ -1,64 +1,15 @@
-"""Scans that stop when the question is answered: confidence sequences for the mean accuracy.
+"""Scans that stop when the question is answered: stopping rules on confidence sequences.
 
-A scan that looks at its interval after every seed and stops when it is narrow enough (or when two
-recipes are told apart) needs an interval valid at every number of seeds at once — a *confidence
-sequence* (CS): P(the mean ever leaves the interval, at any n) ≤ α. A t-interval recomputed after each
-seed is not one: by the law of the iterated logarithm it leaves the mean with probability → 1 as the
-looks go on (tests/stats/test_sequential.py shows it failing within 1,500 looks).
+A scan calls a rule after every committed seed (in seed order, see fastseed/stats/confseq.py):
+  UntilWidth(W)       train until the 95 % confidence sequence of the mean accuracy is at most ±W;
+  Versus(M)           train until mean(A) − mean(B) is decided: better, worse, or within ±M.
+Each looks after every seed, so each stands on a confidence sequence (CS), an interval valid at every
+number of seeds at once — never a t-interval recomputed after each seed (confseq.py says why). Both
+take `method`: "normal" (the default: the t-mixture CS, exact for normal seed accuracies, stops at
+about twice a fixed-n t-interval's seeds) or "bounded" (empirical Bernstein: no assumption but the
+range, thousands of seeds). The stop message and the report's text name the method and its assumption.
 
-The method: the predictable-plug-in empirical-Bernstein CS ("PrPl-EB") of
-    I. Waudby-Smith & A. Ramdas, "Estimating means of bounded random variables by betting",
-    J. R. Stat. Soc. B 86(1):1–27, 2024 (arXiv:2010.09686), Theorem 2,
-which needs nothing but bounded accuracies (in [0, 100], or [0, 1]) — no normality: a skewed or
-two-point distribution, or a rare collapsed run, keeps its guarantee. Its supermartingale, for the
-lower bound at a candidate mean m, with bets λ_i ∈ [0, 1) and a centre μ̂_{i-1} fixed before seed i:
-
-    M_t(m) = Π_{i≤t} exp( λ_i (Y_i − m)/s_i − ψ(λ_i) ξ_i² ),   ξ_i = (Y_i − μ̂_{i-1})/s_i,
-    ψ(λ) = −log(1 − λ) − λ,
-
-and the lower bound is where log M_t(m) crosses log(2/α); it is linear in m, so the bound is closed
-form (`ConfidenceSequence._bet`). Why it holds: Fan, Grama & Liu (2015, Electron. J. Probab. 20, Lemma 4.1) give
-exp(λξ − ψ(λ)ξ²) ≤ 1 + λξ for ξ ≥ −1, 0 ≤ λ < 1; if E[Y_i | past] ≤ μ then E[factor at m = μ | past]
-≤ (1 + z)e^{−z} ≤ 1 with z = λ_i(μ − μ̂_{i-1})/s_i, so M_t(μ) is a nonnegative supermartingale and
-Ville's inequality bounds P(∃t: M_t(μ) ≥ 2/α) by α/2. The upper bound is the same on −X.
-
-What differs from WSR's Theorem 2, each step inside the proof above:
-  * scale: WSR rescale to [0, 1] (s_i = range). The proof needs only ξ_i ≥ −1, i.e. s_i ≥ μ̂_{i-1} − lo,
-    so each bound uses the room between the running mean and the bound it must guard: 90 points below
-    a 90 % mean, 10 above. Seed accuracies have a tiny spread (±0.23 pp in Picard's study) against a
-    100-point range, so both bounds are dominated by the range term log(2/α)·s/(c·n): using the room
-    instead of the range halves the seeds an `UntilWidth` needs and nearly halves a `Versus`.
-  * clipping: Y_i = min(X_i, μ̂_{i-1} + s_i) lowers what the lower bound bets on (E[Y_i] ≤ μ still
-    holds) and keeps |ξ_i| ≤ 1, so one collapsed run costs the upper bound at most ψ(c), not (90/10)²ψ.
-  * bets: λ_i = min(c, sqrt(2 log(2/α) / (σ̂²_{i-1}/s_i² · i log(1 + i)))), WSR's plug-in on the scaled
-    variable, with c = 0.9 (WSR suggest 1/2 or 3/4; in the range-dominated regime the width is ∝ 1/c:
-    ±0.1 pp at Picard's spread takes ~2,150 seeds at c = 0.9, ~2,520 at 3/4, ~3,730 at 1/2, against
-    ~20 % wider intervals for widely spread accuracies); σ̂² holds one pseudo-observation of variance
-    (range/10)² (WSR's (range/2)² keeps the 10-point side from betting for ~10^4 seeds); the first
-    seed is not bet on, it only places the centre (μ̂ is the plain running mean).
-  * running intersection: the reported bounds are the best so far, so intervals only narrow (valid:
-    a miss at any n is in the same event).
-None of these choices can break validity (any predictable bets, centres and scales are allowed); they
-only decide how fast the interval narrows.
-
-Why thousands of seeds, whatever the method: a CS valid for every distribution on [0, 100] cannot rule
-out rare collapsed runs. Mix the data's distribution P with a point at 0 of weight p = d/μ: the mean
-drops by d, and the first n draws look like P with probability (1 − p)^n. A CS valid under the mixture
-can have its lower end above μ − d at seed n with probability β under P only if (1 − p)^n β ≤ α, so
-n ≥ log(β/α)·μ/d: in the median study (β = 1/2) ~1,200 seeds before the lower end is within 0.17 pp
-of a 90 % mean. This CS gets there at ~2,150 seeds (its upper end then 0.03 pp above the mean: the
-interval is lopsided, as it must be), stopping `UntilWidth(0.1)`; a t-interval would say ±0.1 pp at 23
-seeds, assuming normal accuracies and a single look.
-
-Seed order: the CS is valid for any order of the seeds fixed independently of their accuracies. Feed
-accuracies in seed order — the longest committed prefix of the scan's seed list — not in commit order:
-with several workers, commit order follows run time, and run time can depend on the run (a diverged
-run stops early). Objects hold no state worth saving: after a restart, a fresh object fed the stored
-accuracies in seed order reaches the same numbers (same values, same order, same arithmetic).
 Diverged runs (NaN) are counted and left out, as in the report: the mean is that of finished runs.
-
-Everything is vectorised over independent studies (`shape`), so tests and benchmarks run hundreds of
-simulated scans at once through the same code the scan calls for one.
 """
 
 from __future__ import annotations
@@ -68,132 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastseed import FastseedError
+from fastseed.stats.confseq import ALPHA, check_alpha, check_number, confidence_sequence
 
-ALPHA = 0.05
-CAP = 0.9            # c: the largest bet, as a fraction of the room between the running mean and a bound
-PRIOR_SPREAD = 0.1   # σ̂² starts from one pseudo-observation of variance (PRIOR_SPREAD · range)²
-FLOOR = 1e-3         # the least room, as a fraction of the range (a running mean sitting on a bound)
 MIN_SEEDS = 10
-
-CITATION = ("the predictable-plug-in empirical-Bernstein confidence sequence of Waudby-Smith & Ramdas "
-            "(2024, J. R. Stat. Soc. B 86:1–27, Theorem 2; arXiv:2010.09686)")
-
-
-def _psi(lam):
-    return -np.log1p(-lam) - lam
-
-
-def _check_bounds(bounds) -> tuple[float, float]:
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise FastseedError(f"bounds must be two numbers (lowest, highest accuracy), got {bounds!r}")
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise FastseedError(f"bounds must be finite with lowest < highest, got {bounds!r}")
-    return lo, hi
-
-
-def _number(value, what: str, least: float, strict: bool) -> float:
-    """`value` as a finite float above `least` (or at least `least`), else one clear error."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = np.nan
-    if not (np.isfinite(x) and (x > least if strict else x >= least)):
-        raise FastseedError(f"{what} must be a number {'>' if strict else '≥'} {least:g}, got {value!r}")
-    return x
-
-
-def _check_alpha(alpha) -> float:
-    if not _number(alpha, "alpha", 0, strict=True) < 1:
-        raise FastseedError(f"alpha must be in (0, 1), got {alpha!r}")
-    return float(alpha)
 
 
 def _check_min_seeds(min_seeds) -> int:
-    n = _number(min_seeds, "min_seeds (the first seed only places the centre)", 2, strict=False)
+    n = check_number(min_seeds, "min_seeds (the first seed only places the centre)", 2, strict=False)
     if not n.is_integer():
         raise FastseedError(f"min_seeds must be a whole number, got {min_seeds!r}")
     return int(n)
-
-
-class ConfidenceSequence:
-    """Anytime-valid (1 − α) interval for the mean of i.i.d. values in `bounds`, after every value.
-
-    `shape` holds that many independent streams (a study each); `add(x, where)` adds one value to the
-    streams where `where` is true. A NaN is a diverged run: counted in `diverged`, left out of the mean.
-    `lower`, `upper`, `mean`, `n` (values taken), `diverged` have that shape.
-
-    Both bounds are computed as lower bounds, stacked on a leading axis of 2: the lower bound of X, and
-    the lower bound of −X (minus the upper bound). Per side it keeps Σγ_i, Σγ_i·Y_i and Σψ(λ_i)ξ_i²
-    (γ_i = λ_i/s_i), so log M_t(m) = ΣγY − m·Σγ − Σψξ², which crosses log(2/α) at the bound."""
-
-    def __init__(self, bounds=(0.0, 100.0), alpha: float = ALPHA, shape=()):
-        self.bounds = _check_bounds(bounds)
-        self.alpha = _check_alpha(alpha)
-        lo, hi = self.bounds
-        self.shape = np.broadcast_shapes(shape)
-        self.n = np.zeros(self.shape, dtype=np.int64)
-        self.diverged = np.zeros(self.shape, dtype=np.int64)
-        self._sum, self._dev2 = np.zeros(self.shape), np.zeros(self.shape)
-        sides = (2,) + (1,) * len(self.shape)
-        self._guard = np.array([lo, -hi]).reshape(sides)       # the bound each side must stay above
-        self._sign = np.array([1.0, -1.0]).reshape(sides)
-        self._log_level = np.log(2 / alpha)                    # α/2 a side
-        self._gamma, self._gamma_y, self._penalty = (np.zeros((2,) + self.shape) for _ in range(3))
-        self._best = np.broadcast_to(self._guard, (2,) + self.shape).copy()
-
-    def add(self, x, where=True) -> None:
-        x, where = np.asarray(x, dtype=float), np.asarray(where, dtype=bool)
-        if x.shape != self.shape or where.shape != self.shape:
-            x, where = np.broadcast_to(x, self.shape), np.broadcast_to(where, self.shape)
-        lo, hi = self.bounds
-        bad = where & ((x < lo) | (x > hi))                    # NaN (a diverged run) is neither
-        if bad.any():
-            raise FastseedError(f"accuracy {x[bad].flat[0]:g} is outside the bounds [{lo:g}, {hi:g}] of "
-                                f"this confidence sequence (percent and fractions mixed up?)")
-        nan = np.isnan(x)
-        self.diverged += where & nan
-        take = where & ~nan
-        x = np.where(take, x, lo)
-        t = self.n + 1
-        centre = np.where(self.n > 0, self._sum, (lo + hi) / 2) / np.maximum(self.n, 1)
-        var = ((PRIOR_SPREAD * (hi - lo)) ** 2 + self._dev2) / t
-        bet = take & (t > 1)                                   # the first value only places the centre
-        self._bet(self._sign * x, self._sign * centre, var, t, bet)
-        self.n += take
-        self._sum += np.where(take, x, 0.0)
-        self._dev2 += np.where(take, (x - self._sum / np.maximum(self.n, 1)) ** 2, 0.0)
-
-    def _bet(self, x, centre, var, t, bet):
-        """Both sides' bets on x (2 × shape), centred and scaled from the t − 1 values before it."""
-        s = np.maximum(centre - self._guard, FLOOR * (self.bounds[1] - self.bounds[0]))  # room: ξ ≥ −1
-        y = np.minimum(x, centre + s)                          # clip the favourable side: |ξ| ≤ 1
-        xi = (y - centre) / s
-        lam = np.minimum(CAP, np.sqrt(2 * self._log_level * s * s / (var * t * np.log1p(t)))) * bet
-        gamma = lam / s
-        self._gamma += gamma
-        self._gamma_y += gamma * y
-        self._penalty += _psi(lam) * xi * xi
-        bound = (self._gamma_y - self._penalty - self._log_level) / np.maximum(self._gamma, 1e-300)
-        np.maximum(self._best, np.where(self._gamma > 0, bound, -np.inf), out=self._best)  # running ∩
-
-    @property
-    def mean(self):
-        return np.where(self.n > 0, self._sum, np.nan) / np.maximum(self.n, 1)
-
-    @property
-    def lower(self):
-        return self._best[0].copy()
-
-    @property
-    def upper(self):
-        return -self._best[1]
-
-    @property
-    def half_width(self):
-        """Half the interval's width (0 if the bounds crossed: a miss, or values drifting over time)."""
-        return np.maximum(self.upper - self.lower, 0) / 2
 
 
 @dataclass(frozen=True)
@@ -218,6 +53,7 @@ def _level(alpha: float) -> str:
 
 class UntilWidth:
     """Train until the (1 − α) CS of the mean accuracy is at most ±`half_width` (half its width).
+    `method`: "normal" (t-mixture) or "bounded" (empirical Bernstein), see confseq.py.
 
         rule = UntilWidth(0.1)
         for acc in accuracies_in_seed_order:      # NaN for a diverged run
@@ -226,10 +62,10 @@ class UntilWidth:
     """
 
     def __init__(self, half_width: float, alpha: float = ALPHA, bounds=(0.0, 100.0),
-                 min_seeds: int = MIN_SEEDS, shape=()):
-        self.half_width = _number(half_width, "the interval's half-width", 0, strict=True)
+                 min_seeds: int = MIN_SEEDS, method: str = "normal", shape=()):
+        self.half_width = check_number(half_width, "the interval's half-width", 0, strict=True)
         self.min_seeds = _check_min_seeds(min_seeds)
-        self.cs = ConfidenceSequence(bounds, alpha, shape)
+        self.cs = confidence_sequence(method, bounds, alpha, shape)
 
     def add(self, acc, where=True) -> None:
         """One accuracy (NaN: a diverged run) per study where `where` holds."""
@@ -251,7 +87,8 @@ class UntilWidth:
         reason = (f"the {_level(cs.alpha)} confidence sequence of the mean is "
                   f"±{float(cs.half_width):.3f}{unit} after {n:,} seeds (≤ ±{self.half_width:g}{unit}): "
                   f"mean {float(cs.mean):.3f}, "
-                  f"interval [{float(cs.lower):.3f}, {float(cs.upper):.3f}]{crossed}")
+                  f"interval [{float(cs.lower):.3f}, {float(cs.upper):.3f}]{crossed}; "
+                  f"method {cs.method} ({cs.label})")
         return Decision("width", float(cs.mean), float(cs.lower), float(cs.upper), (n,), reason)
 
     def update(self, acc) -> Decision | None:
@@ -272,16 +109,18 @@ class Versus:
     are not matched: two protocols' runs are independent, pairing would only discard unmatched seeds).
     Every verdict is true whenever both CSs cover their means, so P(any wrong verdict) ≤ α.
     With margin 0 and equal means no verdict ever comes: cap the scan's seeds.
+    `method` ("normal" or "bounded", confseq.py) is that of both sides' CSs; with "normal" each side may
+    have its own spread (no equal-variance assumption: the two CSs are separate).
     """
 
     def __init__(self, margin: float, alpha: float = ALPHA, bounds=(0.0, 100.0),
-                 min_seeds: int = MIN_SEEDS, labels=("A", "B"), shape=()):
-        self.margin = _number(margin, "the margin", 0, strict=False)
-        self.alpha = _check_alpha(alpha)
+                 min_seeds: int = MIN_SEEDS, labels=("A", "B"), method: str = "normal", shape=()):
+        self.margin = check_number(margin, "the margin", 0, strict=False)
+        self.alpha = check_alpha(alpha)
         self.min_seeds = _check_min_seeds(min_seeds)
         self.labels = tuple(labels)
-        self.a = ConfidenceSequence(bounds, alpha / 2, shape)
-        self.b = ConfidenceSequence(bounds, alpha / 2, shape)
+        self.a = confidence_sequence(method, bounds, alpha / 2, shape)
+        self.b = confidence_sequence(method, bounds, alpha / 2, shape)
 
     @property
     def shape(self):
@@ -334,7 +173,7 @@ class Versus:
             what += f" (and inside ±{self.margin:g})"
         reason = (f"{what}; the {_level(self.alpha)} confidence sequence of mean({la}) − mean({lb}) is "
                   f"[{lower:+.3f}, {upper:+.3f}]{unit} (difference {diff:+.3f}) "
-                  f"after {n[0]:,} + {n[1]:,} seeds")
+                  f"after {n[0]:,} + {n[1]:,} seeds; method {self.a.method} ({self.a.label})")
         return Decision(verdict, diff, lower, upper, n, reason)
 
     def update(self, side: str, acc) -> Decision | None:
@@ -359,14 +198,10 @@ def describe_rule(rule: UntilWidth | Versus) -> str:
                 f"not paired), and the side with the wider one trained next")
         level = _level(rule.alpha)
         cs = rule.a
-    lo, hi = cs.bounds
-    return (f"{what}, checked after every seed in seed order. The interval is {CITATION}, with each bound "
-            f"scaled to the room between the running mean and [{lo:g}, {hi:g}]: it holds at every number of "
-            f"seeds at once with probability ≥ {level} for any distribution of accuracies in [{lo:g}, "
-            f"{hi:g}] (no normality assumed), so looking after every seed does not inflate the error rate "
-            f"as a t-interval recomputed after each seed would. It reaches further below a mean than above "
-            f"it when the mean is near the top of the range: a rare collapsed run could pull the mean "
-            f"down, and only many seeds rule that out. Diverged runs are left out.")
+    return (f"{what}, checked after every seed in seed order. The interval (method \"{cs.method}\") "
+            f"is {cs.citation}: it holds at every number of seeds at once with probability ≥ {level}, so "
+            f"looking after every seed does not inflate the error rate as a t-interval recomputed after each "
+            f"seed would; {cs.assumption}. Diverged runs are left out.")
 
 
 def simulate_until_width(x, half_width: float, **kw) -> UntilWidth:
@@ -375,7 +210,10 @@ def simulate_until_width(x, half_width: float, **kw) -> UntilWidth:
     x = np.asarray(x, dtype=float)
     rule = UntilWidth(half_width, shape=x.shape[0], **kw)
     for t in range(x.shape[1]):
-        rule.add(x[:, t], where=~rule.stopped)
+        going = ~rule.stopped
+        if not going.any():
+            break
+        rule.add(x[:, t], where=going)
     return rule
 
 
