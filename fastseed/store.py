@@ -128,6 +128,9 @@ class Store:
     def test_labels(self) -> np.ndarray | None:
         """True class of every test image, stored once: records keep only predictions, and a
         report needs the truth to score ensembles and subsets of the test set."""
+        if "test_labels" not in self.meta:  # another process may have stored them since: set once, never changed
+            self.meta.update((r[0], r[1]) for r in self._reader().execute(
+                "SELECT key, value FROM meta WHERE key IN ('label_dtype', 'test_labels')"))
         text = self.meta.get("test_labels")
         return None if text is None else np.frombuffer(bytes.fromhex(text), dtype=self.label_dtype)
 
@@ -181,10 +184,7 @@ class Store:
         known = self.test_labels
         if known is None and self.writable:
             with self.transaction("storing the test labels") as conn:
-                # another writer may have stored them since this store was opened: read inside the lock
-                self.meta.update((r[0], r[1]) for r in conn.execute(
-                    "SELECT key, value FROM meta WHERE key IN ('label_dtype', 'test_labels')"))
-                known = self.test_labels
+                known = self.test_labels  # read again under the lock: another writer may be first
                 if known is None:
                     rows = [("label_dtype", "uint16")] * wide + [("test_labels", labels.tobytes().hex())]
                     conn.executemany("INSERT INTO meta VALUES (?, ?)", rows)
