@@ -1,5 +1,4 @@
-"""python -m fastseed.merge OUT IN [IN ...] — merge stores of one protocol into OUT, e.g. the stores
-of several machines or of the tasks of a Slurm array.
+"""python -m fastseed.merge OUT IN [IN ...] — merge stores of one protocol (one per machine or Slurm task) into OUT.
 
     python -m fastseed.merge results/all.sqlite node*/picard-short.sqlite
 
@@ -13,7 +12,9 @@ store kept and the one dropped): the record already in OUT, else that of the fir
 OUT may exist (a store of the same protocol, scored on the same test labels: merged into) or not
 (created). It is never left half-written: an existing OUT receives the new records in one transaction,
 a new OUT is built beside its path and linked into place once complete, so a crash mid-merge leaves
-OUT as it was. IN stores are only read, without a lock a scan writing to one would wait for.
+OUT as it was. IN stores are only read, without a lock a scan writing to one would wait for; a scan
+writing to OUT itself waits for the merge's transaction to commit (up to 30 s: merge into a store no
+scan is writing to when the merge is large).
 
 Exit codes: 0 merged; 1 merged, but with conflicts or malformed rows skipped (each listed);
 2 bad input (nothing written).
