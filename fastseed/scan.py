@@ -20,7 +20,8 @@ from fastseed.cli import Parser
 from fastseed.workers.local import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, StopFlag
 
 EXIT_FAILED = 1
-MAX_SEED = 2**63 - 1  # a store's seed is an SQLite INTEGER: signed 64 bits
+# A range [start, stop) is handed to the store as SQLite INTEGERs, signed 64-bit: stop ≤ 2**63 - 1.
+RANGE_END = 2**63 - 1
 
 
 def parse(argv):
@@ -73,9 +74,10 @@ def parse(argv):
         raise FastseedError(f"--seeds must be a positive number, got {a.seeds}")
     if a.start < 0:
         raise FastseedError(f"--start must be >= 0, got {a.start}")
-    if a.start + a.seeds - 1 > MAX_SEED:
-        raise FastseedError(f"--start {a.start} --seeds {a.seeds}: the last seed would be {a.start + a.seeds - 1}, "
-                            f"beyond 2**63 - 1 = {MAX_SEED}, the largest seed a store holds")
+    if a.start + a.seeds > RANGE_END:
+        raise FastseedError(f"--start {a.start} --seeds {a.seeds}: the last seed would be {a.start + a.seeds - 1}; "
+                            f"a scan's seeds end at 2**63 - 2 = {RANGE_END - 1} (its range's end is a signed "
+                            f"64-bit integer)")
     a.fix = tuple(sorted({s.strip() for s in a.fix.split(",") if s.strip()}))
     if a.fix_seed < 0:
         raise FastseedError(f"--fix-seed must be >= 0, got {a.fix_seed}")
