@@ -128,7 +128,8 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
     Store.check(out, protocol.name, protocol.hash)
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:  # made once, here
         stored, live = store.progress(start, stop)
-        names = [d if d.startswith("cuda") else f"{d}#{i}" for i, d in enumerate(devices)]
+        # a worker's name is its device, numbered when several share one (CPU workers always do)
+        names = [d if devices.count(d) == 1 else f"{d}#{i}" for i, d in enumerate(devices)]
         others = f", {live} claimed by other workers" if live else ""
         log(f"{protocol.name} [{protocol.hash[:12]}]: {total - stored} of {total} seeds to train{others}, {stored} "
             f"already in {out}; {len(devices)} workers: {', '.join(names)}")
