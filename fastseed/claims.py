@@ -51,6 +51,7 @@ def claim(conn: sqlite3.Connection, protocol_hash: str, start: int, stop: int, k
     """Up to k free seeds of [start, stop), lowest first, now claimed by `worker` (expired claims are
     taken over)."""
     now = time.time()
+    release_dead(conn, socket.gethostname())
     seeds: list[int] = []
     runs = conn.execute(FREE_RUNS, {"start": start, "stop": stop, "hash": protocol_hash, "now": now})
     for first, end in runs:
@@ -64,6 +65,26 @@ def claim(conn: sqlite3.Connection, protocol_hash: str, start: int, stop: int, k
         "worker = excluded.worker, host = excluded.host, pid = excluded.pid, expires = excluded.expires",
         [(s, worker, host, pid, now + lease_s) for s in seeds])
     return seeds
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's: it exists
+    return True
+
+
+def release_dead(conn: sqlite3.Connection, host: str) -> None:
+    """Drop the claims of processes of `host` (this machine) that no longer exist: a worker killed
+    with SIGKILL, or crashed, gives its seeds back now rather than when its lease runs out, so a rerun
+    right after `kill -9` resumes at once. A frozen process still exists and keeps its lease; workers
+    of other machines keep theirs (their pids mean nothing here)."""
+    pids = [pid for (pid,) in conn.execute("SELECT DISTINCT pid FROM claims WHERE host = ?", (host,))
+            if not _alive(pid)]
+    conn.executemany("DELETE FROM claims WHERE host = ? AND pid = ?", [(host, pid) for pid in pids])
 
 
 def renew(conn: sqlite3.Connection, worker: str, lease_s: float) -> None:

@@ -46,11 +46,12 @@ def run(argv) -> int:
     p.add_argument("--device", default=None, help="cpu or cuda (default: the device type of the record)")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="ImageNet stores: the backbone weight file the scan used (its sha256 is checked)")
-    p.add_argument("--workers", type=int, default=4, metavar="N", help="ImageNet stores: DALI CPU threads")
+    p.add_argument("--loader-threads", type=int, default=4, metavar="N", help="ImageNet stores: DALI CPU threads")
     a = p.parse_args(argv)
 
-    from fastseed.engine import resolve_device
-    from fastseed.presets import Finetune, protocol_from_json
+    from fastseed.engine.pack import get_strategy
+    from fastseed.jobs import Options, make_job
+    from fastseed.presets import protocol_from_json
     from fastseed.store import Store
 
     with Store.open(a.store) as store:
@@ -58,11 +59,10 @@ def run(argv) -> int:
         if protocol.hash != store.protocol_hash:
             raise FastseedError(f"{a.store}: its protocol JSON does not hash to its protocol hash "
                                 f"(written by another fastseed version, or edited)")
-        stored = next((r for r in store.records() if r.seed == a.seed), None)
+        stored = store.record(a.seed)  # a malformed row: one line naming the seed
     if stored is None:
         raise FastseedError(f"seed {a.seed} is not in {a.store}")
     prov, pack = stored.provenance, stored.pack
-    device = resolve_device(a.device or prov.get("device_type", "auto"))
     if prov.get("commit") and prov.get("dirty") is not None:
         from fastseed.engine.provenance import code_version
         now = code_version()
@@ -70,10 +70,19 @@ def run(argv) -> int:
             print(f"note: the record was made by commit {prov['commit'][:12]}{' (modified)' * bool(prov['dirty'])}"
                   f", this is {str(now.get('commit'))[:12]}{' (modified)' * bool(now.get('dirty'))}",
                   file=sys.stderr)
-    if isinstance(protocol, Finetune):
-        new = replay_finetune(a, protocol, device, prov.get("dtype"))
-    else:
-        new = replay_pack(a, protocol, device, prov.get("dtype"), pack)
+    # the record's pack layout: the same partners in the same slots with the same strategy (a
+    # one-after-another pack's partners never touch the seed: it trains alone)
+    strategy = pack.get("strategy", "sequential")
+    seeds = pack.get("seeds", [a.seed]) if get_strategy(strategy).together else [a.seed]
+    options = Options(device=a.device or prov.get("device_type", "auto"), dtype=prov.get("dtype"),
+                      strategy=strategy, data_dir=a.data_dir, weights=a.weights, loader_threads=a.loader_threads)
+    job = make_job(protocol, options)  # an ImageNet job checks --weights against the protocol's digest
+    job.load()
+    print(f"replaying seed {a.seed} of {protocol.name} on {job.device}: {strategy} pack of {len(seeds)} {seeds}",
+          flush=True)
+    records = []
+    job.train(seeds, records.append, stop=False)
+    new = next(r for r in records if r.seed == a.seed)
     diffs = differences(stored, new)
     if not diffs:
         print(f"seed {a.seed}: identical (acc {100 * new.test_acc:.2f}%)")
@@ -82,34 +91,6 @@ def run(argv) -> int:
     for line in diffs:
         print(f"  {line}")
     return EXIT_DIFFERENT
-
-
-def replay_pack(a, protocol, device, dtype, pack):
-    """A CIFAR seed: its recorded pack (same partners, same slots, same strategy) trained again."""
-    from fastseed.data.cifar import load_cifar10, to_tensors
-    from fastseed.engine import train_pack
-    data = to_tensors(load_cifar10(a.data_dir), device)
-    seeds = pack.get("seeds", [a.seed])
-    if pack.get("strategy") == "sequential":
-        seeds = [a.seed]  # a sequential pack's partners never touch the seed: train it alone
-    print(f"replaying seed {a.seed} of {protocol.name} on {device}: {pack.get('strategy')} pack of "
-          f"{len(seeds)} {seeds}", flush=True)
-    records = train_pack(protocol, seeds, data, device, dtype=dtype, strategy=pack.get("strategy", "sequential"))
-    return next(r for r in records if r.seed == a.seed)
-
-
-def replay_finetune(a, protocol, device, dtype):
-    """An ImageNet seed: the same weight file (checked by digest), data set and classes."""
-    from fastseed.engine.finetune import train_finetune
-    from fastseed.scan import file_sha256, load_finetune
-    if a.weights is None:
-        raise FastseedError(f"{protocol.name} needs --weights PATH: the weight file the scan used")
-    digest = file_sha256(a.weights)
-    if digest != protocol.weights:
-        raise FastseedError(f"--weights {a.weights} is not the file the scan used (sha256 {digest[:12]}…, "
-                            f"the store's protocol has {protocol.weights[:12]}…)")
-    data, backbone = load_finetune(protocol, a.data_dir, a.weights)
-    return train_finetune(protocol, a.seed, data, backbone, device, dtype=dtype, num_threads=a.workers)
 
 
 def main(argv=None) -> int:

@@ -54,3 +54,16 @@ def test_bad_input_is_one_line_and_exit_2(store, tmp_path, capsys, argv, phrase)
 def test_replay_leaves_the_store_unchanged(store):
     with Store.open(store) as s:
         assert sorted(s.done_seeds()) == [0, 1]
+
+
+def test_a_malformed_record_is_one_line_naming_its_seed(store, real_cifar_root, tmp_path, capsys):
+    """Issue #11.9: today replay crashed reading every record; now only the replayed one is decoded."""
+    broken = tmp_path / "b.sqlite"
+    with sqlite3.connect(store) as src, sqlite3.connect(broken) as dst:
+        src.backup(dst)
+    with sqlite3.connect(broken) as db:
+        db.execute("UPDATE records SET pack = '{\"strategy\": ' WHERE seed = 0")  # invalid JSON
+    assert replay.main([str(broken), "--seed", "0", "--data-dir", str(real_cifar_root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastseed.replay: error:")
+    assert "seed 0" in err[0] and "malformed" in err[0] and "pack" in err[0]

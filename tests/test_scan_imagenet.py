@@ -14,7 +14,7 @@ from fastseed.presets import PRESETS
 from fastseed.stats.runs import load_runs
 from fastseed.store import Store
 
-TINY = ["--classes", "3", "--limit-steps", "1", "--limit-batch", "4", "--device", "cpu", "--workers", "2",
+TINY = ["--classes", "3", "--limit-steps", "1", "--limit-batch", "4", "--device", "cpu", "--loader-threads", "2",
         "--no-progress"]
 
 
@@ -74,7 +74,7 @@ def test_an_imagenet_seed_replays_bit_identically(root, weights, tmp_path, capsy
     store = tmp_path / "s.sqlite"
     assert run_scan(capsys, "--preset", "imagenet-rn50", "--weights", weights["resnet50"], "--data-dir", root,
                     "--out", store, "--seeds", 1, *TINY)[0] == 0
-    argv = [str(store), "--seed", "0", "--data-dir", str(root), "--workers", "2"]
+    argv = [str(store), "--seed", "0", "--data-dir", str(root), "--loader-threads", "2"]
     assert replay.main(argv + ["--weights", str(weights["resnet50"])]) == 0
     assert "identical" in capsys.readouterr().out
     assert replay.main(argv + ["--weights", str(weights["dino_resnet50"])]) == 2  # not the scan's file

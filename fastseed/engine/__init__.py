@@ -1,5 +1,6 @@
 """The training engine: a pack of seeds in, one Record per seed out."""
 
-from fastseed.engine.train import STRATEGIES, compute_dtype, resolve_device, train_pack
+from fastseed.engine.pack import DEFAULT_STRATEGY, STRATEGIES
+from fastseed.engine.train import compute_dtype, resolve_device, train_pack
 
-__all__ = ["STRATEGIES", "compute_dtype", "resolve_device", "train_pack"]
+__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "compute_dtype", "resolve_device", "train_pack"]

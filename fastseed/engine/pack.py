@@ -13,9 +13,13 @@ as one list. Three ways to hold them:
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
+
+from fastseed import FastseedError
 
 
 class Single(nn.Module):
@@ -160,3 +164,53 @@ class Fused(nn.Module):
                 state[name] = tensor[k * n: (k + 1) * n]
         plain.load_state_dict(state)
         return plain.to(next(self.model.parameters()).device)
+
+
+# ---- the strategies: how a pack of K seeds is held, decided here and nowhere else -----------------
+
+@dataclass(frozen=True)
+class Strategy:
+    """A way to hold a pack. `together`: the K seeds train at once as one pack model (else one after
+    another, each as a pack of one). `graphs`: its training step is replayed as a CUDA graph by default
+    on a GPU (worth it only when a step is many small kernels launched for several seeds)."""
+    name: str
+    make: Callable[[list, torch.device], nn.Module]  # (K initial models, device) -> the pack model
+    together: bool
+    graphs: bool
+
+
+STRATEGIES: dict[str, Strategy] = {}
+DEFAULT_STRATEGY = "fused"  # the scan's and train_pack's default: one kernel launch serves K seeds
+
+
+def register_strategy(name: str, *, together: bool, graphs: bool):
+    """Decorator: `@register_strategy("fused", together=True, graphs=True)` on a (models, device) ->
+    pack-model function makes `--strategy fused` exist everywhere (scan, replay, autopack, bench)."""
+    def register(make):
+        STRATEGIES[name] = Strategy(name, make, together, graphs)
+        return make
+    return register
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise FastseedError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
+
+
+@register_strategy("sequential", together=False, graphs=False)
+def _sequential(models, device):
+    if len(models) != 1:
+        raise ValueError("strategy 'sequential' trains one seed at a time")
+    return Single(models[0])
+
+
+@register_strategy("fused", together=True, graphs=True)
+def _fused(models, device):
+    return Fused(models)
+
+
+@register_strategy("streams", together=True, graphs=True)
+def _streams(models, device):
+    return Replicas(models, torch.device(device))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from fastseed import FastseedError
-from fastseed.engine.pack import Fused, Replicas, Single
+from fastseed.engine.pack import DEFAULT_STRATEGY, get_strategy
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.provenance import provenance
 from fastseed.engine.step import EagerStep, GraphedStep, Lookahead, ScheduledSGD
@@ -36,7 +36,6 @@ from fastseed.store import Record
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
           "float64": torch.float64}
-STRATEGIES = ("sequential", "fused", "streams")
 AUGMENT_PARAMS = ("dy", "dx", "flip", "cy", "cx")
 
 
@@ -93,7 +92,7 @@ def sgd_groups(protocol, pack) -> list:
     return [dict(params=kinds[k], lr=hyper[k][0], weight_decay=hyper[k][1]) for k in ("bn_bias", "other") if kinds[k]]
 
 
-def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequential", compile: str | None = None,
+def build(protocol, seeds: list[Seed], device, dtype, strategy: str = DEFAULT_STRATEGY, compile: str | None = None,
           graphs: bool = False, images: torch.Tensor | None = None):
     """The pack model for `strategy`, its optimiser and the per-epoch LambdaLR (None for a per-step
     schedule: the loop sets ScheduledSGD's multiplier before every step). `compile` is a torch.compile
@@ -101,14 +100,7 @@ def build(protocol, seeds: list[Seed], device, dtype, strategy: str = "sequentia
     training images, for layers fitted to the data (fit_to_data)."""
     models = [set_dtype(init_model(protocol, s), dtype) for s in seeds]
     fit_to_data(protocol, models, images)
-    if strategy == "fused":
-        pack = Fused(models)
-    elif strategy == "streams":
-        pack = Replicas(models, torch.device(device))
-    elif len(models) == 1:
-        pack = Single(models[0])
-    else:
-        raise ValueError(f"strategy {strategy!r} trains one seed at a time")
+    pack = get_strategy(strategy).make(models, torch.device(device))
     pack.to(device=device, memory_format=torch.channels_last)
     if compile:
         pack.forward_train = torch.compile(pack.forward_train, mode=None if compile == "default" else compile)
@@ -176,8 +168,10 @@ def evaluate(pack, protocol, images, labels, dtype):
 
 def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: torch.dtype,
                 strategy: str, packs: list[dict], models_out: list | None = None, *,
-                compile: str | None = None, graphs: bool = False) -> list[Record]:
-    """Train `seeds` together as one pack model; one Record per seed."""
+                compile: str | None = None, graphs: bool = False,
+                on_step: Callable[[int, int], None] | None = None) -> list[Record]:
+    """Train `seeds` together as one pack model; one Record per seed. `on_step(done, total)` is called
+    after every training step (the scan's pace: time per step, what the pack in flight still needs)."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     train_x, train_y, test_x, test_y = subset(protocol, data)
     pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile, graphs, images=train_x)
@@ -210,6 +204,8 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
             loss_sum += losses.double()
             correct += right
             done += 1
+            if on_step is not None:
+                on_step(done, total)
             if lookahead is not None and done % protocol.lookahead_every == 0:
                 lookahead.update(protocol.lookahead_decay_at(done, total))
         if lookahead is not None and done == total:
@@ -265,33 +261,35 @@ def determinism(enabled: bool):
 
 
 def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: str | None = None,
-               strategy: str = "sequential", on_record: Callable[[Record], None] | None = None,
+               strategy: str = DEFAULT_STRATEGY, on_record: Callable[[Record], None] | None = None,
                should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None,
-               compile: str | None = None, graphs: bool | None = None) -> list[Record]:
+               compile: str | None = None, graphs: bool | None = None,
+               on_step: Callable[[int, int], None] | None = None) -> list[Record]:
     """Train a pack of seeds and return their records (in the order given).
 
     `on_record` is called as records are finished (the scan commits there, so a crash loses only the
     seeds in flight); `should_stop` is polled between seeds of a sequential pack for a clean exit.
-    `graphs` (default: on for the packed strategies on a GPU) replays each step as a CUDA graph."""
-    if strategy not in STRATEGIES:
-        raise FastseedError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    `graphs` (default: the strategy's, on a GPU) replays each step as a CUDA graph. `on_step(done,
+    total)`: see train_group (for a one-after-another strategy, `total` is one seed's steps)."""
+    how = get_strategy(strategy)
     device = torch.device(device)
     torch_dtype = compute_dtype(protocol, device, dtype)
     if graphs is None:
-        graphs = device.type == "cuda" and strategy != "sequential"
+        graphs = device.type == "cuda" and how.graphs
     if graphs and device.type != "cuda":
         raise FastseedError("CUDA graphs need a CUDA device")
     seeds = [s if isinstance(s, Seed) else protocol.seed(s) for s in seeds]
     layout = [s.value for s in seeds]
     packs = [{"strategy": strategy, "size": len(seeds), "slot": k, "seeds": layout} for k in range(len(seeds))]
-    groups = [[k] for k in range(len(seeds))] if strategy == "sequential" else [list(range(len(seeds)))]
+    groups = [list(range(len(seeds)))] if how.together else [[k] for k in range(len(seeds))]
     records = []
     with determinism(protocol.deterministic):
         for group in groups:
             if should_stop():
                 break
             done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
-                               [packs[k] for k in group], models_out, compile=compile, graphs=graphs)
+                               [packs[k] for k in group], models_out, compile=compile, graphs=graphs,
+                               on_step=on_step)
             for record in done:
                 if on_record is not None:
                     on_record(record)

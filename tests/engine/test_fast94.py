@@ -259,7 +259,7 @@ def assert_same_run(a, b, model_a, model_b):
 def test_seed_result_independent_of_pack(data, strategy):
     """Per-step lr, lookahead, bias groups, frozen layers, TTA: seed 7 in a pack of 3 is seed 7 alone."""
     alone = []
-    (ref,) = train_pack(TINY, [7], data, "cpu", dtype="float64", models_out=alone)
+    (ref,) = train_pack(TINY, [7], data, "cpu", dtype="float64", strategy="sequential", models_out=alone)
     models = []
     records = train_pack(TINY, [3, 7, 2], data, "cpu", dtype="float64", strategy=strategy, models_out=models)
     assert records[1].pack == {"strategy": strategy, "size": 3, "slot": 1, "seeds": [3, 7, 2]}

@@ -27,6 +27,7 @@ def data():
 
 def alone(data, seed, **kw):
     models = []
+    kw.setdefault("strategy", "sequential")  # the reference: one plain model
     (record,) = train_pack(TINY, [seed], data, "cpu", dtype="float64", models_out=models, **kw)
     return record, models[0]
 

@@ -40,8 +40,8 @@ def test_two_seeds_differ(data):
 
 
 def test_seed_result_independent_of_pack(data):
-    alone = train_pack(TINY, [7], data, "cpu", dtype="float64")[0]
-    packed = train_pack(TINY, [3, 7], data, "cpu", dtype="float64")
+    alone = train_pack(TINY, [7], data, "cpu", dtype="float64", strategy="sequential")[0]
+    packed = train_pack(TINY, [3, 7], data, "cpu", dtype="float64", strategy="sequential")
     assert outcome(packed[1]) == outcome(alone)
     assert packed[1].pack == {"strategy": "sequential", "size": 2, "slot": 1, "seeds": [3, 7]}
 

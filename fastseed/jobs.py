@@ -1,0 +1,250 @@
+"""What a scan trains: a job built from a protocol and plain options, never from a command line.
+
+    protocol = protocol_variant(get_preset("smoke"), augment="image", fix=("init",))
+    job = make_job(protocol, Options(device="cpu"))
+    labels = job.load()                      # the data, once per process; the test labels for the store
+    k = job.pack_size(remaining=100, log=print)
+    job.train([0, 1], commit, stop)          # commit(record) as each seed finishes
+
+A job is what a worker needs to turn claimed seeds into records, so every way of running (this
+process, one process per GPU, a Ray actor) builds the same job from the same two plain values: the
+protocol (what to train, hashed into the store) and the `Options` (how: device, dtype, strategy, …,
+never part of the hash). A new flag is one `Options` field, read by the job that uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from fastseed import FastseedError
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of an option or protocol knob, for messages: loader_threads → --loader-threads."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to train, as opposed to what (the protocol): nothing here changes a seed's result beyond
+    floating-point layout, so nothing here is part of the protocol's hash. Defaults are the scan's."""
+    device: str = "auto"              # auto, cpu, cuda, cuda:N
+    dtype: str | None = None          # None: the protocol's on a GPU, float32 on a CPU
+    strategy: str | None = None       # None: engine.pack.DEFAULT_STRATEGY (ImageNet: one seed at a time)
+    pack: int | str = "auto"          # seeds trained at once, or "auto" (measured on a GPU, 1 on a CPU)
+    compile: str | None = None        # a torch.compile mode for the training forward
+    graphs: bool = True               # False: never replay training steps as CUDA graphs
+    data_dir: str | None = None       # dataset root (None: $FASTSEED_DATA or ./data)
+    download: bool = False            # fetch the official CIFAR-10 when it is missing
+    weights: str | None = None        # ImageNet: the pretrained backbone's weight file
+    loader_threads: int = 4           # ImageNet: DALI CPU threads per worker
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- the protocol: a preset and the flags that make a variant of it ---------------------------------
+
+def protocol_variant(base, *, augment: str | None = None, fix: tuple = (), fix_seed: int | None = None,
+                     deterministic: bool = False, classes: int | None = None, limit_steps: int | None = None,
+                     limit_batch: int | None = None):
+    """`base` with the variations a user asked for (each one makes a distinct protocol: its own hash
+    and store). None/()/False mean "as the preset has it". Variations the protocol's kind has no knob
+    for, and `fix` streams it never draws from, are refused in one line."""
+    kind = JOBS[base.dataset]
+    foreign = [flag(n) for n, v in (("augment", augment), ("classes", classes), ("limit_steps", limit_steps),
+                                    ("limit_batch", limit_batch)) if v is not None and n not in kind.knobs]
+    if foreign:
+        raise FastseedError(f"{' '.join(foreign)}: not a knob of {base.name} ({kind.what})")
+    unknown = sorted(set(fix) - set(kind.streams))
+    if unknown:
+        raise FastseedError(f"--fix {','.join(unknown)}: {base.name} draws no {' or '.join(unknown)} stream; "
+                            f"its streams are {', '.join(kind.streams)}")
+    changes = dict(fixed=tuple(sorted(set(fix))) or base.fixed,
+                   fix_seed=base.fix_seed if not fix or fix_seed is None else fix_seed,
+                   deterministic=deterministic or base.deterministic)
+    given = dict(augment=augment, classes=classes, limit_steps=limit_steps, limit_batch=limit_batch)
+    changes.update({k: v for k, v in given.items() if v is not None})
+    return base.variant(**changes)
+
+
+# ---- CIFAR: GPU-resident tensors, seeds trained in packs -------------------------------------------
+
+class CifarJob:
+    """A CIFAR protocol: the data set resident on the device, seeds trained in packs by the pack engine."""
+    what = "a CIFAR-10 protocol"
+    knobs = ("augment",)
+    streams = ("init", "order", "augment")  # the seed streams the CIFAR engine draws from
+
+    def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
+        from fastseed.engine import compute_dtype, resolve_device
+        from fastseed.engine.pack import DEFAULT_STRATEGY, get_strategy
+        if options.weights is not None:
+            raise FastseedError(f"--weights: only for the imagenet-* presets, not {protocol.name}")
+        self.protocol, self.options = protocol, options
+        self.device = resolve_device(options.device)
+        self.strategy = get_strategy(options.strategy or DEFAULT_STRATEGY)
+        self.graphs = self.device.type == "cuda" and self.strategy.graphs and options.graphs
+        self.dtype = compute_dtype(protocol, self.device, options.dtype)
+        self.data = None
+
+    @property
+    def together(self) -> bool:
+        """Whether the seeds of a pack train at once (else one after another)."""
+        return self.strategy.together
+
+    def describe(self, pack: int) -> str:
+        return f"strategy {self.strategy.name}, pack {pack}"
+
+    def load(self):
+        """The data set, on the device; returns the test labels the records' predictions refer to."""
+        from fastseed.data.cifar import load_cifar10, to_tensors
+        self.data = to_tensors(load_cifar10(self.options.data_dir, download=self.options.download), self.device)
+        return self.data.test_y[: self.protocol.test_size].cpu().numpy()
+
+    def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
+        """Seeds to claim and train at once: never more than remain. `--pack auto` measures a GPU (1
+        on a CPU); an explicit pack on a CPU is capped by an estimate of the memory a seed needs."""
+        from fastseed.engine.autopack import choose_pack, cpu_pack_cap
+        remaining = max(1, remaining)
+        asked = self.options.pack
+        if asked == "auto":
+            k = choose_pack(self.protocol, self.data, self.device, self.dtype, self.strategy.name, self.graphs,
+                            log=log)
+            return min(k, remaining)
+        k = min(int(asked), remaining)
+        if self.device.type == "cpu" and self.together and k > 1:
+            cap, per_seed, available = cpu_pack_cap(self.protocol, self.dtype)
+            if k > cap:
+                log(f"--pack {asked}: capped at {cap}: a seed needs about {per_seed / 2**20:.0f} MiB, "
+                    f"{available / 2**30:.1f} GiB of memory is available")
+                k = cap
+        elif k < int(asked):
+            log(f"--pack {asked}: capped at {k}, the seeds left to train")
+        return k
+
+    def train(self, seeds: list[int], commit: Callable, stop, on_step: Callable[[int, int], None] | None = None):
+        """Train `seeds` as one pack; `commit(record)` as each finishes. `stop` is polled between the
+        seeds of a one-after-another pack; `on_step(done, total)` after every training step."""
+        from fastseed import engine  # looked up at call time: tests replace engine.train_pack
+        engine.train_pack(self.protocol, seeds, self.data, self.device, dtype=self.options.dtype,
+                          strategy=self.strategy.name, compile=self.options.compile, graphs=self.graphs,
+                          on_record=commit, should_stop=lambda: bool(stop), on_step=on_step)
+
+
+# ---- ImageNet: a DALI pipeline per seed, one seed at a time -----------------------------------------
+
+def file_sha256(path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise FastseedError(f"--weights {path}: no such file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_finetune(protocol, data_dir, weights, log: Callable[[str], None] = print):
+    """The indexed ImageNet folders (the protocol's classes) and the pretrained backbone."""
+    from fastseed.data.imagenet import index_imagenet
+    from fastseed.engine.finetune import ImagenetData
+    from fastseed.models.imagenet import load_backbone
+    root = Path(data_dir or Path(os.environ.get("FASTSEED_DATA") or "data") / "imagenet")
+    data = ImagenetData(index_imagenet(root, "train", classes=protocol.classes),
+                        index_imagenet(root, "val", classes=protocol.classes))
+    if len(data.train.wnids) != protocol.classes:
+        raise FastseedError(f"{root}: {len(data.train.wnids)} classes, {protocol.name} needs "
+                            f"{protocol.classes} (use --classes to train on fewer)")
+    for split, index in (("train", data.train), ("val", data.val)):
+        if index.skipped:
+            path, why = index.skipped[0]
+            log(f"{split}: skipped {len(index.skipped)} unreadable file(s), e.g. {path}: {why}")
+    backbone, report = load_backbone(protocol.backbone, weights)
+    log(f"{weights}: {report.loaded} tensors loaded"
+        + (f", {len(report.dropped)} classifier keys dropped" if report.dropped else "")
+        + (f", {len(report.unexpected)} unexpected keys ignored (e.g. {report.unexpected[0]})"
+           if report.unexpected else ""))
+    return data, backbone
+
+
+class FinetuneJob:
+    """An ImageNet fine-tune: seeds train one at a time from their own DALI pipeline, all from the
+    same pretrained backbone, whose file's sha256 is part of the protocol."""
+    what = "an ImageNet fine-tune"
+    knobs = ("classes", "limit_steps", "limit_batch")
+    streams = ("head", "order", "augment")  # head init, data order, crops and flips
+    together = False
+
+    def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
+        from fastseed.engine import resolve_device
+        from fastseed.engine.pack import get_strategy
+        wrong = [flag for flag, bad in (("--download", options.download),
+                                        ("--strategy", options.strategy is not None
+                                         and get_strategy(options.strategy).together),
+                                        ("--pack", options.pack not in ("auto", 1)),
+                                        ("--no-graphs", not options.graphs)) if bad]
+        if wrong:
+            raise FastseedError(f"{' '.join(wrong)}: not for {protocol.name} (ImageNet seeds train one at a "
+                                f"time from their own DALI pipeline; the data set is never downloaded)")
+        if options.weights is None:
+            raise FastseedError(f"{protocol.name} needs --weights PATH: the pretrained {protocol.backbone} "
+                                f"weight file")
+        if options.dtype == "float64":
+            raise FastseedError("--dtype float64: ImageNet presets train in float32, float16 or bfloat16")
+        if options.loader_threads <= 0:
+            raise FastseedError(f"--loader-threads must be a positive number, got {options.loader_threads}")
+        digest = file_sha256(options.weights)
+        if protocol.weights and protocol.weights != digest:  # a replay, or a worker of a running scan
+            raise FastseedError(f"--weights {options.weights} is not the file the scan used (sha256 "
+                                f"{digest[:12]}…, the store's protocol has {protocol.weights[:12]}…)")
+        # the weights' digest is in the protocol (its hash, its store) but not in its name: 64 hex digits
+        # would drown the name in every table
+        self.protocol = dataclasses.replace(protocol, weights=digest)
+        self.options, self.log = options, log
+        self.device = resolve_device(options.device)
+
+    def describe(self, pack: int) -> str:
+        return "one seed at a time"
+
+    def load(self):
+        self.data, self.backbone = load_finetune(self.protocol, self.options.data_dir, self.options.weights,
+                                                 self.log)
+        return self.data.val.labels
+
+    def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
+        return 1
+
+    def train(self, seeds: list[int], commit: Callable, stop, on_step: Callable[[int, int], None] | None = None):
+        from fastseed.engine.finetune import train_finetune
+        total = sum(p.steps for p in self.protocol.run_phases())
+        for seed in seeds:
+            if stop:
+                break
+            done = 0
+
+            def stepped(optimizer):  # train_finetune calls it before each update, with the optimizer
+                nonlocal done
+                done += 1
+                on_step(done, total)
+
+            commit(train_finetune(self.protocol, seed, self.data, self.backbone, self.device,
+                                  dtype=self.options.dtype, compile=self.options.compile,
+                                  num_threads=self.options.loader_threads,
+                                  on_step=stepped if on_step is not None else None))
+
+
+JOBS = {"cifar10": CifarJob, "imagenet": FinetuneJob}  # a protocol's `dataset` → the job that trains it
+
+
+def make_job(protocol, options: Options, log: Callable[[str], None] = print):
+    """The job that trains `protocol` under `options`; refuses options the protocol cannot use."""
+    kind = JOBS.get(protocol.dataset)
+    if kind is None:
+        raise FastseedError(f"protocol {protocol.name!r}: no job trains data set {protocol.dataset!r}")
+    return kind(protocol, options, log)

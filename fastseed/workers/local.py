@@ -1,0 +1,291 @@
+"""The worker loop, and a scan in this process.
+
+    claim a pack of free seeds → renew the lease while it trains → commit each record with its claim
+    drop → out of memory: release, halve the pack, retry → stop flag: finish the pack, release the rest
+
+`work()` is that loop. A plain scan runs it here (`scan_here`); a pool (workers/pool.py) runs it in
+one child process per device (`python -m fastseed.workers.local SPEC`, `child_main` below); a Ray
+actor would run it on a cluster node. It needs only a job (fastseed.jobs), a store and a seed range,
+and it ends when every seed of the range is stored, whoever trained it.
+
+A claim lives LEASE_S seconds unless renewed; a thread renews it every third of that while the pack
+trains (an ImageNet seed trains for hours: renewal, not a long lease, keeps it). A worker that dies
+stops renewing, and its seeds go to the next worker that asks once the lease has run out (a pool
+releases a dead child's claims at once). `FASTSEED_LEASE_S` shortens the lease (tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+from fastseed import FastseedError
+
+LEASE_S = float(os.environ.get("FASTSEED_LEASE_S", "600"))
+WAIT_S = 1.0  # how often a worker with nothing to claim looks again (the rest is claimed by others)
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal during start-up: nothing trains yet, so the command stops at once."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"{signal.Signals(self.signum).name} during start-up: stopped before training any seed"
+
+
+class StopFlag:
+    """SIGINT and SIGTERM. During start-up a signal stops at once (`Interrupted`). While training, the
+    first finishes and commits the pack in flight, then stops; a second drops it (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.signum, self.training = None, False
+        self.in_flight: Callable[[], str | None] = lambda: None  # e.g. "about 3 min more"
+        self.doing = "finishing the seeds in flight"
+        self._raised = threading.Event()
+
+    def __call__(self, signum, frame):
+        if not self.training:
+            raise Interrupted(signum)
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self._raised.set()
+        needs = self.in_flight()
+        print(f"\n{signal.Signals(signum).name}: {self.doing}{f' ({needs})' if needs else ''}, then stopping "
+              f"(again to stop at once)", file=sys.stderr, flush=True)
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, but wake up when the flag is raised."""
+        self._raised.wait(seconds)
+
+    def start_training(self, in_flight: Callable[[], str | None] | None = None) -> None:
+        self.training = True
+        if in_flight is not None:
+            self.in_flight = in_flight
+
+    @contextmanager
+    def installed(self):
+        previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+class Lease:
+    """While a pack trains, a thread renews its worker's claims every lease/3 (the store takes the
+    threads' calls in turn)."""
+
+    def __init__(self, store, worker: str, lease_s: float, log: Callable[[str], None]):
+        self.store, self.worker, self.lease_s, self.log = store, worker, lease_s, log
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease {worker}", daemon=True)
+
+    def _renew(self) -> None:
+        failed = False
+        while not self._done.wait(self.lease_s / 3):
+            try:
+                self.store.renew(self.worker, self.lease_s)
+            except FastseedError as e:  # the pack goes on; another worker may take its seeds over
+                if not failed:
+                    self.log(f"could not renew the lease of the seeds in flight: {e}")
+                failed = True
+
+    def __enter__(self) -> "Lease":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _release(store, worker: str, seeds) -> None:
+    """Give `seeds` back to the pool now; if even that fails (a full disk), their lease runs out."""
+    if seeds:
+        try:
+            store.release(worker, list(seeds))
+        except FastseedError:
+            pass
+
+
+def work(job, store, start: int, stop: int, *, pack: int, worker: str, stop_flag, lease_s: float = LEASE_S,
+         on_record: Callable | None = None, pace=None, log: Callable[[str], None] = print,
+         poll_s: float = WAIT_S) -> bool:
+    """Train the seeds of [start, stop) that are neither stored nor claimed, `pack` at a time, until the
+    whole range is stored (True) or `stop_flag` is raised (False). `on_record(record, new)` after each
+    commit (`new` False: another worker, which took the seed over when this one's lease ran out,
+    stored it first). With nothing left to claim, it looks again every `poll_s` seconds until the
+    claimed rest is stored. Memory stays O(pack) whatever the width of the range."""
+    from fastseed.engine.autopack import is_oom
+    while not stop_flag:
+        seeds = store.claim(start, stop, pack, worker, lease_s)
+        if not seeds:
+            if store.progress(start, stop)[0] >= stop - start:
+                return True
+            stop_flag.wait(poll_s)  # the rest is claimed by others: wait for their commits, or their expiry
+            continue
+        left = list(seeds)  # claimed, not committed yet
+
+        def commit(record, left=left, seeds=seeds):
+            if record.seed not in left:
+                raise RuntimeError(f"record of seed {record.seed} arrived, not one of the pack {seeds}")
+            new = store.add(record, worker)
+            left.remove(record.seed)
+            if on_record is not None:
+                on_record(record, new)
+
+        if pace is not None:
+            pace.start(len(seeds) if job.together else 1)
+        try:
+            with Lease(store, worker, lease_s, log):
+                job.train(seeds, commit, stop_flag, pace.step if pace is not None else None)
+        except BaseException as e:
+            _release(store, worker, left)
+            if not (isinstance(e, RuntimeError) and is_oom(e) and pack > 1):
+                raise
+            pack //= 2  # the pack's seeds were not committed: retry them in smaller packs
+            _empty_cache(job)
+            log(f"out of memory: backing off to packs of {pack}")
+            continue
+        _release(store, worker, left)  # stopped between the seeds of a one-after-another pack
+    return store.progress(start, stop)[0] >= stop - start
+
+
+def _empty_cache(job) -> None:
+    import torch
+    if getattr(job, "device", None) is not None and job.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a scan of a range ended."""
+    complete: bool    # every seed of the range is stored
+    stored: int       # seeds of the range in the store
+    total: int
+    summary: str      # the running accuracy, as the bar showed it
+    failed: int = 0   # workers of a pool that crashed
+
+
+def skipped_rows_line(store) -> str | None:
+    """One line about the store's rows that do not decode (the scan goes on without them)."""
+    for _ in store.iter_records():
+        pass
+    if not store.skipped_rows:
+        return None
+    seed, why = store.skipped_rows[0]
+    more = f" (and {len(store.skipped_rows) - 1} more)" if len(store.skipped_rows) > 1 else ""
+    return (f"{store.path}: skipping {len(store.skipped_rows)} malformed row(s): seed {seed}: {why}{more}; "
+            f"the scan goes on without them")
+
+
+def scan_here(job, out, start: int, stop: int, *, stop_flag: StopFlag, quiet: bool = False,
+              lease_s: float = LEASE_S, log: Callable[[str], None] = print) -> Outcome:
+    """Train the range in this process: the job's data loaded once, packs claimed from the store at
+    `out` (shared with any other scan of the same protocol), one bar."""
+    from fastseed.store import Store, worker_id
+    from fastseed.workers.progress import Pace, Progress
+    protocol, total = job.protocol, stop - start
+    Store.check(out, protocol.name, protocol.hash)  # refuse before the slow data load
+    labels = job.load()
+    with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
+        store.set_test_labels(labels)
+        skipped = skipped_rows_line(store)
+        if skipped:
+            log(skipped)
+        stored, live = store.progress(start, stop)
+        pack = job.pack_size(total - stored, log) if stored < total else 1
+        others = f", {live} claimed by other workers" if live else ""
+        log(f"{protocol.name} [{protocol.hash[:12]}] on {job.device}: {total - stored} of {total} seeds to train"
+            f"{others}, {stored} already in {out}; {job.describe(pack)}")
+        progress = Progress(total, stored, store.accuracies(start, stop), quiet)
+        pace = Pace(job.device, total - stored, log=progress.write)
+        stop_flag.start_training(pace.in_flight)
+
+        def committed(record, new):
+            if new:
+                progress.add(record)
+            else:
+                progress.write(f"seed {record.seed}: already stored by another worker (it took the seed over "
+                               f"when this one's lease ran out); the first record is kept")
+
+        try:
+            complete = work(job, store, start, stop, pack=pack, worker=worker_id(), stop_flag=stop_flag,
+                            lease_s=lease_s, on_record=committed, pace=pace, log=progress.write)
+        except KeyboardInterrupt:  # a second signal: the pack in flight was dropped (its claims released)
+            complete = False
+        finally:
+            progress.close()
+        return Outcome(complete, store.progress(start, stop)[0], total, progress.summary())
+
+
+# ---- a pool's child: `python -m fastseed.workers.local SPEC` ----------------------------------------
+
+def child_main(spec: dict) -> int:
+    """One worker of a pool (workers/pool.py): the job rebuilt from the protocol's JSON and the
+    options, the loop run on its device until the range is stored. Exit 0: the range is complete;
+    130: stopped by a signal; 2: bad input (one line on stderr)."""
+    stop_flag = StopFlag()
+    with stop_flag.installed():
+        try:
+            os.setpgrp()  # the parent forwards Ctrl-C: the terminal's own SIGINT must not reach us twice
+        except OSError:
+            pass
+        try:
+            return _child(spec, stop_flag)
+        except FastseedError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+
+
+def _child(spec: dict, stop_flag: StopFlag) -> int:
+    from fastseed.jobs import Options, make_job
+    from fastseed.presets import protocol_from_json
+    from fastseed.store import Store
+    from fastseed.workers.progress import Pace
+    log = lambda line: print(line, flush=True)
+    if spec.get("threads"):
+        import torch
+        torch.set_num_threads(spec["threads"])
+    job = make_job(protocol_from_json(spec["protocol"]), Options(**spec["options"]), log=log)
+    start, stop, worker = spec["start"], spec["stop"], spec["worker"]
+    labels = job.load()
+    protocol = job.protocol
+    with Store(spec["store"], protocol.name, protocol.hash, protocol.to_json()) as store:
+        store.set_test_labels(labels)
+        stored = store.progress(start, stop)[0]
+        pack = job.pack_size(stop - start - stored, log) if stored < stop - start else 1
+        log(f"on {job.device}: {job.describe(pack)}")
+        pace = Pace(job.device, stop - start - stored, spec["workers"], log=log)
+        stop_flag.start_training(pace.in_flight)
+
+        def committed(record, new):
+            if not spec["seed_lines"]:
+                return
+            log(f"seed {record.seed}: {record.status} acc {100 * record.test_acc:.2f}% ({record.wall_time_s:.1f}s)"
+                + ("" if new else " (already stored by another worker: the first record is kept)"))
+
+        complete = work(job, store, start, stop, pack=pack, worker=worker, stop_flag=stop_flag,
+                        lease_s=spec["lease_s"], on_record=committed, pace=pace, log=log)
+    return 0 if complete else EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(json.loads(sys.argv[1])))

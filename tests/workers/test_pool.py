@@ -1,0 +1,123 @@
+"""A pool: `--workers N --device cpu` (as `--gpus` on a GPU node) runs N worker processes on one store
+with one bar; a worker killed mid-seed is reported and its seed trained by another; Ctrl-C stops them
+all after their seeds in flight, and the rerun completes the range. Real smoke scans, as a user runs
+them; which devices `--gpus` means is checked against a pretend 4-GPU machine."""
+
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastseed import FastseedError
+from fastseed.workers.pool import pool_devices
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from test_scan import (STOP_TIMEOUT_S, assert_complete, committed, run_scan, scan_argv,  # noqa: E402
+                       start_scan, wait_until)
+
+
+def children(pid: int) -> list[int]:
+    """The processes a process started (Linux)."""
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def both_training(stdout: Path):
+    """Both workers have timed their first training steps (each prints its pace once)."""
+    return lambda: all(f"[cpu#{i}] pace:" in stdout.read_text() for i in (0, 1))
+
+
+def test_two_cpu_workers_share_the_range_with_one_bar_and_a_killed_one_gives_its_seed_back(
+        real_cifar_root, tmp_path):
+    out = tmp_path / "s.sqlite"
+    proc = start_scan(scan_argv(real_cifar_root, out, "--seeds", 2, "--workers", 2), tmp_path)
+    stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
+    try:
+        wait_until(proc, tmp_path, both_training(stdout), "both workers to train")
+        victim = max(children(proc.pid))  # the worker started second: cpu#1
+        os.kill(victim, signal.SIGKILL)
+        assert proc.wait(timeout=300) == 0  # the other worker trained both seeds: the range is complete
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    printed, bar = stdout.read_text(), stderr.read_text()
+    assert f"worker cpu#1 (pid {victim}) stopped: killed by SIGKILL; its claimed seeds go back to the pool" in printed
+    assert "2 workers: cpu#0, cpu#1" in printed
+    assert "2/2" in bar and "seeds/min" in bar and "acc " in bar  # the one bar, drawn by the parent
+    assert "Traceback" not in bar
+    records = committed(out)
+    for seed, record in zip([0, 1], records, strict=True):
+        assert_complete(record, seed)
+    with sqlite3.connect(out) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_ctrl_c_stops_every_worker_after_its_seed_in_flight_and_the_rerun_completes(real_cifar_root, tmp_path):
+    out = tmp_path / "s.sqlite"
+    argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--workers", 2, "--no-progress")
+    proc = start_scan(argv, tmp_path)
+    stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
+    try:
+        wait_until(proc, tmp_path, both_training(stdout), "both workers to train")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    errors = stderr.read_text()
+    assert "SIGINT: stopping the 2 workers once they commit their packs in flight" in errors
+    assert "rerun the same command to resume" in errors and "Traceback" not in errors + stdout.read_text()
+    stopped = committed(out)
+    assert [r.seed for r in stopped] == [0, 1]  # the two seeds in flight, finished and committed
+    for seed, record in enumerate(stopped):
+        assert_complete(record, seed)
+
+    rerun = run_scan(argv, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 of 4 seeds to train" in rerun.stdout
+    done = committed(out)
+    assert [r.seed for r in done] == [0, 1, 2, 3] and done[:2] == stopped
+
+
+# ---- which devices ----------------------------------------------------------------------------
+
+@pytest.fixture
+def four_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+
+
+def test_gpus_name_the_devices_of_one_worker_each(four_gpus):
+    cuda = [f"cuda:{i}" for i in range(4)]
+    assert pool_devices("all", None, "auto") == cuda
+    assert pool_devices("2", None, "auto") == cuda[:2]
+    assert pool_devices("3,1", None, "auto") == ["cuda:3", "cuda:1"]
+    assert pool_devices(None, 3, "cpu") == ["cpu"] * 3
+    assert pool_devices(None, None, "cuda:2") == ["cuda:2"]  # the plain command: this process, one device
+
+
+@pytest.mark.parametrize("gpus,workers,device,phrase", [
+    ("5", None, "auto", "4 GPU(s) visible; give 1 to 4"),
+    ("0,4", None, "auto", "4 GPU(s) visible (0 to 3)"),
+    ("1,1", None, "auto", "each index once"),
+    ("one", None, "auto", "expected all, a count, or GPU indices"),
+    ("all", 2, "auto", "--gpus and --workers: give one"),
+    ("all", None, "cpu", "--gpus and --device cpu: give one"),
+    (None, 0, "cpu", "--workers must be a positive number"),
+])
+def test_bad_device_choices_are_one_line(four_gpus, gpus, workers, device, phrase):
+    with pytest.raises(FastseedError) as e:
+        pool_devices(gpus, workers, device)
+    assert phrase in str(e.value) and "\n" not in str(e.value)
+
+
+def test_gpus_without_a_gpu_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(FastseedError, match="no CUDA GPU is visible"):
+        pool_devices("all", None, "auto")
