@@ -29,13 +29,15 @@ class Evidence:
 
 def gather(groups, n_boot: int, rng_of) -> dict:
     """label → Evidence for every store with scorable predictions and two finished runs; one pass
-    over each store's predictions. `rng_of(i)` is the bootstrap generator of the i-th store."""
+    over each store's predictions, which also counts each run's right answers on the two halves of
+    stats.transfer. `rng_of(i)` is the bootstrap generator of the i-th store."""
     from fastseed.stats.examples import count_examples
     from fastseed.stats.testset import split_variance
+    from fastseed.stats.transfer import split_halves
     found = {}
     for i, g in enumerate(groups):
-        if g.scorable and g.n_ok >= 2:
-            counts = count_examples(g.predictions, g.labels, g.ok_rows)
+        if g.scorable and g.n_ok >= 2:  # the transfer section's halves are counted in the same pass
+            counts = count_examples(g.predictions, g.labels, g.ok_rows, groups=split_halves(g.labels))
             found[g.label] = Evidence(counts, split_variance(counts, n_boot, rng_of(i)))
     return found
 

@@ -208,10 +208,10 @@ def estimators_text(doc: Document, d: pd.DataFrame, found) -> None:
              f"one by {signed(last['unbiased_bias'] * std, 3)} pp.")
 
 
-def transfer_section(doc: Document, groups, halves: dict) -> None:
+def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> None:
     from fastseed import figures
     from fastseed.stats.extremes import decades, n_grid
-    from fastseed.stats.transfer import half_accuracies, selection_curve, split_halves, transfer
+    from fastseed.stats.transfer import selection_curve, split_halves, transfer
     doc.heading("Lucky seeds do not transfer")
     rows, selections, items = [], [], []
     for g in groups:
@@ -219,7 +219,9 @@ def transfer_section(doc: Document, groups, halves: dict) -> None:
             why = "fewer than three finished runs" if g.scorable else "no stored test labels or predictions"
             doc.text(f"{g.label}: left out ({why}).")
             continue
-        val, test = half_accuracies(g.predictions, g.labels, *split_halves(g.labels), rows=g.ok_rows)
+        val_half, test_half = split_halves(g.labels)  # counted with the per-image evidence
+        right = evidence[g.label].counts.group_right
+        val, test = 100 * right[:, 0] / len(val_half), 100 * right[:, 1] / len(test_half)
         halves[g.label] = (val, test)
         t = transfer(g.seeds[g.ok], val, test)
         rows.append({"label": g.label, **t.__dict__, "val_gain": t.val_gain, "test_gain": t.test_gain})
@@ -252,7 +254,8 @@ def ensembles_section(doc: Document, groups, calibrated: dict) -> None:
     tables, items, soft = [], [], {}
     for i, g in enumerate(groups):
         if g.scorable and g.n_ok >= 2:
-            table, accs = seed_ensembles(g.predictions, g.labels, rng=rng_for("ensembles", i), rows=g.ok_rows)
+            table, accs = seed_ensembles(g.predictions, g.labels, rng=rng_for("ensembles", i), rows=g.ok_rows,
+                                         single=g.ok_acc)
             tables.append(table.assign(label=g.label))
             items.append((g.label, accs))
             if g.label in calibrated:
@@ -363,7 +366,7 @@ def build(groups, top: int = 5, n_boot: int | None = None, data_dir=None) -> Doc
     ev.images_section(doc, groups, evidence, data_dir)
     swans_section(doc, groups, top)
     halves = {}
-    transfer_section(doc, groups, halves)
+    transfer_section(doc, groups, halves, evidence)
     calibrated = ev.calibration_section(doc, groups, rng_for("calibration"))
     ensembles_section(doc, groups, calibrated)
     if len(groups) > 1:

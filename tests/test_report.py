@@ -322,3 +322,10 @@ def test_rug_ticks_lie_below_the_histogram(tmp_path):
 
 def test_signed_numbers_never_read_plus_minus():
     assert [signed(v) for v in (0.41, -0.7, -0.001, 0.004, np.nan)] == ["+0.41", "−0.70", "0.00", "0.00", "—"]
+
+
+def test_the_kde_is_scipys_on_tied_accuracies():
+    rng = np.random.default_rng(6)
+    x = np.round(rng.normal(90, 0.3, 5000), 2)  # accuracies on a 0.01 % grid: many ties
+    grid = np.linspace(88, 92, 300)
+    np.testing.assert_allclose(figures.kde(x, grid), stats.gaussian_kde(x)(grid), rtol=1e-9, atol=1e-12)

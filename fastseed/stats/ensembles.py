@@ -47,6 +47,10 @@ def ensemble_members(N: int, k: int, n_ensembles: int, rng) -> np.ndarray:
     (in random member order), else `n_ensembles` random k-subsets (distinct runs within each)."""
     if math.comb(N, k) <= n_ensembles:
         members = np.array(list(combinations(range(N), k)), dtype=np.int64).reshape(-1, k)
+    elif N > 8 * k * k:  # k draws rarely collide: draw with replacement, redraw rows that did
+        members = rng.integers(0, N, (n_ensembles, k))
+        while (twice := (np.diff(np.sort(members, axis=1), axis=1) == 0).any(axis=1)).any():
+            members[twice] = rng.integers(0, N, (int(twice.sum()), k))
     else:  # the k smallest of N uniform keys: a uniform k-subset, in O(N) per ensemble
         members = np.argpartition(rng.random((n_ensembles, N)), k - 1, axis=1)[:, :k]
     return rng.permuted(members, axis=1)
@@ -67,17 +71,22 @@ def ensemble_accuracies(predictions, labels, members: np.ndarray) -> np.ndarray:
     return out
 
 
-def seed_ensembles(predictions, labels, ks=KS, n_ensembles: int = N_ENSEMBLES, rng=None, rows=None):
+def seed_ensembles(predictions, labels, ks=KS, n_ensembles: int = N_ENSEMBLES, rng=None, rows=None,
+                   single=None):
     """Per k (≤ runs): a table row (mean, std, min, max accuracy of the ensembles, gain over the mean
     single run) and the accuracies themselves (k = 1 holds every single run). `rows`: the runs to
-    draw from (rows of `predictions`; all when None)."""
+    draw from (rows of `predictions`; all when None); `single`: their accuracies (%), when known,
+    spare a pass over them for k = 1."""
     rng = np.random.default_rng(ENSEMBLE_SEED) if rng is None else rng
     pool = np.arange(len(predictions)) if rows is None else np.asarray(rows, dtype=np.int64)
     N = len(pool)
     table, accuracies = [], {}
     for k in (k for k in ks if k <= N):
-        members = pool[np.arange(N)[:, None] if k == 1 else ensemble_members(N, k, n_ensembles, rng)]
-        acc = ensemble_accuracies(predictions, labels, members)
+        if k == 1 and single is not None:
+            acc = np.asarray(single, dtype=float)
+        else:
+            members = pool[np.arange(N)[:, None] if k == 1 else ensemble_members(N, k, n_ensembles, rng)]
+            acc = ensemble_accuracies(predictions, labels, members)
         accuracies[k] = acc
         table.append({"k": k, "ensembles": len(acc), "mean": acc.mean(),
                      "std": acc.std(ddof=1) if len(acc) > 1 else np.nan,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fastseed.stats.examples import CHUNK
+from fastseed.stats.examples import count_examples
 from fastseed.stats.extremes import max_weights
 
 SPLIT_SEED = 2109_08203  # Picard's arXiv number: any fixed value would do, this one is memorable
@@ -36,23 +36,10 @@ def split_halves(labels, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray
 
 
 def half_accuracies(predictions, labels, val, test, rows=None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-run accuracy (percent) on each half, from (runs × images) predicted classes: `rows` of
-    them (all when None), a chunk of runs at a time (10^5 runs × 10^4 images never become one
-    boolean matrix)."""
-    labels = np.asarray(labels)
-    rows = np.arange(len(predictions)) if rows is None else np.asarray(rows, dtype=np.int64)
-    masks = []
-    for half in (val, test):  # a mask and a count: 6x faster than gathering 10^4 columns
-        mask = np.zeros(len(labels), dtype=bool)
-        mask[half] = True
-        masks.append(mask)
-    out = np.empty((2, len(rows)))
-    per_chunk = max(1, CHUNK // max(len(labels), 1))
-    for start in range(0, len(rows), per_chunk):
-        correct = predictions[rows[start: start + per_chunk]] == labels[None, :]
-        for h, mask in enumerate(masks):
-            out[h, start: start + len(correct)] = np.count_nonzero(correct & mask, axis=1)
-    return 100 * out[0] / len(val), 100 * out[1] / len(test)
+    """Per-run accuracy (percent) on each half, from (runs × images) predicted classes (`rows` of
+    them, all when None), counted in the per-image pass of stats.examples."""
+    right = count_examples(predictions, labels, rows, groups=(val, test)).group_right
+    return 100 * right[:, 0] / len(val), 100 * right[:, 1] / len(test)
 
 
 @dataclass(frozen=True)

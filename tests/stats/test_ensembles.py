@@ -6,6 +6,7 @@ import math
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fastseed.stats import ensembles
@@ -135,3 +136,14 @@ def test_soft_ensembles_leave_out_runs_without_logits():
     np.testing.assert_allclose(t.at[1, "soft_minus_hard"], 0, atol=1e-12)  # one run: argmax = prediction
     none = soft_ensembles(lambda rows: iter(()), preds, labels, np.arange(8), ks=(1, 2), rng=rng)
     assert len(none) == 0
+
+
+def test_known_single_accuracies_spare_a_pass():
+    rng = np.random.default_rng(6)
+    labels = balanced_labels(300)
+    preds = np.stack([predictions_for(0.7, labels, rng) for _ in range(9)])
+    rows = np.array([0, 2, 3, 5, 8])
+    counted, _ = seed_ensembles(preds, labels, rng=np.random.default_rng(1), rows=rows)
+    known, _ = seed_ensembles(preds, labels, rng=np.random.default_rng(1), rows=rows,
+                              single=100 * (preds[rows] == labels).mean(axis=1))
+    pd.testing.assert_frame_equal(counted, known)
