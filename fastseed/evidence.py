@@ -48,16 +48,19 @@ def headline(doc: Document, evidence: dict) -> None:
         t = e.noise
         if not np.isfinite(t.distribution) or t.observed <= 0:
             continue
+        spread = f"{label}: the ±{num(t.observed_std)} pp spread of test accuracy between seeds"
         if t.distribution > 0:
+            ci = f" (95 % CI {num(t.std_low, 3)}–{num(t.std_high, 3)})" if np.isfinite(t.std_high) else ""
             doc.headline(f"{label}: of the ±{num(t.observed_std)} pp spread of test accuracy between seeds, "
                          f"about {num(100 * t.noise_share, 0)} % (of the variance) is test-set noise; on "
                          f"fresh test data from the same distribution the seeds would differ by "
-                         f"±{num(t.distribution_std, 3)} pp (95 % CI {num(t.std_low, 3)}–"
-                         f"{num(t.std_high, 3)}).")
+                         f"±{num(t.distribution_std, 3)} pp{ci}.")
+        elif np.isfinite(t.std_high):
+            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell: on fresh "
+                         f"test data they would differ by less than ±{num(t.std_high, 3)} pp (95 % upper "
+                         f"bound).")
         else:
-            doc.headline(f"{label}: the ±{num(t.observed_std)} pp spread of test accuracy between seeds "
-                         f"is all test-set noise as far as {t.runs:,} seeds can tell: on fresh test data "
-                         f"they would differ by less than ±{num(t.std_high, 3)} pp (95 % upper bound).")
+            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell.")
 
 
 def testset_section(doc: Document, evidence: dict) -> None:
