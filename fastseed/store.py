@@ -1,200 +1,70 @@
-"""SQLite results store: one file per study, one durable row per seed.
+"""SQLite results store: one file per study, one durable row per seed, many writers.
 
-A record is committed by a single INSERT (one transaction) under WAL with synchronous=FULL, so once
-`add` returns the row survives a SIGKILL or a power cut, and a crash loses only seeds in flight.
-A new store is built beside its final path and renamed into place: a store file is either absent or
-complete, never a half-made schema. Every refusal is decided before anything on disk is touched.
+A record is committed with the drop of its claim in one transaction under WAL with
+synchronous=FULL, so once `add` returns the row survives a SIGKILL or a power cut, and a crash loses
+only seeds in flight. Workers share a store through claims with leases (fastseed/claims.py); how the
+file is created, opened, refused and upgraded is fastseed/storefile.py.
 """
 
 import json
-import math
 import os
 import sqlite3
-import urllib.parse
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from fastseed import FastseedError, __version__
-
-SCHEMA_VERSION = "1"
-SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
-BUSY_TIMEOUT_MS = 30_000  # a reader and the writer wait for each other's short locks, not fail
-
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE records (
-    protocol_hash TEXT NOT NULL, seed INTEGER NOT NULL, protocol TEXT NOT NULL, status TEXT NOT NULL,
-    test_acc REAL, test_loss REAL, headline_epoch INTEGER NOT NULL, wall_time_s REAL NOT NULL,
-    finished_at TEXT, eval_curve TEXT NOT NULL, train_curve TEXT NOT NULL, pack TEXT NOT NULL,
-    provenance TEXT NOT NULL, predictions BLOB NOT NULL,
-    PRIMARY KEY (protocol_hash, seed)
-);
-"""
-META_KEYS = ("schema", "protocol", "protocol_hash", "protocol_json", "created_at", "fastseed_version")
-JSON_COLUMNS = ("eval_curve", "train_curve", "pack", "provenance")
-SCALAR_COLUMNS = ("protocol", "protocol_hash", "seed", "status", "test_acc", "test_loss",
-                  "headline_epoch", "wall_time_s", "finished_at")
-
-
-@dataclass
-class Record:
-    """Everything one finished seed leaves behind: metrics, curves, predictions, how it was run."""
-    protocol: str            # preset name, e.g. "picard-short"
-    protocol_hash: str       # hex sha256 of the protocol's canonical JSON
-    seed: int
-    status: str              # "ok" or "diverged"
-    test_acc: float          # headline test accuracy in [0, 1]; NaN allowed when diverged
-    test_loss: float
-    headline_epoch: int      # 0-based epoch the headline number comes from
-    eval_curve: list         # [[epoch, acc, loss], ...]
-    train_curve: list        # [[epoch, mean_train_loss, train_acc], ...]
-    predictions: bytes       # predicted class per test image, in the store's label_dtype
-    wall_time_s: float
-    pack: dict               # {"strategy", "size", "slot", "seeds"}: how the seed shared the GPU
-    provenance: dict         # versions, commit, device, dtype, started_at, finished_at, ...
-
-    def predictions_array(self, dtype=np.uint8) -> np.ndarray:
-        """Predicted classes; `dtype` is the store's `label_dtype` (uint16 for ImageNet)."""
-        return np.frombuffer(self.predictions, dtype=dtype)
-
-    def to_row(self) -> dict:
-        row = asdict(self)
-        for col in JSON_COLUMNS:
-            row[col] = json.dumps(row[col])
-        row["predictions"] = bytes(self.predictions)
-        row["finished_at"] = _finished_at(self)
-        return row
-
-    @classmethod
-    def from_row(cls, row) -> "Record":
-        values = {f.name: row[f.name] for f in fields(cls)}
-        for col in JSON_COLUMNS:
-            values[col] = json.loads(values[col])
-        for col in ("test_acc", "test_loss"):  # SQLite stores a NaN REAL as NULL
-            values[col] = math.nan if values[col] is None else float(values[col])
-        values["predictions"] = bytes(values["predictions"])
-        return cls(**values)
-
-
-def _finished_at(record: Record) -> str | None:
-    """Copied out of provenance into its own column so readers can sort and filter by it."""
-    finished = record.provenance.get("finished_at")
-    return None if finished is None else str(finished)
-
-
-ROW_COLUMNS = tuple(f.name for f in fields(Record)) + ("finished_at",)
-
-
-def _probe(path: Path) -> None:
-    """Refuse a path that is not an SQLite file, reading only its header (sqlite3 fails lazily)."""
-    if path.is_dir():
-        raise FastseedError(f"{path} is a directory, not a fastseed store")
-    try:
-        with open(path, "rb") as f:
-            header = f.read(len(SQLITE_MAGIC))
-    except OSError as e:
-        raise FastseedError(f"cannot read {path}: {e.strerror}") from None
-    if header != SQLITE_MAGIC:
-        raise FastseedError(f"{path} is not a fastseed store (not an SQLite database)")
-
-
-def _connect_readonly(path: Path, peek: bool = False) -> tuple[sqlite3.Connection, dict]:
-    """A read-only connection to an existing store and its meta; refuses anything else.
-
-    `peek` opens the file as immutable: no -wal/-shm files are created beside a store that is only
-    being checked (and maybe refused); only the meta, written once at creation, is read that way."""
-    _probe(path)
-    uri = "file:" + urllib.parse.quote(str(path.resolve())) + ("?immutable=1" if peek else "?mode=ro")
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        meta = dict(conn.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
-    except sqlite3.DatabaseError as e:
-        raise FastseedError(f"{path} is not a readable SQLite database: {e}") from None
-    if "records" not in tables or any(k not in meta for k in META_KEYS):
-        conn.close()
-        raise FastseedError(f"{path} is an SQLite database but not a fastseed store")
-    if meta["schema"] != SCHEMA_VERSION:
-        conn.close()
-        raise FastseedError(f"{path} has store schema {meta['schema']}; "
-                            f"fastseed {__version__} reads schema {SCHEMA_VERSION}")
-    conn.row_factory = sqlite3.Row
-    return conn, meta
-
-
-def _create(path: Path, meta: dict) -> None:
-    """Build a complete empty store next to `path`, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the file header
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript("BEGIN;" + SCHEMA)
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            conn.execute("COMMIT")
-        finally:
-            conn.close()  # the last connection checkpoints the WAL into the file and removes it
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except (OSError, sqlite3.Error) as e:
-        tmp.unlink(missing_ok=True)
-        raise FastseedError(f"cannot create store {path}: {e}") from None
-
-
-def _short(h: str) -> str:
-    return h[:12]
-
-
-def _existing_meta(path: Path, protocol: str, protocol_hash: str) -> dict:
-    """The meta of the store at `path`, refusing one that holds another protocol."""
-    conn, meta = _connect_readonly(path, peek=True)
-    conn.close()
-    if meta["protocol_hash"] != protocol_hash:
-        raise FastseedError(
-            f"{path} holds protocol {meta['protocol']} ({_short(meta['protocol_hash'])}), "
-            f"not {protocol} ({_short(protocol_hash)}); use another --out")
-    return meta
+from fastseed import FastseedError, claims
+from fastseed.claims import worker_id  # noqa: F401  (part of the store's API)
+from fastseed.record import (JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Record,  # noqa: F401
+                             decode_logits, encode_logits, finished_at)
+from fastseed.storefile import (BUSY_TIMEOUT_MS, INSERT, KEEP, RECORD_COLUMNS, REPLACE, SCHEMA_VERSION,  # noqa: F401
+                                connect_reader, create, disk_full, existing_meta, new_meta, probe,
+                                read_meta, refuse_orphan_wal, refuse_read_only, short, upgrade, uri,
+                                wal_has_frames)
 
 
 class Store:
-    """The records of one protocol under many seeds; `Store(...)` writes, `Store.open(path)` reads."""
+    """The records of one protocol under many seeds; `Store(...)` writes, `Store.open(path)` reads.
+
+    One Store may be shared by the threads of a process (e.g. one renewing the lease while another
+    trains and commits): its calls take turns on one connection."""
+
+    ROWS_PER_READ = 128  # records() reads this many rows at a time: memory stays bounded with logits
 
     def __init__(self, path, protocol: str, protocol_hash: str, protocol_json: str):
         self.path = Path(path)
+        self.skipped_rows: list[tuple[int | None, str]] = []
+        self._lock, self._depth = threading.RLock(), 0
+        Store.check(self.path, protocol, protocol_hash)
         if not self.path.exists():
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise FastseedError(f"cannot create folder {self.path.parent}: "
                                     f"{e.strerror}; use another --out") from None
-            if not os.access(self.path.parent, os.W_OK | os.X_OK):
-                raise FastseedError(f"folder {self.path.parent} is not writable; use another --out")
-            _create(self.path, {
-                "schema": SCHEMA_VERSION, "protocol": protocol, "protocol_hash": protocol_hash,
-                "protocol_json": protocol_json, "fastseed_version": __version__,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        _existing_meta(self.path, protocol, protocol_hash)
+            create(self.path, new_meta(protocol, protocol_hash, protocol_json))
+            existing_meta(self.path, protocol, protocol_hash)  # the winner's, if another was first
+        self._conn = None
         try:
-            # autocommit: each `add` is one INSERT, hence one transaction, committed on return
-            self._conn = sqlite3.connect(self.path, isolation_level=None)
+            self._conn = sqlite3.connect(uri(self.path, "mode=rw"), uri=True, isolation_level=None,
+                                         check_same_thread=False)  # threads take turns: self._lock
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
-        except sqlite3.Error as e:
+            if read_meta(self._conn, self.path)["schema"] == "1":
+                upgrade(self._conn)
+            # read again through the writer: the peek may predate commits (test labels) in the WAL
+            self._set_meta(read_meta(self._conn, self.path))
+        except (sqlite3.Error, FastseedError) as e:
+            if self._conn is not None:
+                self._conn.close()
+            if isinstance(e, FastseedError):
+                raise
             raise FastseedError(f"cannot open {self.path} for writing: {e}") from None
-        # the peek above may predate the last commits still in the WAL: read the meta again for real
-        self._set_meta(dict(self._conn.execute("SELECT key, value FROM meta")))
         self._conn.row_factory = sqlite3.Row
-        self.writable = True
+        self.writable, self._immutable = True, False
 
     @staticmethod
     def check(path, protocol: str, protocol_hash: str) -> None:
@@ -202,8 +72,11 @@ class Store:
         its slow start-up and leaves no file behind."""
         path = Path(path)
         if path.exists():
-            _existing_meta(path, protocol, protocol_hash)
+            probe(path)
+            refuse_read_only(path)
+            existing_meta(path, protocol, protocol_hash)
             return
+        refuse_orphan_wal(path)
         ancestor = path.parent
         while not ancestor.exists():
             ancestor = ancestor.parent
@@ -212,22 +85,49 @@ class Store:
 
     @classmethod
     def open(cls, path) -> "Store":
-        """An existing store, read-only (reports may read while a scan writes)."""
+        """An existing store, read-only; creates no file beside it (see `connect_reader`), so it
+        works on a read-only copy, and reads while scans write (it sees their commits)."""
         path = Path(path)
         if not path.exists():
             raise FastseedError(f"no store at {path}")
+        probe(path)
         store = cls.__new__(cls)
-        store.path = path
-        store._conn, meta = _connect_readonly(path)
-        store._set_meta(meta)
-        store.writable = False
+        store.path, store.skipped_rows, store.writable = path, [], False
+        store._lock, store._depth = threading.RLock(), 0
+        store._connect()
         return store
+
+    def _connect(self) -> None:
+        self._conn, self._immutable = connect_reader(self.path)
+        self._stamp = self._file_stamp()
+        try:
+            self._set_meta(read_meta(self._conn, self.path))
+        except FastseedError:
+            self._conn.close()
+            raise
+        self._conn.row_factory = sqlite3.Row
+
+    def _file_stamp(self):
+        st = self.path.stat()
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    @contextmanager
+    def _reading(self):
+        """The connection to read with, this thread's turn. An immutable one is a snapshot of the
+        file: once a writer has committed since (frames in its -wal, or a checkpoint changed the
+        file), reconnect."""
+        with self._lock:
+            if self._immutable and (wal_has_frames(self.path) or self._file_stamp() != self._stamp):
+                self._conn.close()
+                self._connect()
+            yield self._conn
 
     def _set_meta(self, meta: dict) -> None:
         self.meta = meta
         self.protocol = meta["protocol"]
         self.protocol_hash = meta["protocol_hash"]
         self.protocol_json = meta["protocol_json"]
+        self.schema = meta["schema"]
 
     @property
     def label_dtype(self) -> type:
@@ -239,64 +139,189 @@ class Store:
     def test_labels(self) -> np.ndarray | None:
         """True class of every test image, stored once: records keep only predictions, and a
         report needs the truth to score ensembles and subsets of the test set."""
+        if "test_labels" not in self.meta:  # another process may have stored them since: set once, never changed
+            with self._reading() as conn:
+                self.meta.update((r[0], r[1]) for r in conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('label_dtype', 'test_labels')"))
         text = self.meta.get("test_labels")
         return None if text is None else np.frombuffer(bytes.fromhex(text), dtype=self.label_dtype)
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, what: str):
+        """One `BEGIN IMMEDIATE` transaction: every write inside commits together or not at all
+        (nested calls join the outer one). SQLite errors become one line: `what` failed, or the
+        disk was full while doing `what` — the commits before are intact either way."""
+        if not self.writable:
+            raise FastseedError(f"{self.path} was opened read-only")
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            with self._sqlite_errors(what):
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+                finally:
+                    self._depth = 0
+
+    @contextmanager
+    def _sqlite_errors(self, what: str):
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if type(e) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                raise  # a constraint broken by the caller's data is a bug, not the environment
+            if disk_full(e):
+                raise FastseedError(f"{self.path}: disk full while {what}; "
+                                    f"the records committed before are intact") from None
+            raise FastseedError(f"{self.path}: {what} failed: {e}") from None
+
+    def _rollback(self) -> None:
+        """After SQLITE_FULL or an I/O error SQLite may or may not have ended the transaction."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # nothing committed either way; the next BEGIN starts clean
 
     def set_test_labels(self, labels) -> None:
         labels = np.asarray(labels)
         wide = labels.size > 0 and int(labels.max()) >= 255
         labels = labels.astype(np.uint16 if wide else np.uint8)
         known = self.test_labels
-        if known is not None:
-            if not np.array_equal(known, labels):
-                raise FastseedError(f"{self.path} was scored against other test labels "
-                                    f"(a different test set); use another --out")
-            return
-        if not self.writable:
+        if known is None and self.writable:
+            with self.transaction("storing the test labels") as conn:
+                known = self.test_labels  # read again under the lock: another writer may be first
+                if known is None:
+                    rows = [("label_dtype", "uint16")] * wide + [("test_labels", labels.tobytes().hex())]
+                    conn.executemany("INSERT INTO meta VALUES (?, ?)", rows)
+                    self.meta.update(rows)
+                    return
+        if known is None:
             raise FastseedError(f"{self.path} was opened read-only")
-        rows = [("label_dtype", "uint16")] * wide + [("test_labels", labels.tobytes().hex())]
-        self._conn.execute("BEGIN IMMEDIATE")  # one transaction: both keys or neither
-        try:
-            self._conn.executemany("INSERT INTO meta VALUES (?, ?)", rows)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        if wide:
-            self.meta["label_dtype"] = "uint16"
-        self.meta["test_labels"] = labels.tobytes().hex()
+        if not np.array_equal(known, labels):
+            raise FastseedError(f"{self.path} was scored against other test labels "
+                                f"(a different test set); use another --out")
 
-    def done_seeds(self) -> set[int]:
-        rows = self._conn.execute("SELECT seed FROM records WHERE protocol_hash = ?",
-                                  (self.protocol_hash,))
-        return {r[0] for r in rows}
+    def claim(self, start: int, stop: int, k: int, worker: str, lease_s: float) -> list[int]:
+        """Up to k seeds of [start, stop), lowest first, that are neither stored nor claimed under a
+        live lease, now claimed by `worker` for `lease_s` seconds; expired claims are taken over."""
+        if k <= 0 or start >= stop:
+            return []
+        with self.transaction(f"claiming seeds for {worker}") as conn:
+            return claims.claim(conn, self.protocol_hash, int(start), int(stop), int(k), worker, lease_s)
 
-    def add(self, record: Record) -> None:
-        if not self.writable:
-            raise FastseedError(f"{self.path} was opened read-only")
+    def renew(self, worker: str, lease_s: float) -> None:
+        """Every claim `worker` holds runs for another `lease_s` seconds from now."""
+        with self.transaction(f"renewing the claims of {worker}") as conn:
+            claims.renew(conn, worker, lease_s)
+
+    def release(self, worker: str, seeds=None) -> None:
+        """Drop `worker`'s claims (all, or those on `seeds`): the seeds are free for others at once."""
+        with self.transaction(f"releasing the claims of {worker}") as conn:
+            claims.release(conn, worker, seeds)
+
+    def add(self, record: Record, worker: str | None = None, *, replace: bool = False) -> bool:
+        """Commit `record` and drop the claims on its seed, in one transaction. False, and the stored
+        record kept, when the seed is already stored: a worker whose lease ran out and whose seed was
+        taken over may finish second; the first commit wins. `replace=True` overwrites instead
+        (merge --prefer). `worker` names the committer; whoever's claim it was, a stored seed needs
+        none."""
         if record.protocol_hash != self.protocol_hash:
             raise FastseedError(f"record of seed {record.seed} has protocol hash "
-                                f"{_short(record.protocol_hash)}; {self.path} holds "
-                                f"{self.protocol} ({_short(self.protocol_hash)})")
+                                f"{short(record.protocol_hash)}; {self.path} holds "
+                                f"{self.protocol} ({short(self.protocol_hash)})")
         row = record.to_row()
-        sql = (f"INSERT INTO records ({', '.join(ROW_COLUMNS)}) "
-               f"VALUES ({', '.join(':' + c for c in ROW_COLUMNS)})")
-        try:
-            self._conn.execute(sql, row)
-        except sqlite3.IntegrityError:
-            raise FastseedError(f"seed {record.seed} is already stored in {self.path}") from None
+        with self.transaction(f"committing seed {record.seed}") as conn:
+            written = conn.execute(INSERT + (REPLACE if replace else KEEP), row).rowcount == 1
+            conn.execute("DELETE FROM claims WHERE seed = ?", (record.seed,))
+        return written
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def _has_claims(self, conn) -> bool:
+        return self.schema != "1" or conn.execute(  # a schema-1 store opened read-only has none
+            "SELECT 1 FROM sqlite_master WHERE name = 'claims'").fetchone() is not None
+
+    def progress(self, start: int, stop: int) -> tuple[int, int]:
+        """(stored, claimed under a live lease and not stored) among the seeds of [start, stop)."""
+        with self._reading() as conn:
+            stored = conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ? AND seed >= ? "
+                                  "AND seed < ?", (self.protocol_hash, start, stop)).fetchone()[0]
+            live = claims.live_claims(conn, self.protocol_hash, start, stop) if self._has_claims(conn) else 0
+        return stored, live
+
+    def accuracies(self, start: int, stop: int) -> np.ndarray:
+        """test_acc of the stored seeds of [start, stop) in seed order, NaN for a diverged seed (a
+        malformed value is left out)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT test_acc FROM records WHERE protocol_hash = ? AND seed >= ? AND seed < ? AND "
+                "typeof(test_acc) IN ('real', 'integer', 'null') ORDER BY seed",
+                (self.protocol_hash, start, stop)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.float64)  # None (a NaN stored) → nan
+
+    def _select(self, conn) -> str:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(records)")}
+        return ", ".join(c if c in columns else f"NULL AS {c}" for c in RECORD_COLUMNS)
+
+    def iter_records(self):
+        """The records in seed order, read ROWS_PER_READ at a time (a store with logits may not fit
+        in memory). Rows that do not decode are skipped and listed in `skipped_rows` as (seed, reason)."""
+        self.skipped_rows = []
+        after = ()  # the last seed read: each batch is one short query, so no statement stays open
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? "
+                                    f"{'AND seed > ? ' * len(after)}ORDER BY seed LIMIT {self.ROWS_PER_READ}",
+                                    (self.protocol_hash, *after)).fetchall()
+            for row in rows:
+                try:
+                    yield Record.from_row(row)
+                except MalformedRow as e:
+                    seed = row["seed"] if type(row["seed"]) is int else None
+                    self.skipped_rows.append((seed, str(e)))
+            if len(rows) < self.ROWS_PER_READ:
+                return
+            after = (rows[-1]["seed"],)
 
     def records(self) -> list[Record]:
-        rows = self._conn.execute("SELECT * FROM records WHERE protocol_hash = ? ORDER BY seed",
-                                  (self.protocol_hash,))
-        return [Record.from_row(r) for r in rows]
+        return list(self.iter_records())
+
+    def record(self, seed: int) -> Record | None:
+        """Seed `seed`'s record, None if not stored; one line naming the seed if its row is malformed."""
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? AND "
+                               f"seed = ?", (self.protocol_hash, seed)).fetchone()
+        try:
+            return None if row is None else Record.from_row(row)
+        except MalformedRow as e:
+            raise FastseedError(f"{self.path}: the record of seed {seed} is malformed: {e}") from None
+
+    def done_seeds(self) -> set[int]:
+        with self._reading() as conn:
+            return {r[0] for r in conn.execute("SELECT seed FROM records WHERE protocol_hash = ?",
+                                               (self.protocol_hash,))}
 
     def __len__(self) -> int:
-        return self._conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ?",
-                                  (self.protocol_hash,)).fetchone()[0]
+        with self._reading() as conn:
+            return conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ?",
+                                (self.protocol_hash,)).fetchone()[0]
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -306,22 +331,26 @@ class Store:
 
     # ---- export -------------------------------------------------------------------------------
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per seed: scalars, curves and pack/provenance as Python objects, predictions as bytes."""
-        rows = [dict(asdict(r), finished_at=_finished_at(r)) for r in self.records()]
-        frame = pd.DataFrame(rows, columns=list(SCALAR_COLUMNS) + list(JSON_COLUMNS) + ["predictions"])
+    def to_frame(self) -> "pd.DataFrame":  # noqa: F821
+        """One row per seed: scalars, curves and pack/provenance as Python objects, predictions and
+        logits (None when not stored) as bytes."""
+        import pandas as pd  # here, not at the top: workers that only claim and add start faster
+        rows = [dict(asdict(r), finished_at=finished_at(r)) for r in self.records()]
+        columns = list(SCALAR_COLUMNS) + list(JSON_COLUMNS) + ["predictions", "logits"]
+        frame = pd.DataFrame(rows, columns=columns)
         return frame.astype({"seed": "int64", "headline_epoch": "int64", "test_acc": "float64",
                              "test_loss": "float64", "wall_time_s": "float64"})
 
     def export_csv(self, path) -> None:
-        """Scalars plus curves, pack and provenance as JSON text; predictions stay in the store."""
-        frame = self.to_frame().drop(columns="predictions")
+        """Scalars plus curves, pack and provenance as JSON text; predictions and logits stay in the store."""
+        frame = self.to_frame().drop(columns=["predictions", "logits"])
         for col in JSON_COLUMNS:
             frame[col] = frame[col].map(json.dumps)
         self._write(path, lambda p: frame.to_csv(p, index=False))
 
     def export_parquet(self, path) -> None:
-        """Scalars, curves as nested float lists, pack/provenance as JSON text, predictions as binary."""
+        """Scalars, curves as nested float lists, pack/provenance as JSON text, predictions and logits
+        (encode_logits' bytes, null when not stored) as binary."""
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -335,7 +364,8 @@ class Store:
                             ("headline_epoch", pa.int64()), ("wall_time_s", pa.float64()),
                             ("finished_at", pa.string()), ("eval_curve", curve),
                             ("train_curve", curve), ("pack", pa.string()),
-                            ("provenance", pa.string()), ("predictions", pa.binary())])
+                            ("provenance", pa.string()), ("predictions", pa.binary()),
+                            ("logits", pa.binary())])
         columns = {c: frame[c].tolist() for c in schema.names}
         for col in ("pack", "provenance"):  # free-form dicts: JSON keeps them lossless
             columns[col] = [json.dumps(v) for v in columns[col]]

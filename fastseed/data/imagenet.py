@@ -3,17 +3,19 @@
     index = index_imagenet("data/imagenet", "train")           # root/train/<wnid>/*.JPEG or root/train.txt
     for x, y in train_batches(index, seed, phase=1, batch_size=128, steps=2000, device=cuda, dtype=bf16): ...
 
-The data order is plain torch: epoch e of a phase is torch.randperm(n, generator=seed.generator("order",
-phase, e)), handed to DALI's file reader as an explicit list (random_shuffle=False), so a seed's order is
-known without running DALI (`train_order`). Crops and flips are DALI's own random ops, each seeded from
-seed.key("augment", phase, op); with the same batch size they repeat exactly. Files that are not sound
-JPEGs are found at index time by a cheap structural check and left out (ImageIndex.skipped), so a
-pipeline never meets them. DALI is imported only inside the pipeline functions.
+Every training draw is plain torch from the seed's counter-based streams, so a pipeline can start at
+any step (a resumed seed decodes nothing it has already trained on): epoch e of a phase is
+torch.randperm(n, generator=seed.generator("order", phase, e)) (`TrainOrder`), and step s's crop windows
+and flips come from seed.generator("augment", phase, s) (`fastseed.data.crops`). Each step's files,
+windows and flips are fed to DALI through an external source; DALI only reads, decodes the window
+(ROI decode), resizes, flips and normalises. The index keeps each image's size from its JPEG header,
+which the windows need. Files that are not sound JPEGs are found at index time by a cheap structural
+check and left out (ImageIndex.skipped), so a pipeline never meets them. DALI is imported only inside
+the pipeline functions.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +27,14 @@ import numpy as np
 import torch
 
 from fastseed import FastseedError
+from fastseed.data.crops import step_augment
+from fastseed.data.jpeg import CheckCache, check_files, jpeg_problem  # noqa: F401 (jpeg_problem: API)
 from fastseed.seeds import Seed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_RESIZE = 1.14  # Picard 2021: Resize(int(1.14 * 224)) = 255, then CenterCrop(224)
 JPEG_SUFFIXES = (".jpeg", ".jpg")
-CACHE_VERSION = 1
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +44,7 @@ class ImageIndex:
     labels: np.ndarray  # int64 class index per file, 0..len(wnids)-1
     wnids: tuple[str, ...]  # class names in label order (label i = wnids[i])
     skipped: tuple[tuple[str, str], ...]  # (path, reason) of files left out
+    sizes: np.ndarray  # (n, 2) int32 (height, width) per file, from its JPEG header (SOF)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -53,123 +57,7 @@ class ImageIndex:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The structural check: enough to keep files a decoder would choke on (empty, not JPEG, cut off) out.
-
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # markers without a length field
-EOI_WINDOW = 4096  # an EOI this close to the end counts: some encoders pad files after it
-
-
-def jpeg_problem(path: str) -> str | None:
-    """Why `path` is not a sound JPEG (SOI, a SOF with sane width/height, EOI near the end), or None."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return "empty file"
-            if f.read(3) != b"\xff\xd8\xff":
-                return "not a JPEG (no SOI marker)"
-            problem = _sof_problem(f, size)
-            if problem:
-                return problem
-            f.seek(max(0, size - EOI_WINDOW))
-            if b"\xff\xd9" not in f.read():
-                return "truncated JPEG (no EOI marker at the end)"
-    except OSError as e:
-        return f"unreadable ({e.strerror or e})"
-    return None
-
-
-def _sof_problem(f, size: int) -> str | None:
-    """Walk the marker segments from the SOI to the first SOF and check its height and width."""
-    pos = 2
-    while pos + 4 <= size:
-        f.seek(pos)
-        head = f.read(4)
-        if head[0] != 0xFF:
-            return "broken JPEG header (marker expected)"
-        marker = head[1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if marker in _STANDALONE:
-            pos += 2
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan / end of image before any frame header
-            return "broken JPEG header (no SOF before the image data)"
-        if marker in _SOF:
-            sof = f.read(5)  # precision, height, width
-            h, w = int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")
-            return None if len(sof) == 5 and 0 < h and 0 < w else f"bad JPEG size {w}x{h}"
-        pos += 2 + int.from_bytes(head[2:4], "big")
-    return "broken JPEG header (ends before a SOF)"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The index: list, stat, check (cached by path+size+mtime), sort.
-
-def _stat_key(path: str) -> int | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    text = f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
-
-
-class _CheckCache:
-    """Check results as 64-bit keys of (path, size, mtime): ~10 MB for all of ImageNet, rewritten only
-    when new files were checked. Lives in cache_dir, else root/.fastseed, else ~/.cache/fastseed."""
-
-    def __init__(self, root: Path, split: str, cache_dir: str | Path | None):
-        tag = hashlib.blake2b(str(root).encode(), digest_size=6).hexdigest()
-        name = f"jpeg-check-v{CACHE_VERSION}-{split}-{tag}.npz"
-        dirs = [Path(cache_dir)] if cache_dir else [root / ".fastseed", Path.home() / ".cache" / "fastseed"]
-        self.paths = [d / name for d in dirs]
-        self.results: dict[int, str] = {}  # key -> "" (sound) or the reason it is not
-        for path in self.paths:
-            if path.exists():
-                try:
-                    with np.load(path) as z:
-                        self.results = dict(zip(z["keys"].tolist(), z["reasons"].tolist()))
-                    break
-                except Exception:  # a damaged cache is only a slower index
-                    log.warning("ignoring unreadable index cache %s", path)
-
-    def save(self) -> None:
-        keys = np.fromiter(self.results, dtype=np.uint64, count=len(self.results))
-        reasons = np.array(list(self.results.values()), dtype=str)
-        for path in self.paths:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-                np.savez(tmp, keys=keys, reasons=reasons)
-                os.replace(tmp, path)  # atomic: a concurrent reader sees the old or the new file
-                return
-            except OSError:
-                continue  # e.g. a read-only dataset mount: try the next place
-        log.warning("could not write the index cache to any of %s", [str(p) for p in self.paths])
-
-
-def _map(pool: ThreadPoolExecutor, fn, items: list, chunk: int) -> list:
-    """pool.map in chunks: a future per item costs more than a stat (its `chunksize` is for processes)."""
-    parts = pool.map(lambda i: [fn(x) for x in items[i:i + chunk]], range(0, len(items), chunk))
-    return [y for part in parts for y in part]
-
-
-def _check_all(paths: list[str], cache: _CheckCache, workers: int) -> list[str | None]:
-    """The problem of each path (None = sound), from the cache where its size and mtime still match."""
-    with ThreadPoolExecutor(workers) as pool:
-        keys = _map(pool, _stat_key, paths, 1024)
-        todo = [i for i, k in enumerate(keys) if k is None or k not in cache.results]
-        found = _map(pool, jpeg_problem, [paths[i] for i in todo], 64)
-    for i, problem in zip(todo, found):
-        if keys[i] is not None:
-            cache.results[keys[i]] = problem or ""
-    if todo:
-        cache.save()
-    return [(cache.results[k] or None) if k is not None else "missing or unreadable" for k in keys]
-
+# The index: list, check (fastseed.data.jpeg, cached), sort.
 
 def _class_folders(folder: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
@@ -231,14 +119,17 @@ def index_imagenet(root, split: str, classes: int | None = None, *, wnids: tuple
         files, labels, other = _folder_files(folder, names, workers)
     keep = [i for i, c in enumerate(labels) if c < len(names)]
     files, labels = [files[i] for i in keep], [labels[i] for i in keep]
-    problems = _check_all(files, _CheckCache(root, split, cache_dir), workers)
-    order = sorted((c, os.path.basename(p), p) for p, c, bad in zip(files, labels, problems) if bad is None)
-    skipped = tuple(sorted(other + [(p, bad) for p, bad in zip(files, problems) if bad is not None]))
+    checks = check_files(files, CheckCache(root, split, cache_dir), workers)
+    order = sorted((c, os.path.basename(p), p, h, w) for p, c, (bad, h, w) in zip(files, labels, checks)
+                   if bad is None)
+    skipped = tuple(sorted(other + [(p, bad) for p, (bad, _, _) in zip(files, checks) if bad is not None]))
     if not order:
         raise FastseedError(f"no valid JPEG in split {split!r} under {root} ({len(skipped)} skipped)")
-    labels_arr = np.array([c for c, _, _ in order], dtype=np.int64)
-    labels_arr.flags.writeable = False  # the index is frozen: so are its labels
-    index = ImageIndex(tuple(p for _, _, p in order), labels_arr, tuple(names), skipped)
+    labels_arr = np.array([row[0] for row in order], dtype=np.int64)
+    sizes = np.array([row[3:] for row in order], dtype=np.int32).reshape(-1, 2)
+    for frozen in (labels_arr, sizes):
+        frozen.flags.writeable = False  # the index is frozen: so are its arrays
+    index = ImageIndex(tuple(row[2] for row in order), labels_arr, tuple(names), skipped, sizes)
     if skipped:
         log.warning("imagenet %s: %s", split, index.summary())
     return index
@@ -252,18 +143,32 @@ def batches_per_epoch(index: ImageIndex, batch_size: int) -> int:
     return len(index) // batch_size
 
 
+class TrainOrder:
+    """The rows a phase trains on, sample by sample: epoch e is torch.randperm(n, generator=
+    seed.generator("order", phase, e)), the epochs one after another. Any stretch can be asked for first
+    (a resumed seed starts mid-phase); only the permutations of the epochs in use are kept."""
+
+    def __init__(self, n: int, seed: Seed, phase: int):
+        self.n, self.seed, self.phase = n, seed, phase
+        self.perms: dict[int, np.ndarray] = {}
+
+    def rows(self, first: int, count: int) -> np.ndarray:
+        """Rows of samples first .. first+count-1 of the phase (int64)."""
+        t = np.arange(first, first + count, dtype=np.int64)
+        epochs, pos = t // self.n, t % self.n
+        parts = []
+        for e in np.unique(epochs).tolist():  # ascending, as the samples are
+            if e not in self.perms:
+                self.perms[e] = torch.randperm(self.n, generator=self.seed.generator("order", self.phase, e)).numpy()
+            parts.append(self.perms[e][pos[epochs == e]])
+        if count:
+            self.perms = {e: p for e, p in self.perms.items() if e >= epochs[-1]}  # the next stretch's epochs
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 def train_order(n: int, seed: Seed, phase: int, samples: int) -> torch.Tensor:
     """Indices of the first `samples` training samples: epoch permutations concatenated."""
-    parts, total, epoch = [], 0, 0
-    while total < samples:
-        parts.append(torch.randperm(n, generator=seed.generator("order", phase, epoch)))
-        total, epoch = total + n, epoch + 1
-    return torch.cat(parts)[:samples] if parts else torch.zeros(0, dtype=torch.int64)
-
-
-def dali_seed(seed: Seed, phase: int, op: int) -> int:
-    """A DALI seed for one random op: the augment key cut to 31 bits (DALI's seeds are non-negative ints)."""
-    return seed.key("augment", phase, op) & 0x7FFF_FFFF
+    return torch.from_numpy(TrainOrder(n, seed, phase).rows(0, samples))
 
 
 def _dali():
@@ -302,49 +207,89 @@ def _normalize(fn, types, images, dtype, layout: str, size: int | None = None, m
                                     mirror=0 if mirror is None else mirror, **crop)
 
 
-def _run(files, labels, batch_size, device, dtype, num_threads, pipe_seed, graph, partial):
-    """Build a pipeline reading `files` in the given order, apply graph(jpegs) and yield torch batches."""
-    dali, fn, types, DALIGenericIterator, LastBatchPolicy = _dali()
+def _pipeline(batch_size: int, device: torch.device, num_threads: int):
+    """An empty DALI pipeline for `device`, and where its decoder runs ("mixed": nvJPEG on the GPU)."""
+    dali = _dali()[0]
     gpu = device.type == "cuda"
     device_id = (device.index if device.index is not None else torch.cuda.current_device()) if gpu else None
-    pipe = dali.Pipeline(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=pipe_seed)
+    # Nothing in the graphs is random (windows and flips are inputs), so the pipeline's seed is moot.
+    pipe = dali.Pipeline(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=0)
+    return pipe, ("mixed" if gpu else "cpu")
+
+
+def _torch_batches(pipe, images, labels, device, dtype, **iterator_args):
+    """Run `pipe` with outputs (images, labels) and yield torch batches on `device`."""
+    DALIGenericIterator = _dali()[3]
     with pipe:
-        # pad_last_batch repeats the last file to fill the final batch; the iterator cuts the copies off.
-        jpegs, y = fn.readers.file(files=list(files), labels=np.asarray(labels).tolist(), random_shuffle=False,
-                                   pad_last_batch=True, name="reader")
-        images = graph(fn, types, jpegs, "mixed" if gpu else "cpu")
-        pipe.set_outputs(images, y.gpu() if gpu else y)
-    policy = LastBatchPolicy.PARTIAL if partial else LastBatchPolicy.DROP
-    for out in DALIGenericIterator([pipe], ["x", "y"], reader_name="reader", last_batch_policy=policy):
+        pipe.set_outputs(images, labels.gpu() if device.type == "cuda" else labels)
+    for out in DALIGenericIterator([pipe], ["x", "y"], **iterator_args):
         x, y = out[0]["x"], out[0]["y"]
         x = x.to(device=device, dtype=dtype)  # a no-op unless bf16/f64 (see _output_type)
         yield x, y.reshape(-1).to(device=device, dtype=torch.int64)
 
 
+def _read_file(path: str) -> np.ndarray:
+    return np.fromfile(path, dtype=np.uint8)
+
+
+def _train_feed(index: ImageIndex, seed: Seed, phase: int, batch_size: int, start: int, steps: int,
+                workers: int):
+    """DALI's external source for steps start..steps-1: per step the encoded files, the crop windows as
+    anchors (x, y) and shapes (w, h), the flips and the labels. The next step's files are read on
+    `workers` threads while DALI decodes this step's."""
+    order = TrainOrder(len(index), seed, phase)
+
+    def feed():
+        with ThreadPoolExecutor(workers) as pool:
+            def read(step):
+                rows = order.rows(step * batch_size, batch_size)
+                return rows, [pool.submit(_read_file, index.files[r]) for r in rows]
+            ahead = read(start)
+            for step in range(start, steps):
+                rows, files = ahead
+                if step + 1 < steps:
+                    ahead = read(step + 1)
+                windows, flips = step_augment(seed, phase, step, index.sizes[rows, 0], index.sizes[rows, 1])
+                top, left, h, w = windows.numpy().astype(np.int32).T
+                yield ([f.result() for f in files], np.stack([left, top], 1), np.stack([w, h], 1),
+                       flips.numpy().astype(np.int32), index.labels[rows])
+    return feed
+
+
 def train_batches(index: ImageIndex, seed: Seed, phase: int, batch_size: int, steps: int,
                   device: torch.device, dtype: torch.dtype, layout: str = "NCHW", num_threads: int = 4,
-                  size: int = 224) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Exactly `steps` full batches: RandomResizedCrop(size, (0.08, 1), (3/4, 4/3)), flip p=0.5, ImageNet
-    mean/std, in `dtype` and `layout`, on `device` (decode "mixed" on CUDA, all-CPU otherwise)."""
+                  size: int = 224, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The full batches of steps start..steps-1 of a phase (0-based): RandomResizedCrop(size, (0.08, 1),
+    (3/4, 4/3)), flip p=0.5, ImageNet mean/std, in `dtype` and `layout`, on `device` (decode "mixed" on
+    CUDA, all-CPU otherwise). Started at step s it yields exactly what a pipeline started at 0 yields
+    from step s on, without reading the earlier steps' files."""
     device = torch.device(device)
     _check_args(batch_size, dtype, layout)
-    if steps <= 0:
+    if start < 0:
+        raise FastseedError(f"start must be >= 0, got {start}")
+    if start >= steps:
         return iter(())
-    order = train_order(len(index), seed, phase, steps * batch_size).numpy()
+    feed = _train_feed(index, seed, phase, batch_size, start, steps, num_threads)
 
-    def graph(fn, types, jpegs, decode):
-        # ROI decode: only the random crop window is decoded (nvJPEG / libjpeg-turbo), then resized with
-        # antialiasing, as torchvision's RandomResizedCrop resizes its crop with bilinear + antialias.
-        images = fn.decoders.image_random_crop(jpegs, device=decode, output_type=types.RGB,
-                                               random_area=[0.08, 1.0], random_aspect_ratio=[3 / 4, 4 / 3],
-                                               num_attempts=10, seed=dali_seed(seed, phase, 1))
-        images = fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_LINEAR, antialias=True)
-        flip = fn.random.coin_flip(probability=0.5, seed=dali_seed(seed, phase, 2))
-        return _normalize(fn, types, images, dtype, layout, mirror=flip)
+    def batches():
+        _, fn, types, _, LastBatchPolicy = _dali()
+        pipe, decode = _pipeline(batch_size, device, num_threads)
+        with pipe:
+            jpegs, anchor, shape, mirror, labels = fn.external_source(source=feed, num_outputs=5, batch=True)
+            # ROI decode: only the crop window is decoded (nvJPEG / libjpeg-turbo), then resized with
+            # antialiasing, as torchvision's RandomResizedCrop resizes its crop with bilinear + antialias.
+            # EXIF orientation is ignored, as PIL's loader in the original does: the windows are drawn
+            # for the size in the JPEG header.
+            images = fn.decoders.image_slice(jpegs, anchor, shape, device=decode, output_type=types.RGB,
+                                             normalized_anchor=False, normalized_shape=False,
+                                             adjust_orientation=False)
+            images = fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_LINEAR,
+                               antialias=True)
+            images = _normalize(fn, types, images, dtype, layout, mirror=mirror)
+        # the feed's StopIteration after the last step ends the iteration
+        yield from _torch_batches(pipe, images, labels, device, dtype, last_batch_policy=LastBatchPolicy.PARTIAL)
 
-    files = [index.files[i] for i in order]
-    return _run(files, index.labels[order], batch_size, device, dtype, num_threads, dali_seed(seed, phase, 0),
-                graph, partial=False)
+    return batches()
 
 
 def eval_batches(index: ImageIndex, batch_size: int, device, dtype, layout: str = "NCHW", num_threads: int = 4,
@@ -354,10 +299,18 @@ def eval_batches(index: ImageIndex, batch_size: int, device, dtype, layout: str 
     device = torch.device(device)
     _check_args(batch_size, dtype, layout)
 
-    def graph(fn, types, jpegs, decode):
-        images = fn.decoders.image(jpegs, device=decode, output_type=types.RGB)
-        images = fn.resize(images, resize_shorter=int(EVAL_RESIZE * size), interp_type=types.INTERP_LINEAR,
-                           antialias=True)
-        return _normalize(fn, types, images, dtype, layout, size=size)
+    def batches():
+        _, fn, types, _, LastBatchPolicy = _dali()
+        pipe, decode = _pipeline(batch_size, device, num_threads)
+        with pipe:
+            # pad_last_batch repeats the last file to fill the final batch; the iterator cuts the copies off.
+            jpegs, labels = fn.readers.file(files=list(index.files), labels=index.labels.tolist(),
+                                            random_shuffle=False, pad_last_batch=True, name="reader")
+            images = fn.decoders.image(jpegs, device=decode, output_type=types.RGB, adjust_orientation=False)
+            images = fn.resize(images, resize_shorter=int(EVAL_RESIZE * size), interp_type=types.INTERP_LINEAR,
+                               antialias=True)
+            images = _normalize(fn, types, images, dtype, layout, size=size)
+        yield from _torch_batches(pipe, images, labels, device, dtype, reader_name="reader",
+                                  last_batch_policy=LastBatchPolicy.PARTIAL)
 
-    return _run(index.files, index.labels, batch_size, device, dtype, num_threads, 0, graph, partial=True)
+    return batches()

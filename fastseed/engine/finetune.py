@@ -8,22 +8,30 @@ Phase 1 trains a new head on a frozen backbone whose BatchNorm stays in train mo
 statistics move: Picard's quirk); phase 2 trains everything. Each phase has its own SGD, its own
 CosineAnnealingLR stepped every `sched_every` steps, and validation every `eval_every` steps and at
 its end. The record's headline is the last validation, its curves are indexed by global step.
+
+A seed takes hours, so it can checkpoint its whole state every few minutes and on request, and resume
+from it with the record an uninterrupted run gives (fastseed.engine.checkpoint); progress is reported
+per step, so a scan knows its rate long before the first seed ends.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastseed.engine.provenance import provenance
+from fastseed.engine.checkpoint import Interrupted, load_checkpoint, run_identity, save_checkpoint
+from fastseed.engine.provenance import code_version, provenance
 from fastseed.engine.train import DTYPES, determinism
 from fastseed.kernels.lsce import protocol_loss_reference
 from fastseed.models.imagenet import Finetuner, make_head
@@ -106,35 +114,76 @@ def _optimizer(model: Finetuner, phase, train_images: int):
 
 def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: torch.nn.Module, device, *,
                    dtype: str | None = None, compile: str | None = None, num_threads: int = 4,
-                   log=None, models_out: list | None = None, on_step=None) -> Record:
+                   log=None, models_out: list | None = None, on_step=None,
+                   checkpoint: str | Path | None = None, checkpoint_every_s: float = 600.0,
+                   should_stop: Callable[[], bool] | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> Record:
     """Fine-tune `backbone` (left untouched: each seed gets a copy) under `seed`; one Record.
 
-    `models_out` receives the trained model; `on_step(optimizer)` is called before every update."""
+    `checkpoint`: a file for the run's state (fastseed.engine.checkpoint). If it exists the run resumes
+    from it (one of another run is refused); the state is saved there every `checkpoint_every_s` seconds
+    of training and when `should_stop()` turns true, which is asked after every step and then raises
+    `Interrupted` (without a checkpoint path, it only stops). The caller removes the file once the record
+    is committed. `on_progress(done, total)` is called after every step with global step counts (a
+    resumed run starts past 0); it costs no device sync. `models_out` receives the trained model;
+    `on_step(optimizer)` is called before every update."""
     from fastseed.data.imagenet import train_batches
     seed = seed if isinstance(seed, Seed) else protocol.seed(seed)
     device = torch.device(device)
     amp = amp_dtype(protocol, device, dtype)
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    phases = protocol.run_phases()
+    total = sum(p.steps for p in phases)
+    identity = run_identity(protocol, seed, data) if checkpoint is not None else None
+    saved = load_checkpoint(checkpoint, identity) if checkpoint is not None else None
+    started = datetime.fromisoformat(saved["started"]) if saved else datetime.now(timezone.utc)
+    t0 = time.perf_counter() - (saved["elapsed_s"] if saved else 0.0)  # wall time counts earlier runs too
     with determinism(protocol.deterministic), autotuned(device.type == "cuda" and not protocol.deterministic):
         model = Finetuner(copy.deepcopy(backbone), make_head(protocol.backbone, protocol.classes,
                                                              seed.torch_default("head")))
+        if saved:
+            model.load_state_dict(saved["model"])
         model.to(device)
         if device.type == "cuda":
             model.to(memory_format=torch.channels_last)
         forward = torch.compile(model, mode=None if compile == "default" else compile) if compile else model
         layout, io = io_layout(device), (torch.float16 if device.type == "cuda" else torch.float32)
-        evals, trains, status, done = [], [], "ok", 0
-        headline = None
+        evals, trains = (saved["evals"], saved["trains"]) if saved else ([], [])
+        headline = saved["headline"] if saved else None
+        first_phase, first_step = (saved["phase"], saved["step"]) if saved else (0, 0)
+        if saved and log:
+            log(f"seed {seed.value}: resumed from {checkpoint} at {phases[first_phase].name} step {first_step}")
+        if saved and saved["code"] != code_version():  # the record can name one code version only
+            logging.getLogger(__name__).warning("checkpoint %s was written by %s; the record names this code, %s",
+                                                checkpoint, saved["code"], code_version())
+        status, done = "ok", sum(p.steps for p in phases[:first_phase])
+        last_save = time.perf_counter()
+
+        def state(index: int, step: int) -> dict:
+            """Everything the rest of the run and its record depend on, at the end of `step` of phase `index`."""
+            return {"identity": identity, "phase": index, "step": step, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "loss_sum": loss_sum.cpu(), "right": right.cpu(), "seen": seen, "since": since,
+                    "evals": evals, "trains": trains, "headline": headline,
+                    "elapsed_s": time.perf_counter() - t0, "started": started.isoformat(),
+                    "code": code_version()}
+
         model.train()
-        for index, phase in enumerate(protocol.run_phases()):
+        for index in range(first_phase, len(phases)):
+            phase = phases[index]
+            start = first_step if index == first_phase else 0
             model.freeze_backbone(phase.train == "head")
             opt, sched = _optimizer(model, phase, len(data.train.files))
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             right = torch.zeros((), device=device, dtype=torch.int64)
             seen = since = 0
+            if saved and index == first_phase:
+                opt.load_state_dict(saved["optimizer"])
+                sched.load_state_dict(saved["scheduler"])
+                loss_sum.copy_(saved["loss_sum"]), right.copy_(saved["right"])
+                seen, since = saved["seen"], saved["since"]
             batches = train_batches(data.train, seed, index, phase.batch_size, phase.steps, device, io,
-                                    layout=layout, num_threads=num_threads, size=protocol.image_size)
-            for step, (x, y) in enumerate(batches, start=1):
+                                    layout=layout, num_threads=num_threads, size=protocol.image_size, start=start)
+            for step, (x, y) in enumerate(batches, start=start + 1):
                 with _autocast(device, amp):
                     logits = forward(_as_nchw(x, layout))
                 loss = protocol_loss_reference(logits, y, eps=phase.lsce_eps, lsce_weight=phase.lsce_weight,
@@ -162,6 +211,16 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
                     if log:
                         log(f"seed {seed.value} {phase.name} step {step}/{phase.steps}: train loss {mean:.4f}, "
                             f"val acc {100 * headline[0]:.2f}%")
+                if on_progress is not None:
+                    on_progress(done + step, total)
+                # a stop after the last step changes nothing: the record is returned, for the caller to commit
+                stop = should_stop is not None and done + step < total and should_stop()
+                written = False
+                if checkpoint is not None and (stop or time.perf_counter() - last_save >= checkpoint_every_s):
+                    written = _save(checkpoint, state(index, step))
+                    last_save = time.perf_counter()
+                if stop:
+                    raise Interrupted(seed.value, done + step, total, Path(checkpoint) if written else None)
             if status != "ok":
                 break
             done += phase.steps
@@ -182,3 +241,14 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
         provenance=provenance(device, amp, started=started, fixed=sorted(seed.fixed), fix_seed=seed.fix_seed,
                               train_images=len(data.train.files), val_images=n_val,
                               skipped_images=len(data.train.skipped) + len(data.val.skipped)))
+
+
+def _save(path, state: dict) -> bool:
+    """Save a checkpoint; a failure (disk full, …) is a warning, not the end of hours of training: the
+    previous checkpoint stays valid and the next save tries again."""
+    try:
+        save_checkpoint(path, state)
+        return True
+    except OSError as e:
+        logging.getLogger(__name__).warning("checkpoint %s not written (%s); the previous one stays", path, e)
+        return False

@@ -1,5 +1,6 @@
-"""The ImageNet data path on the CPU: the index (layout, file lists, classes, broken files, cache) and the
-DALI pipelines (shapes, dtypes, values, labels, the documented order, seeding, eval coverage)."""
+"""The ImageNet data path on the CPU: the index (layout, file lists, classes, broken files, image sizes,
+cache) and the DALI pipelines (shapes, dtypes, values, labels, the documented order, the drawn crop
+windows, seeding, starting mid-phase, eval coverage)."""
 
 import os
 import subprocess
@@ -12,9 +13,11 @@ import torch
 from PIL import Image
 
 import fastseed.data.imagenet as imagenet
+import fastseed.data.jpeg as jpeg
 from fastseed import FastseedError
-from fastseed.data.imagenet import (IMAGENET_MEAN, IMAGENET_STD, ImageIndex, batches_per_epoch, eval_batches,
-                                    index_imagenet, train_batches, train_order)
+from fastseed.data.crops import step_augment
+from fastseed.data.imagenet import (IMAGENET_MEAN, IMAGENET_STD, ImageIndex, TrainOrder, batches_per_epoch,
+                                    eval_batches, index_imagenet, train_batches, train_order)
 from fastseed.data.synthetic import write_imagenet_folder
 from fastseed.seeds import Seed
 
@@ -124,8 +127,8 @@ def test_check_results_are_cached_and_follow_file_changes(tmp_path, monkeypatch)
     write_imagenet_folder(tmp_path, classes=2, train_per_class=3, val_per_class=0, size=(64, 48))
     first = index_imagenet(tmp_path, "train", cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir())
-    checked, real = [], imagenet.jpeg_problem
-    monkeypatch.setattr(imagenet, "jpeg_problem", lambda p: checked.append(p) or real(p))
+    checked, real = [], jpeg.inspect_jpeg
+    monkeypatch.setattr(jpeg, "inspect_jpeg", lambda p: checked.append(p) or real(p))
     again = index_imagenet(tmp_path, "train", cache_dir=tmp_path / "cache")
     assert checked == [] and again.files == first.files
     victim = first.files[2]
@@ -133,6 +136,16 @@ def test_check_results_are_cached_and_follow_file_changes(tmp_path, monkeypatch)
         f.truncate(os.path.getsize(victim) // 2)
     third = index_imagenet(tmp_path, "train", cache_dir=tmp_path / "cache")
     assert checked == [victim] and dict(third.skipped)[victim].startswith("truncated")
+
+
+def test_index_keeps_each_image_size_from_its_header(tmp_path, monkeypatch):
+    write_imagenet_folder(tmp_path, classes=2, train_per_class=5, val_per_class=0, size=(90, 60), corrupt=2)
+    first = index_imagenet(tmp_path, "train", cache_dir=tmp_path / "cache")
+    expected = [Image.open(p).size[::-1] for p in first.files]  # PIL says (width, height)
+    assert first.sizes.dtype == np.int32 and first.sizes.tolist() == [list(hw) for hw in expected]
+    assert len({tuple(hw) for hw in expected}) > 5  # the sizes vary, portrait ones included
+    monkeypatch.setattr(jpeg, "inspect_jpeg", lambda p: pytest.fail("the cache should answer"))
+    assert index_imagenet(tmp_path, "train", cache_dir=tmp_path / "cache").sizes.tolist() == first.sizes.tolist()
 
 
 # --- training batches ----------------------------------------------------------------------------------
@@ -163,6 +176,60 @@ def test_train_pixels_match_their_labels(flat, train_index):
         rgb = pixels(x)  # flat images stay flat under any crop, resize or flip
         assert (rgb.mean((2, 3)) - colours[y]).abs().max() < 4
         assert rgb.std((2, 3)).max() < 3
+
+
+def test_train_order_can_start_anywhere(train_index):
+    seed, n = Seed(7), len(train_index)
+    whole = train_order(n, seed, 1, 100).numpy()
+    order = TrainOrder(n, seed, 1)
+    assert np.array_equal(order.rows(70, 30), whole[70:])  # epoch 2 first, then 3 and 4
+    assert np.array_equal(order.rows(5, 50), whole[5:55]) and np.array_equal(order.rows(55, 0), whole[:0])
+
+
+def test_a_pipeline_started_at_step_s_yields_the_uninterrupted_batches_from_s(train_index, monkeypatch):
+    """What a resumed seed needs: step s's batch is a function of (seed, phase, s), and the files of the
+    steps before s are never read (let alone decoded)."""
+    seed = Seed(3)
+    whole = batches(train_index, seed, phase=1, batch_size=5, steps=9, size=48)  # 45 samples: two epochs
+    read, real = [], imagenet._read_file
+    monkeypatch.setattr(imagenet, "_read_file", lambda p: read.append(p) or real(p))
+    late = batches(train_index, seed, phase=1, batch_size=5, steps=9, size=48, start=6)
+    assert len(late) == 3
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(whole[6:], late))
+    rows = train_order(len(train_index), seed, 1, 45).numpy()[30:]
+    assert sorted(read) == sorted(train_index.files[r] for r in rows)
+    assert batches(train_index, seed, steps=9, start=9) == []
+    with pytest.raises(FastseedError, match="start"):
+        train_batches(train_index, seed, 1, 5, 9, CPU, torch.float32, start=-1)
+
+
+def test_crops_are_torchvision_crops_of_the_drawn_windows(tmp_path):
+    """The decoder cuts exactly the drawn window (anchor (x, y), shape (w, h)) and flips as drawn: DALI's
+    output equals torchvision's resized_crop + hflip of that window to within decoder rounding, and is
+    far from the window with height and width swapped or the flip ignored."""
+    from torchvision.transforms import functional as TF  # the reference; only these tests need torchvision
+    write_imagenet_folder(tmp_path, classes=2, train_per_class=4, val_per_class=0, size=(160, 120), noise=0.0)
+    index, seed, b, size = index_imagenet(tmp_path, "train"), Seed(2), 4, 64
+    got = batches(index, seed, phase=0, batch_size=b, steps=2, size=size)
+
+    def reference(rows, windows, flips, swap=False, flip=True):
+        out = []
+        for r, (top, left, h, w), f in zip(rows, windows.tolist(), flips.tolist()):
+            if swap:
+                top, left, h, w = left, top, w, h
+            crop = TF.resized_crop(Image.open(index.files[r]).convert("RGB"), top, left, h, w, [size, size],
+                                   antialias=True)
+            crop = TF.hflip(crop) if f and flip else crop
+            out.append(TF.normalize(TF.to_tensor(crop), IMAGENET_MEAN, IMAGENET_STD))
+        return torch.stack(out)
+    for step, (x, _) in enumerate(got):
+        rows = train_order(len(index), seed, 0, 2 * b).numpy()[step * b:(step + 1) * b]
+        windows, flips = step_augment(seed, 0, step, index.sizes[rows, 0], index.sizes[rows, 1])
+        assert flips.any()
+        error = (x - reference(rows, windows, flips)).abs().mean(dim=(1, 2, 3))
+        assert error.max() < 0.01
+        assert ((x - reference(rows, windows, flips, swap=True)).abs().mean(dim=(1, 2, 3)) > 0.05).all()
+        assert ((x - reference(rows, windows, flips, flip=False)).abs().mean(dim=(1, 2, 3))[flips] > 0.05).all()
 
 
 def test_same_seed_same_batches_other_seed_or_phase_differs(train_index):
