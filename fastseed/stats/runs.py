@@ -23,19 +23,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from fastseed import FastseedError
+from fastseed.record import decode_logits
 from fastseed.store import Store
 
 COLUMNS = ("seed", "status", "test_acc", "test_loss", "headline_epoch", "wall_time_s", "eval_curve",
            "train_curve", "provenance", "predictions")
-
-
-def decode_logits(blob: bytes, n_images: int) -> np.ndarray:
-    """(images × classes) float16 logits from the store's encoding: zlib over little-endian float16
-    in C order (`Record.logits`)."""
-    values = np.frombuffer(zlib.decompress(blob), dtype="<f2")
-    if n_images <= 0 or values.size % n_images:
-        raise ValueError(f"{values.size} logits do not divide into {n_images} images")
-    return values.reshape(n_images, -1)
 
 
 @dataclass

@@ -16,11 +16,11 @@ import hashlib
 import json
 import math
 import sqlite3
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from fastseed.record import encode_logits
 from fastseed.store import ROW_COLUMNS, Record, Store
 
 N_CLASSES = 10
@@ -126,13 +126,13 @@ def logits_for(predictions: np.ndarray, rng, scale: float = 2.0) -> np.ndarray:
 
 def write_logits(path, logits: dict) -> None:
     """Store `logits` (seed → (images × classes) array) in the records of `path` as the store keeps
-    them: zlib over little-endian float16. Adds the column to a store made before it existed."""
+    them (encode_logits). Adds the column to a schema-1 store, made before it existed."""
     conn = sqlite3.connect(path)
     try:
         with conn:
             if "logits" not in {row[1] for row in conn.execute("PRAGMA table_info(records)")}:
                 conn.execute("ALTER TABLE records ADD COLUMN logits BLOB")
             conn.executemany("UPDATE records SET logits = ? WHERE seed = ?",
-                             [(zlib.compress(np.asarray(a, "<f2").tobytes()), int(s)) for s, a in logits.items()])
+                             [(encode_logits(a), int(s)) for s, a in logits.items()])
     finally:
         conn.close()

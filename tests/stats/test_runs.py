@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fastseed import FastseedError
-from fastseed.stats.runs import decode_logits, load_runs, loss_name
+from fastseed.record import decode_logits
+from fastseed.stats.runs import load_runs, loss_name
 from fastseed.stats.synthetic import (balanced_labels, logits_for, make_record, predictions_for,
                                       synthetic_store, write_logits, write_store)
 from fastseed.store import Store
