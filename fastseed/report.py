@@ -203,9 +203,9 @@ def estimators_text(doc: Document, d: pd.DataFrame, found) -> None:
               f"(true value by integration), in standard deviations, with its Monte Carlo standard error")
     std = found[0].ok_acc.std(ddof=1)
     last = b.iloc[-1]
-    doc.text(f"With {runs} runs and this study's std ({num(std)} pp), Dodge et al.'s estimate of the best "
-             f"of all {runs} is off by {signed(last['dodge_bias'] * std, 3)} pp on average, the unbiased "
-             f"one by {signed(last['unbiased_bias'] * std, 3)} pp.")
+    doc.text(f"With {runs} runs and the std of {found[0].label} ({num(std)} pp), Dodge et al.'s estimate "
+             f"of the best of all {runs} is off by {signed(last['dodge_bias'] * std, 3)} pp on average, the "
+             f"unbiased one by {signed(last['unbiased_bias'] * std, 3)} pp.")
 
 
 def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> None:

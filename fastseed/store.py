@@ -406,9 +406,9 @@ class Store:
                 return cursor.fetchall()
 
         if seeds is not None:  # IN lists of at most 500 values: under every SQLite build's variable limit
-            wanted = sorted({int(s) for s in seeds})
-            for i in range(0, len(wanted), 500):
-                group = wanted[i: i + 500]
+            wanted, per_query = sorted({int(s) for s in seeds}), min(500, batch)
+            for i in range(0, len(wanted), per_query):
+                group = wanted[i: i + per_query]
                 if rows := query(f"AND seed IN ({', '.join('?' * len(group))})", group):
                     yield rows
             return
