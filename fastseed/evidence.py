@@ -92,7 +92,7 @@ def testset_section(doc: Document, evidence: dict) -> None:
              "as given.")
 
 
-def test_images(g, data_dir) -> tuple:
+def cifar_test_images(g, data_dir) -> tuple:
     """(images (M × 32 × 32 × 3) uint8 or None, class names or None, why there are no images)."""
     if g.dataset != "cifar10":
         return None, None, "images are drawn for CIFAR-10 stores only"
@@ -130,7 +130,7 @@ def images_section(doc: Document, groups, evidence: dict, data_dir) -> None:
     g = by_label[label]
     fraction = e.counts.fraction_right
     top = most_seed_dependent(fraction)
-    images, names, why = test_images(g, data_dir)
+    images, names, why = cifar_test_images(g, data_dir)
     name = lambda c: names[c] if names is not None and 0 <= c < len(names) else str(c)
     t = pd.DataFrame({"image": top, "label": [name(int(c)) for c in g.labels[top]],
                       "fraction_right": fraction[top],
@@ -162,7 +162,8 @@ def calibration_section(doc: Document, groups, rng) -> dict:
         if len(rows) > CALIBRATION_RUNS:
             rows = np.sort(rng.choice(rows, CALIBRATION_RUNS, replace=False))
             sampled[g.label] = g.n_ok
-        cal = calibrate(g.logits(rows), g.labels)
+        classes = int(g.labels.max()) + 1  # logits of fewer classes (a top-k) are no softmax to calibrate
+        cal = calibrate(((i, z) for i, z in g.logits(rows) if z.shape[1] >= classes), g.labels)
         if len(cal.rows):
             found[g.label] = cal
     if not found:

@@ -329,3 +329,11 @@ def test_the_kde_is_scipys_on_tied_accuracies():
     x = np.round(rng.normal(90, 0.3, 5000), 2)  # accuracies on a 0.01 % grid: many ties
     grid = np.linspace(88, 92, 300)
     np.testing.assert_allclose(figures.kde(x, grid), stats.gaussian_kde(x)(grid), rtol=1e-9, atol=1e-12)
+
+
+def test_logits_of_fewer_classes_than_the_labels_are_not_calibrated(tmp_path):
+    from fastseed import evidence
+    runs = runs_of(synthetic_store(tmp_path / "s.sqlite", 4, n_images=50, epochs=2))
+    runs.logits = lambda rows: ((int(i), np.zeros((50, 5), np.float16)) for i in rows)  # a top-5
+    doc = Document("t")
+    assert evidence.calibration_section(doc, [runs], np.random.default_rng(0)) == {} and doc.blocks == []

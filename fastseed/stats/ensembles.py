@@ -116,8 +116,8 @@ def soft_vote_accuracies(logits, labels, members: np.ndarray) -> np.ndarray:
         sums, seen = None, np.zeros(len(block), dtype=np.int64)
         for r, run_logits in logits(np.array(sorted(where))):
             shape = run_logits.shape if shape is None else shape
-            if run_logits.shape != shape or shape[0] != len(labels):
-                continue
+            if run_logits.shape != shape or shape[0] != len(labels) or shape[1] <= labels.max():
+                continue  # another test set, or fewer classes (a top-k): not a vote over all classes
             sums = np.zeros((len(block), *shape), dtype=np.float32) if sums is None else sums
             probs = softmax(run_logits)
             for e in where[int(r)]:

@@ -147,3 +147,10 @@ def test_known_single_accuracies_spare_a_pass():
     known, _ = seed_ensembles(preds, labels, rng=np.random.default_rng(1), rows=rows,
                               single=100 * (preds[rows] == labels).mean(axis=1))
     pd.testing.assert_frame_equal(counted, known)
+
+
+def test_logits_of_fewer_classes_than_the_labels_are_no_soft_vote():
+    labels = np.array([7, 3], dtype=np.uint8)
+    top5 = {0: np.zeros((2, 5)), 1: np.zeros((2, 5))}  # e.g. a top-5 kept instead of all classes
+    fetch = lambda rows: ((int(r), top5[int(r)]) for r in rows)
+    assert np.isnan(soft_vote_accuracies(fetch, labels, np.array([[0, 1]]))).all()
