@@ -3,19 +3,23 @@
 Figures are built on bare `Figure` objects rendered by Agg (no pyplot, no global state, no display).
 They stay readable at 10^4 runs: per-run lines go into one rasterized LineCollection whose alpha falls
 with the number of runs, rug ticks and scatter points are rasterized too, and nothing is labelled per
-run. Every title carries n; accuracies are in percent.
+run. Beyond 10^4 runs (5,000 for whole training curves), per-run marks are drawn for that many of them,
+evenly spaced in seed order (seeds are iid, so that is a fair sample, and 10^5 overlapping marks show
+nothing more but cost a minute to draw); every statistic, band, mean and histogram still uses every
+run, and the title says how many are drawn.
+Every title carries n; accuracies are in percent.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
-from scipy import stats
 
 from fastseed.stats.runs import Runs
 from fastseed.stats.summary import curve_bands
@@ -24,7 +28,11 @@ DPI = 100
 SIZES = {  # name → (width, height) in inches; a PNG is SIZES × DPI pixels
     "accuracy_vs_epoch": (9, 5), "distribution": (9, 5), "curves": (12, 8.5),
     "best_of_n": (12, 5), "transfer": (12, 5), "ensembles": (9, 5),
+    "images_right": (9, 5), "seed_dependent": (12, 7.5), "calibration": (12, 5),
 }
+RUG = 0.06  # height of one group's rug strip below the histogram, as a fraction of the density axis
+DRAWN = 10_000  # per-run marks (ticks, dots) drawn per group at most
+DRAWN_LINES = 5_000  # per-run training curves drawn per group at most (a line costs 22 marks)
 
 
 def png(fig: Figure) -> bytes:
@@ -55,6 +63,15 @@ def heavy(artist):
     otherwise walk its 10^4 paths to place the axes (they lie inside the axes anyway)."""
     artist.set_in_layout(False)
     return artist
+
+
+def drawn(n: int, most: int = DRAWN) -> np.ndarray:
+    """Indices of the runs whose marks are drawn: all of them, or `most` evenly spaced."""
+    return np.arange(n) if n <= most else np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))
+
+
+def drawn_text(n: int, most: int = DRAWN) -> str:
+    return f", {most:,} of them drawn" if n > most else ""
 
 
 def n_text(groups: list[Runs]) -> str:
@@ -120,8 +137,22 @@ def bin_edges(x: np.ndarray) -> np.ndarray:
     return np.linspace(lo, hi, int(round((hi - lo) / width)) + 1)
 
 
+def kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """scipy's gaussian_kde(x)(grid) (Scott's bandwidth σ · n^(−1/5)), summed over the distinct
+    values with their counts: accuracies lie on a grid of 1/test images, so 10^5 runs hold a few
+    hundred distinct values, and the sum is 10^3 times shorter."""
+    values, counts = np.unique(x, return_counts=True)
+    h = x.std(ddof=1) * len(x) ** (-1 / 5)
+    density = np.zeros(len(grid))
+    for start in range(0, len(values), 4096):  # (grid × 4,096) at a time: losses are all distinct
+        z = (grid[:, None] - values[None, start: start + 4096]) / h
+        density += np.exp(-0.5 * z * z) @ counts[start: start + 4096]
+    return density / (len(x) * h * np.sqrt(2 * np.pi))
+
+
 def _histogram(ax, groups, values_of, xlabel: str, rug: bool = True) -> None:
-    """Histogram (density), Gaussian KDE (Scott's bandwidth) and one rug tick per run, per group."""
+    """Histogram (density), Gaussian KDE (Scott's bandwidth) and one rug tick per run, per group.
+    The rug gets its own strip below the density axis, where no bar can hide it."""
     samples = [v[np.isfinite(v)] for v in map(values_of, groups)]
     pooled = np.concatenate(samples) if samples else np.array([])
     if len(pooled) == 0:
@@ -137,10 +168,17 @@ def _histogram(ax, groups, values_of, xlabel: str, rug: bool = True) -> None:
         ax.hist(x, bins=edges, density=True, color=c, label=f"{g.label} (n = {len(x):,})",
                 **(dict(alpha=0.5) if len(groups) == 1 else dict(histtype="step", lw=1)))
         if len(x) > 1 and np.ptp(x) > 0:
-            ax.plot(grid, stats.gaussian_kde(x)(grid), color=c, lw=1.5)
-        if rug:  # one tick per run along the bottom of the axes, a row per group
-            heavy(ax.vlines(x, 0.035 * i, 0.035 * i + 0.03, transform=ax.get_xaxis_transform(),
-                            colors=c, alpha=run_alpha(len(x), 0.04, overlap=30), lw=0.6, rasterized=True))
+            ax.plot(grid, kde(x, grid), color=c, lw=1.5)
+    if rug:  # one tick per run in a strip below zero, a row per group
+        top = ax.get_ylim()[1]
+        strip = RUG * top
+        for i, (g, x) in enumerate(zip(groups, samples)):
+            x = x[drawn(len(x))]
+            heavy(ax.vlines(x, -(i + 1) * strip + 0.1 * strip, -i * strip - 0.1 * strip, colors=color(i),
+                            alpha=run_alpha(len(x), 0.08, overlap=30), lw=0.6, rasterized=True, zorder=3))
+        ax.set_ylim(-len(groups) * strip, top)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
     ax.set(xlabel=xlabel, ylabel="density")
     ax.grid(alpha=0.3)
     legend(ax)
@@ -151,8 +189,8 @@ def distribution(groups: list[Runs]) -> Figure:
     fig, axes = new_figure("distribution")
     ax = axes[0, 0]
     _histogram(ax, groups, lambda g: g.ok_acc, "final test accuracy (%)")
-    ax.set(ylabel="density (per % point)",
-           title=f"Final test accuracy: histogram, KDE, one tick per run ({n_text(groups)})")
+    ax.set(ylabel="density (per % point)", title=f"Final test accuracy: histogram, KDE, one tick per run "
+                                                 f"({n_text(groups)}{drawn_text(max(g.n_ok for g in groups))})")
     return fig
 
 
@@ -161,14 +199,16 @@ def _all_runs(ax, groups, epochs_of, values_of, ylabel: str, title: str) -> None
         values, epochs = values_of(g)[g.ok], epochs_of(g)
         if values.size == 0:
             continue
-        lines = np.stack([np.broadcast_to(epochs, values.shape), values], axis=-1)
-        ax.add_collection(heavy(LineCollection(lines, colors=color(i), alpha=run_alpha(len(values)),
+        shown = values[drawn(len(values), DRAWN_LINES)]
+        lines = np.stack([np.broadcast_to(epochs, shown.shape), shown], axis=-1)
+        ax.add_collection(heavy(LineCollection(lines, colors=color(i), alpha=run_alpha(len(shown)),
                                                lw=0.6, rasterized=True)))
         ax.plot(epochs, np.nanmean(values, axis=0), color="black" if len(groups) == 1 else color(i),
                 lw=1.5, ls="--", label=f"{g.label} mean")
     ax.autoscale_view()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel=axis_label(groups), ylabel=ylabel, title=f"{title} ({n_text(groups)})")
+    ax.set(xlabel=axis_label(groups), ylabel=ylabel,
+           title=f"{title} ({n_text(groups)}{drawn_text(max(g.n_ok for g in groups), DRAWN_LINES)})")
     ax.grid(alpha=0.3)
     legend(ax)
 
@@ -177,8 +217,9 @@ def curves(groups: list[Runs]) -> Figure:
     """The ResNet-18 study's plots: training loss and accuracy of every run, the distributions of
     final test accuracy and test loss."""
     fig, axes = new_figure("curves", ncols=2, nrows=2)
+    losses = " / ".join(dict.fromkeys(g.loss_name for g in groups))
     _all_runs(axes[0, 0], groups, lambda g: g.train_epochs, lambda g: g.train_loss,
-              "mean training loss", "Training loss, every run")
+              f"mean training loss: {losses}", "Training loss, every run")
     _all_runs(axes[0, 1], groups, lambda g: g.train_epochs, lambda g: g.train_acc,
               "training accuracy (%)", "Training accuracy, every run")
     _histogram(axes[1, 0], groups, lambda g: g.ok_acc, "final test accuracy (%)", rug=False)
@@ -221,8 +262,9 @@ def transfer(items: list) -> Figure:
     left, right = axes[0]
     for i, (label, val, test, t, sel) in enumerate(items):
         c = color(i)
-        heavy(left.scatter(val, test, s=6 if len(val) > 1000 else 14, color=c,
-                           alpha=run_alpha(len(val), 0.06, overlap=100), lw=0, rasterized=True,
+        some = drawn(len(val))
+        heavy(left.scatter(val[some], test[some], s=6 if len(val) > 1000 else 14, color=c,
+                           alpha=run_alpha(len(some), 0.06, overlap=100), lw=0, rasterized=True,
                            label=f"{label}: r = {t.r:.2f} (n = {t.n:,})"))
         left.scatter([t.best_val], [t.best_test], marker="*", s=180, color=c, edgecolor="black",
                      zorder=3, label=f"{label}: best on val, seed {t.best_seed}")
@@ -231,7 +273,8 @@ def transfer(items: list) -> Figure:
         right.axhline(t.mean_test, color=c, ls=":", lw=1, label=f"{label}: mean on test")
     ns = " / ".join(f"{t.n:,}" for _, _, _, t, _ in items)
     left.set(xlabel="accuracy on val half (%)", ylabel="accuracy on test half (%)",
-             title=f"Per-seed accuracy on two test halves (n = {ns} runs)")
+             title=f"Per-seed accuracy on two test halves (n = {ns} runs"
+                   f"{drawn_text(max(t.n for _, _, _, t, _ in items))})")
     log_n_axis(right, max(t.n for _, _, _, t, _ in items))
     right.set(xlabel="seeds tried, n (best picked on val)", ylabel="expected accuracy (%)",
               title=f"Best of n picked on val, scored on test (N = {ns})")
@@ -241,8 +284,9 @@ def transfer(items: list) -> Figure:
     return fig
 
 
-def ensembles(items: list) -> Figure:
-    """Majority-vote ensembles of k seeds. `items`: (label, {k: accuracies of the ensembles})."""
+def ensembles(items: list, soft: dict | None = None) -> Figure:
+    """Majority-vote ensembles of k seeds. `items`: (label, {k: accuracies of the ensembles});
+    `soft`: label → soft_ensembles table (mean soft vote per k), drawn as hollow squares."""
     fig, axes = new_figure("ensembles")
     ax = axes[0, 0]
     rng = np.random.default_rng(0)  # jitter only
@@ -252,15 +296,94 @@ def ensembles(items: list) -> Figure:
         c = color(i)
         pos = {k: ks.index(k) + (i - (len(items) - 1) / 2) * width for k in accs}
         for k, acc in accs.items():
+            acc = acc[drawn(len(acc))]
             x = pos[k] + rng.uniform(-0.35, 0.35, len(acc)) * width
             heavy(ax.scatter(x, acc, s=4, color=c, alpha=run_alpha(len(acc), 0.06, overlap=100), lw=0, rasterized=True))
         means = [accs[k].mean() for k in accs]
         ax.plot([pos[k] for k in accs], means, color=c, marker="D", ms=6, mec="black",
                 label=f"{label}: mean over the ensembles of each k")
+        t = (soft or {}).get(label)
+        if t is not None and len(t):
+            ax.plot([pos[k] for k in t["k"] if k in pos], [v for k, v in zip(t["k"], t["soft"]) if k in pos],
+                    color=c, marker="s", ms=7, mfc="none", ls=":", label=f"{label}: soft vote (logits)")
     ax.set_xticks(range(len(ks)), [str(k) for k in ks])
     ns = " / ".join(f"{len(accs.get(1, [])):,}" for _, accs in items)
     ax.set(xlabel="ensemble size k (seeds, majority vote of predictions)", ylabel="test accuracy (%)",
            title=f"Seed ensembles vs single seeds (n = {ns} runs)")
     ax.grid(alpha=0.3)
     legend(ax)
+    return fig
+
+
+def images_right(items: list) -> Figure:
+    """Per test image, the fraction of seeds that classify it right. `items`: (label, fractions,
+    runs). Images right under every seed and under none get their own bars at 0 and 1."""
+    fig, axes = new_figure("images_right")
+    ax = axes[0, 0]
+    width = 0.02
+    for i, (label, f, runs) in enumerate(items):
+        c = color(i)
+        f = np.asarray(f, dtype=float)
+        inner = f[(f > 0) & (f < 1)]
+        ax.hist(inner, bins=np.linspace(width, 1 - width, 49), color=c, label=f"{label}: right under some seeds",
+                **(dict(alpha=0.6) if len(items) == 1 else dict(histtype="step", lw=1.2)))
+        ends = [(0.0, (f == 0).sum(), "wrong under every seed"), (1.0, (f == 1).sum(), "right under every seed")]
+        for x, count, what in ends:
+            ax.bar(x, count, width=width, color=c, edgecolor="black", hatch="//" if x == 0 else None,
+                   alpha=0.8 if len(items) == 1 else 0.5, label=f"{label}: {what} ({count:,})")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.7)  # one image still shows; an empty bar stays empty
+    ax.axvspan(0.25, 0.75, color="grey", alpha=0.08, lw=0, label="coin flips (25–75 % of seeds)")
+    ns = " / ".join(f"{runs:,}" for _, _, runs in items)
+    ax.set(xlabel="fraction of seeds that classify the image right", ylabel="test images (log scale)",
+           title=f"Which test images depend on the seed (n = {ns} runs, {len(items[0][1]):,} images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", framealpha=0.8)  # the bars at 0 and 1 stay clear
+    return fig
+
+
+def seed_dependent(images, labels, fractions, wrong, names=None, title: str = "") -> Figure:
+    """A 4 × 8 grid of test images (uint8, H × W × 3) with their label, the fraction of seeds right
+    and the most common wrong class (-1: none)."""
+    fig = Figure(figsize=SIZES["seed_dependent"], layout="constrained")
+    axes = fig.subplots(4, 8, squeeze=False)
+    name = lambda c: (names[c] if names is not None and 0 <= c < len(names) else str(c))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, image, label, f, w in zip(axes.ravel(), images, labels, fractions, wrong):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(f"{name(int(label))} {100 * f:.0f} %" + (f"\nelse {name(int(w))}" if w >= 0 else ""),
+                     fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def calibration(items: list) -> Figure:
+    """Reliability of every seed's logits. `items`: (label, stats.calibration.Calibration). Left:
+    accuracy against confidence per bin, median over seeds and the 5–95 % band; right: the
+    distribution of the seeds' ECE."""
+    fig, axes = new_figure("calibration", ncols=2)
+    left, right = axes[0]
+    left.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
+    for i, (label, cal) in enumerate(items):
+        c = color(i)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a bin no seed reaches: all-NaN column
+            conf = np.nanmedian(cal.confidence, axis=0)
+            mid, lo, hi = np.nanquantile(cal.accuracy, [0.5, 0.05, 0.95], axis=0)
+        seen = np.isfinite(conf) & np.isfinite(mid)
+        left.fill_between(conf[seen], lo[seen], hi[seen], color=c, alpha=0.25, lw=0,
+                          label=f"{label}: 5–95 % of seeds")
+        left.plot(conf[seen], mid[seen], color=c, marker="o", ms=3, label=f"{label}: median seed")
+        right.hist(100 * cal.ece, bins=min(40, max(5, len(cal.ece) // 5)), color=c,
+                   **(dict(alpha=0.6) if len(items) == 1 else dict(histtype="step", lw=1.2)),
+                   label=f"{label}: median {100 * np.median(cal.ece):.2f} %")
+    ns = " / ".join(f"{len(cal.ece):,}" for _, cal in items)
+    left.set(xlabel="confidence (max softmax probability), 15 equal-width bins", ylabel="accuracy",
+             xlim=(0, 1), ylim=(0, 1), title=f"Reliability of each seed (n = {ns} runs)")
+    right.set(xlabel="expected calibration error (%), 15 bins", ylabel="seeds",
+              title=f"Calibration error across seeds (n = {ns} runs)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        legend(ax)
     return fig

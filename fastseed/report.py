@@ -6,31 +6,38 @@
 
 Writes DIR/report.html (self-contained: figures embedded), DIR/report.md, each figure as PNG and each
 table as CSV. Accuracies are in percent; diverged seeds are counted and listed, and left out of every
-accuracy statistic. Statistics live in fastseed.stats, figures in fastseed.figures.
+accuracy statistic; malformed rows are skipped and listed. Statistics live in fastseed.stats, figures
+in fastseed.figures, the page in fastseed.document, the sections that read every test image's outcome
+(test-set noise, seed-dependent images, calibration) in fastseed.evidence.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-from html import escape
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-import fastseed
 from fastseed import FastseedError
 from fastseed.cli import Parser
+from fastseed.document import Document, csv_bytes, formatted, listing, num, p_value, signed
 
 EXIT_USAGE = 2
-SECTION_SEEDS = {"summary": 11, "compare": 12, "factors": 13, "ensembles": 14}  # independent rngs
+SECTION_SEEDS = {"summary": 11, "compare": 12, "factors": 13, "ensembles": 14,  # independent rngs
+                 "testset": 15, "calibration": 16, "soft": 17, "estimators": 18}
 PUBLISHED = {  # what the paper reports for a preset (PROTOCOLS.md), shown beside the measurement
     "picard-short": "Picard 2021 reports 90.02 ± 0.23 %, min 89.01, max 90.83 over 10,000 seeds.",
     "picard-long": "Picard 2021 reports 90.70 ± 0.20 %, min 90.14, max 91.41 over 500 seeds.",
 }
-
+NOTES = {  # protocol name prefix → what a reader comparing with the original must know
+    "resnet18-exp3": "the original exp 3 creates its Adam optimizer once, before the loop over runs, so "
+                     "every run after the first starts from the previous run's Adam moments and step "
+                     "count: its runs form a chain, not independent samples. fastseed starts every run "
+                     "with a fresh Adam (PROTOCOLS.md §3), so these runs are independent and their "
+                     "spread is not the original's.",
+}
 
 
 def parse(argv) -> argparse.Namespace:
@@ -44,6 +51,9 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=5, metavar="K", help="best and worst K seeds (default 5)")
     p.add_argument("--boot", type=int, default=BOOT, metavar="B",
                    help=f"bootstrap resamples (default {BOOT})")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="CIFAR-10 root, to draw the most seed-dependent test images "
+                        "(default $FASTSEED_DATA or ./data)")
     a = p.parse_args(argv)
     if a.top < 1:
         raise FastseedError(f"--top must be a positive number, got {a.top}")
@@ -81,95 +91,10 @@ def open_runs(paths, labels=None) -> list:
             s.close()
 
 
-# ---- the document: each block kept twice, as Markdown and as self-contained HTML ------------------
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}caption{text-align:left;"
-       "font-weight:600;padding:0.3em 0}th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}"
-       "th{background:#f3f3f3}figure{margin:1.5em 0}img{max-width:100%}"
-       "figcaption{font-style:italic;color:#555}footer{color:#888;margin-top:3em}")
-
-
-class Document:
-    """The report: (Markdown, HTML) blocks in order, and the files (PNG, CSV) that go beside them."""
-
-    def __init__(self, title: str):
-        self.title, self.blocks, self.files = title, [], {}
-
-    def heading(self, text: str) -> None:
-        self.blocks.append((f"## {text}", f"<h2>{escape(text)}</h2>"))
-
-    def text(self, text: str) -> None:
-        self.blocks.append((text, f"<p>{escape(text)}</p>"))
-
-    def table(self, name: str, data: pd.DataFrame, shown: pd.DataFrame, caption: str) -> None:
-        """`data` (numbers, full precision) goes to name.csv; `shown` (formatted text) to the page."""
-        self.files[f"{name}.csv"] = data.to_csv(index=False).encode()
-        head = list(map(str, shown.columns))
-        rows = [list(map(str, row)) for row in shown.itertuples(index=False)]
-        md_row = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-        html_row = lambda cells, tag: "<tr>" + "".join(f"<{tag}>{escape(c)}</{tag}>" for c in cells) \
-            + "</tr>"
-        md = "\n".join([f"**{caption}** ([{name}.csv]({name}.csv))", "", md_row(head),
-                        "|" + "---|" * len(head)] + [md_row(r) for r in rows])
-        self.blocks.append((md, f"<table id='{name}'><caption>{escape(caption)} ({name}.csv)</caption>"
-                                f"<thead>{html_row(head, 'th')}</thead>"
-                                f"<tbody>{''.join(html_row(r, 'td') for r in rows)}</tbody></table>"))
-
-    def figure(self, name: str, fig, caption: str) -> None:
-        from fastseed.figures import png
-        image = self.files[f"{name}.png"] = png(fig)
-        data = base64.b64encode(image).decode()
-        self.blocks.append((f"![{caption}]({name}.png)\n\n*{caption}*",
-                            f"<figure id='{name}'><img alt='{escape(caption)}' src='data:image/png;base64,"
-                            f"{data}'><figcaption>{escape(caption)}</figcaption></figure>"))
-
-    def write(self, out: Path) -> None:
-        page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(self.title)}"
-                f"</title><style>{CSS}</style></head><body><h1>{escape(self.title)}</h1>\n"
-                + "\n".join(h for _, h in self.blocks)
-                + f"\n<footer>fastseed {fastseed.__version__}</footer></body></html>\n")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            for name, data in self.files.items():
-                (out / name).write_bytes(data)
-            markdown = "\n\n".join([f"# {self.title}"] + [m for m, _ in self.blocks]) + "\n"
-            (out / "report.md").write_text(markdown, encoding="utf-8")
-            (out / "report.html").write_text(page, encoding="utf-8")
-        except OSError as err:
-            raise FastseedError(f"cannot write the report to {out}: {err.strerror or err}") from None
-
-
-def num(x, digits: int = 2) -> str:
-    """A number for a table cell; '—' where there is none (NaN, inf)."""
-    return f"{x:,.{digits}f}" if x is not None and np.isfinite(x) else "—"
-
-
 # ---- the sections: one per question of the study -------------------------------------------------
 
 def rng_for(section: str, i: int = 0) -> np.random.Generator:
     return np.random.default_rng([SECTION_SEEDS[section], i])
-
-
-def p_value(p) -> str:
-    return f"{p:.2g}" if np.isfinite(p) else "—"
-
-
-def formatted(frame: pd.DataFrame, digits: int = 2, **spec) -> pd.DataFrame:
-    """The page's copy of a table: float columns to `digits` decimals, or as `spec` says (a number
-    of decimals or a function) per column."""
-    out = frame.copy()
-    for c in frame.columns:
-        f = spec.get(c, digits if frame[c].dtype.kind == "f" else None)
-        if f is not None:
-            out[c] = frame[c].map(f if callable(f) else lambda v, d=f: num(v, d))
-    return out
-
-
-def listing(seeds, limit: int = 20) -> str:
-    seeds = [str(s) for s in seeds]
-    more = f", … ({len(seeds) - limit} more in seeds.csv)" if len(seeds) > limit else ""
-    return ", ".join(seeds[:limit]) + more
 
 
 def summary_section(doc: Document, groups, n_boot: int) -> None:
@@ -201,6 +126,17 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
                      f"sections that need several runs are left out for it.")
         if g.protocol in PUBLISHED:
             doc.text(f"{g.label}: {PUBLISHED[g.protocol]}")
+        notes(doc, g)
+        if g.skipped_rows:
+            doc.text(f"{g.label}: {len(g.skipped_rows)} malformed row(s) skipped: "
+                     + listing([f"seed {s if s is not None else '?'} ({why})" for s, why in g.skipped_rows],
+                               10, "the store") + ".")
+
+
+def notes(doc: Document, g) -> None:
+    for prefix, note in NOTES.items():
+        if g.protocol.startswith(prefix):
+            doc.text(f"{g.label}: {note}")
 
 
 def figures_section(doc: Document, groups) -> None:
@@ -231,25 +167,51 @@ def swans_section(doc: Document, groups, top: int) -> None:
     d = pd.concat([best_of_n(g.ok_acc, decades(g.n_ok)).assign(label=g.label) for g in found])
     d = d[["label"] + [c for c in d.columns if c != "label"]]
     doc.table("best_of_n", d, formatted(d), "Expected best, worst and spread (max − min) of n seeds, "
-              "and the gain of the best over one seed (%, pp): exact over all n-subsets of the runs, "
-              "and normal theory (the runs' mean and std)")
+              "and the gain of the best over one seed (%, pp): exact over all n-subsets of the runs "
+              "(unbiased, Tang et al. 2020), Dodge et al. 2019's estimate of the best (n draws with "
+              "replacement), and normal theory (the runs' mean and std)")
     curves = {g.label: best_of_n(g.ok_acc, n_grid(g.n_ok)) for g in found}
     doc.figure("best_of_n", figures.best_of_n(curves), "Expected best/worst and spread of n seeds "
                "tried (solid: the runs; dashed: normal theory)")
     for g in found:
         t = d[d["label"] == g.label].set_index("n")
-        buys = [f"{n:,} seeds buys +{num(t.at[n, 'gain'])} pp (normal theory "
-                f"+{num(t.at[n, 'normal_gain'])})" for n in (10, 100, 1000, 10000) if n in t.index]
+        buys = [f"{n:,} seeds buys {signed(t.at[n, 'gain'])} pp (normal theory "
+                f"{signed(t.at[n, 'normal_gain'])})" for n in (10, 100, 1000, 10000) if n in t.index]
         if buys:
             doc.text(f"{g.label}: over one seed (mean {num(g.ok_acc.mean())} %), trying " + "; ".join(buys)
                      + f". The best of all {g.n_ok:,} is {num(g.ok_acc.max())} %, the spread "
                      f"{num(np.ptp(g.ok_acc))} pp.")
+    estimators_text(doc, d, found)
 
 
-def transfer_section(doc: Document, groups, halves: dict) -> None:
+def estimators_text(doc: Document, d: pd.DataFrame, found) -> None:
+    """Where Dodge et al.'s estimate of the best of n differs from the unbiased one, and its bias on a
+    synthetic case with a known answer."""
+    from fastseed.stats.extremes import decades, estimator_bias
+    for g in found:
+        t = d[d["label"] == g.label]
+        gap = (t["dodge_best"] - t["best"]).to_numpy()
+        worst = int(np.argmin(gap))
+        doc.text(f"{g.label}: Dodge et al. 2019 estimate the best of n seeds as the best of n drawn with "
+                 f"replacement from the runs; Tang et al. 2020 showed this is biased low and gave the "
+                 f"unbiased estimator (the best column). Here they differ by up to {signed(gap[worst], 3)} "
+                 f"pp, at n = {int(t['n'].iloc[worst]):,}.")
+    runs = 50
+    b = estimator_bias(runs, decades(runs), rng=rng_for("estimators"))
+    doc.table("best_of_n_bias", b, formatted(b, 4, n=0), f"A synthetic case with a known answer: the mean "
+              f"error of both estimators of E[best of n] over 4,000 samples of {runs} standard-normal runs "
+              f"(true value by integration), in standard deviations, with its Monte Carlo standard error")
+    std = found[0].ok_acc.std(ddof=1)
+    last = b.iloc[-1]
+    doc.text(f"With {runs} runs and the std of {found[0].label} ({num(std)} pp), Dodge et al.'s estimate "
+             f"of the best of all {runs} is off by {signed(last['dodge_bias'] * std, 3)} pp on average, the "
+             f"unbiased one by {signed(last['unbiased_bias'] * std, 3)} pp.")
+
+
+def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> None:
     from fastseed import figures
     from fastseed.stats.extremes import decades, n_grid
-    from fastseed.stats.transfer import half_accuracies, selection_curve, split_halves, transfer
+    from fastseed.stats.transfer import selection_curve, split_halves, transfer
     doc.heading("Lucky seeds do not transfer")
     rows, selections, items = [], [], []
     for g in groups:
@@ -257,15 +219,17 @@ def transfer_section(doc: Document, groups, halves: dict) -> None:
             why = "fewer than three finished runs" if g.scorable else "no stored test labels or predictions"
             doc.text(f"{g.label}: left out ({why}).")
             continue
-        val, test = half_accuracies(g.predictions[g.ok], g.labels, *split_halves(g.labels))
+        val_half, test_half = split_halves(g.labels)  # counted with the per-image evidence
+        right = evidence[g.label].counts.group_right
+        val, test = 100 * right[:, 0] / len(val_half), 100 * right[:, 1] / len(test_half)
         halves[g.label] = (val, test)
         t = transfer(g.seeds[g.ok], val, test)
         rows.append({"label": g.label, **t.__dict__, "val_gain": t.val_gain, "test_gain": t.test_gain})
         selections.append(selection_curve(val, test, decades(t.n)).assign(label=g.label))
         items.append((g.label, val, test, t, selection_curve(val, test, n_grid(t.n))))
         ci = f" [{num(t.r_low)}, {num(t.r_high)}]" if np.isfinite(t.r_low) else ""
-        doc.text(f"{g.label}: the best of {t.n:,} seeds on val (seed {t.best_seed}, +{num(t.val_gain)} pp "
-                 f"over the val mean) is {t.test_gain:+.2f} pp off the mean on test (rank "
+        doc.text(f"{g.label}: the best of {t.n:,} seeds on val (seed {t.best_seed}, {signed(t.val_gain)} pp "
+                 f"over the val mean) is {signed(t.test_gain)} pp off the mean on test (rank "
                  f"{t.best_test_rank:,} of {t.n:,}); across seeds r = {num(t.r)}{ci}, so about "
                  f"{num(100 * t.slope, 0)} % of a gain on val carries over to unseen images.")
     if not rows:
@@ -282,27 +246,47 @@ def transfer_section(doc: Document, groups, halves: dict) -> None:
                "picking the best of n on val, scored on test")
 
 
-def ensembles_section(doc: Document, groups) -> None:
+def ensembles_section(doc: Document, groups, calibrated: dict) -> None:
+    """Hard votes of k seeds, and soft votes for the stores whose logits were found (`calibrated`)."""
     from fastseed import figures
-    from fastseed.stats.ensembles import seed_ensembles
+    from fastseed.stats.ensembles import seed_ensembles, soft_ensembles
     doc.heading("Seed ensembles")
-    tables, items = [], []
+    tables, items, soft = [], [], {}
     for i, g in enumerate(groups):
         if g.scorable and g.n_ok >= 2:
-            table, accs = seed_ensembles(g.predictions[g.ok], g.labels, rng=rng_for("ensembles", i))
+            table, accs = seed_ensembles(g.predictions, g.labels, rng=rng_for("ensembles", i), rows=g.ok_rows,
+                                         single=g.ok_acc)
             tables.append(table.assign(label=g.label))
             items.append((g.label, accs))
+            if g.label in calibrated:
+                soft[g.label] = soft_ensembles(g.logits, g.predictions, g.labels, g.ok_rows,
+                                               rng=rng_for("soft", i))
     if not tables:
         doc.text("Needs stored predictions and test labels and at least two finished runs.")
         return
     d = pd.concat(tables)[["label", "k", "ensembles", "mean", "std", "min", "max", "gain"]]
     doc.table("ensembles", d, formatted(d), "Majority vote of k seeds' predictions (%): mean, std, min "
               "and max over random ensembles (k = 1: every single run); gain over one seed (pp)")
-    doc.figure("ensembles", figures.ensembles(items), "Accuracy of majority-vote ensembles of k seeds "
-               "(dots: ensembles; diamonds: their mean)")
-    doc.text("A hard vote of two seeds is the first seed's vote wherever they disagree (a tie), so "
-             "k = 2 gains nothing; odd k do. Soft vote (mean of probabilities) is not available: "
-             "records store predicted classes, not logits.")
+    doc.figure("ensembles", figures.ensembles(items, soft), "Accuracy of majority-vote ensembles of k "
+               "seeds (dots: ensembles; diamonds: their mean" + ("; squares: soft vote)" if soft else ")"))
+    for label, t in ((t["label"].iloc[0], t) for t in tables):
+        gains = "; ".join(f"k = {k}: {signed(gain)} pp" for k, gain in zip(t["k"], t["gain"]) if k > 1)
+        if gains:
+            doc.text(f"{label}: the majority vote over one seed gains {gains}.")
+    doc.text("With k = 2 every disagreement is a tie, won by the first member's vote, so a two-seed vote "
+             "is one seed in expectation: its gain is that of which seed came first in each ensemble.")
+    if soft:
+        d = pd.concat([t.assign(label=label) for label, t in soft.items()])
+        d = d[["label"] + [c for c in d.columns if c != "label"]]
+        doc.table("soft_ensembles", d, formatted(d), "Soft vote (class of the highest mean softmax "
+                  "probability, from stored logits) against majority vote on the same random ensembles "
+                  "of k seeds: mean accuracy (%), mean paired difference (pp)")
+        for label, t in soft.items():
+            diffs = "; ".join(f"k = {k}: {signed(v)} pp" for k, v in zip(t["k"], t["soft_minus_hard"]) if k > 1)
+            if diffs:
+                doc.text(f"{label}: the soft vote over the majority vote of the same seeds: {diffs}.")
+    else:
+        doc.text("Soft vote (mean of probabilities) needs each seed's logits: scan with --keep logits.")
 
 
 def compare_section(doc: Document, groups, n_boot: int) -> None:
@@ -315,7 +299,7 @@ def compare_section(doc: Document, groups, n_boot: int) -> None:
               "A − B in mean accuracy (pp) with bootstrap 95 % CI; Welch's t-test; Mann–Whitney U; "
               "P(a random seed of A beats one of B); seeds per arm for 80 % power (α = 0.05)")
     for c in pairs:
-        doc.text(f"{c.a} − {c.b} = {c.diff:+.2f} pp [{num(c.ci_low)}, {num(c.ci_high)}], Welch p = "
+        doc.text(f"{c.a} − {c.b} = {signed(c.diff)} pp [{num(c.ci_low)}, {num(c.ci_high)}], Welch p = "
                  f"{p_value(c.welch_p)}, Mann–Whitney p = {p_value(c.mwu_p)}; a seed of {c.a} beats "
                  f"one of {c.b} with probability {num(c.p_a_beats_b)}; {num(c.seeds_per_arm, 0)} seeds "
                  f"per recipe detect this difference 4 times in 5.")
@@ -341,9 +325,10 @@ def factors_section(doc: Document, groups, n_boot: int) -> None:
                       f"{num(100 * s.at[e, 'share_high'], 0)}]"
     doc.text(f"Initialization alone gives {share('exp2')} of the variance with both varied, data order "
              f"alone {share('exp3')}; {share('rest')} does not add up (interaction or noise).")
+    notes(doc, by_label[roles["order"]])  # exp 3's Adam chain, where its share is read
 
 
-def seeds_table(doc: Document, groups, halves: dict) -> None:
+def seeds_table(doc: Document, groups, halves: dict, calibrated: dict) -> None:
     """Every run, one row: a CSV only (10^4 rows are not for a page)."""
     frames = []
     for g in groups:
@@ -352,18 +337,24 @@ def seeds_table(doc: Document, groups, halves: dict) -> None:
         frame = pd.DataFrame({"label": g.label, "seed": g.seeds, "status": np.where(g.ok, "ok", "diverged"),
                               "acc": g.acc, "loss": g.loss, "z": (g.acc - mean) / std,
                               "headline_epoch": g.headline_epoch, "wall_time_s": g.wall_time_s,
-                              "val_acc": np.nan, "test_half_acc": np.nan})
+                              "val_acc": np.nan, "test_half_acc": np.nan, "ece": np.nan})
         if g.label in halves:
             frame.loc[g.ok, "val_acc"], frame.loc[g.ok, "test_half_acc"] = halves[g.label]
+        if g.label in calibrated:
+            frame.loc[calibrated[g.label].rows, "ece"] = 100 * calibrated[g.label].ece
         frames.append(frame)
-    doc.files["seeds.csv"] = pd.concat(frames).to_csv(index=False).encode()
-    doc.text("Every run (accuracy in %, z-score, accuracy on each test half) is in seeds.csv.")
+    doc.files["seeds.csv"] = csv_bytes(pd.concat(frames))
+    doc.text("Every run (accuracy in %, z-score, accuracy on each test half, calibration error in % "
+             "where logits were read) is in seeds.csv.")
 
 
-def build(groups, top: int = 5, n_boot: int | None = None) -> Document:
+def build(groups, top: int = 5, n_boot: int | None = None, data_dir=None) -> Document:
+    from fastseed import evidence as ev
     from fastseed.stats.summary import BOOT
     n_boot = BOOT if n_boot is None else n_boot
     doc = Document("Seed variance: " + ", ".join(g.label for g in groups))
+    evidence = ev.gather(groups, n_boot, lambda i: rng_for("testset", i))
+    ev.headline(doc, evidence)
     stores = pd.DataFrame([{"label": g.label, "store": str(g.path), "protocol": g.protocol,
                             "hash": g.protocol_hash[:12], "runs": len(g), "finished": g.n_ok,
                             "fixed streams": " ".join(sorted(g.fixed)) if g.fixed is not None else "mixed",
@@ -371,14 +362,17 @@ def build(groups, top: int = 5, n_boot: int | None = None) -> Document:
     doc.table("stores", stores, stores, "Stores: protocol (hash), runs, seed streams held fixed")
     summary_section(doc, groups, n_boot)
     figures_section(doc, groups)
+    ev.testset_section(doc, evidence)
+    ev.images_section(doc, groups, evidence, data_dir)
     swans_section(doc, groups, top)
     halves = {}
-    transfer_section(doc, groups, halves)
-    ensembles_section(doc, groups)
+    transfer_section(doc, groups, halves, evidence)
+    calibrated = ev.calibration_section(doc, groups, rng_for("calibration"))
+    ensembles_section(doc, groups, calibrated)
     if len(groups) > 1:
         compare_section(doc, groups, n_boot)
     factors_section(doc, groups, n_boot)
-    seeds_table(doc, groups, halves)
+    seeds_table(doc, groups, halves, calibrated)
     return doc
 
 
@@ -389,7 +383,7 @@ def main(argv=None) -> int:
         out = Path(a.out) if a.out else Path(a.stores[0]).with_name(Path(a.stores[0]).stem + "-report")
         if out.exists() and not out.is_dir():
             raise FastseedError(f"--out {out} is a file, not a folder")
-        doc = build(groups, top=a.top, n_boot=a.boot)
+        doc = build(groups, top=a.top, n_boot=a.boot, data_dir=a.data_dir)
         doc.write(out)
     except FastseedError as e:
         print(f"fastseed.report: error: {e}", file=sys.stderr)

@@ -1,10 +1,14 @@
 """Statistics of a seed-variance study, on plain arrays (accuracies in percent).
 
-runs        a store's records as arrays (Runs, load_runs)
+runs        a store's records as arrays (Runs, load_runs), streamed; logits read on demand
 summary     Picard's table columns, quantiles, percentile bootstrap, per-epoch bands
-extremes    best and worst seeds; expected best/worst/spread of n seeds (exact and normal theory)
+extremes    best and worst seeds; expected best/worst/spread of n seeds (unbiased, Dodge et al.'s,
+            normal theory)
 transfer    two fixed halves of the test set: do lucky seeds carry over?
-ensembles   majority votes of k seeds' predictions
+examples    per test image: the share of seeds right, the most common wrong class
+testset     how much of the seed-to-seed variance is the finite test set (Jordan 2024)
+ensembles   majority votes of k seeds' predictions; soft votes from logits
+calibration expected calibration error and reliability per seed, from logits
 compare     two recipes: bootstrap difference, Welch, Mann–Whitney, P(A beats B), seeds for power
 factors     the ResNet-18 study's init vs data-order variance shares
 synthetic   stores with known distributions, for tests, benchmarks and demos

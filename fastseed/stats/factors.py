@@ -61,9 +61,13 @@ def variance_shares(acc_both, acc_init, acc_order, n_boot: int = BOOT, rng=None)
     boot = {r: bootstrap(samples[r], lambda s, axis: s.var(axis=axis, ddof=1), n_boot, rng)
             for r in samples}
     rows = []
+    # a resample of a few runs can repeat one run only: variance 0, a ratio without a value, and
+    # then no interval (percentile_ci), said on the page as "—", not as a warning on the terminal
+    quiet = lambda: np.errstate(divide="ignore", invalid="ignore")
     for role in ("both", "init", "order"):
         exp, varies = ROLES[role]
-        ratio = boot[role] / boot["both"]
+        with quiet():
+            ratio = boot[role] / boot["both"]
         rows.append({"experiment": exp, "varies": varies, "n": len(samples[role]),
                      "mean": samples[role].mean(), "std": np.sqrt(var[role]), "variance": var[role],
                      "variance_low": percentile_ci(boot[role])[0],
@@ -71,7 +75,8 @@ def variance_shares(acc_both, acc_init, acc_order, n_boot: int = BOOT, rng=None)
                      "share": var[role] / var["both"],
                      "share_low": percentile_ci(ratio)[0] if role != "both" else 1.0,
                      "share_high": percentile_ci(ratio)[1] if role != "both" else 1.0})
-    rest = 1 - (boot["init"] + boot["order"]) / boot["both"]
+    with quiet():
+        rest = 1 - (boot["init"] + boot["order"]) / boot["both"]
     rows.append({"experiment": "rest", "varies": "not additive (interaction, noise)",
                  "n": np.nan, "mean": np.nan, "std": np.nan, "variance": np.nan,
                  "variance_low": np.nan, "variance_high": np.nan,

@@ -24,6 +24,12 @@ def bootstrap(x, statistic=np.mean, n_boot: int = BOOT, rng=None) -> np.ndarray:
     rng = np.random.default_rng(BOOT_SEED) if rng is None else rng
     if len(x) == 0:
         return np.full(n_boot, np.nan)
+    if statistic is np.mean:
+        values, counts = np.unique(x, return_counts=True)
+        if 4 * len(values) <= len(x):  # ties (accuracies on a 1/10^4 grid): draw how often each value
+            # is drawn, Multinomial(n, counts / n), the same law as n draws with replacement, in
+            # distinct values × resamples instead of n × resamples (10^5 seeds: 40x less work)
+            return rng.multinomial(len(x), counts / len(x), size=n_boot) @ values / len(x)
     per_block = max(1, BLOCK // len(x))
     out = np.empty(n_boot)
     for start in range(0, n_boot, per_block):

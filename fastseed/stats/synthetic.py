@@ -5,6 +5,9 @@ Run s has a true accuracy p_s; each test image is right with probability p_s, in
 wrong prediction is a uniformly random other class. So the stored test_acc is p_s plus the test set's
 binomial noise, the predictions agree with it exactly, and two halves of the test set are independent
 given p_s: their correlation across seeds is Var(p) / (Var(p) + binomial variance of a half).
+With `difficulty` > 0 images differ too, as real ones do: image i is right with probability
+σ(logit p_s + d_i), d_i ~ N(0, difficulty²) drawn once per store, so some images are right under
+almost every seed and some are coin flips. `write_logits` adds logits whose argmax is the prediction.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastseed.record import encode_logits
 from fastseed.store import ROW_COLUMNS, Record, Store
 
 N_CLASSES = 10
@@ -33,8 +37,11 @@ def balanced_labels(n_images: int = 10_000, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(np.arange(n_images) % N_CLASSES).astype(np.uint8)
 
 
-def predictions_for(p: float, labels: np.ndarray, rng) -> np.ndarray:
-    """Each image right with probability p, else a random other class."""
+def predictions_for(p: float, labels: np.ndarray, rng, difficulty: np.ndarray | None = None) -> np.ndarray:
+    """Each image right with probability p (σ(logit p + difficulty_i) with per-image offsets), else a
+    random other class."""
+    if difficulty is not None:
+        p = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + difficulty)))
     right = rng.random(len(labels), dtype=np.float32) < p
     other = (labels + rng.integers(1, N_CLASSES, len(labels))) % N_CLASSES
     return np.where(right, labels, other).astype(np.uint8)
@@ -71,9 +78,13 @@ def make_record(seed: int, predictions: np.ndarray, labels: np.ndarray, *, proto
         provenance={"fastseed": "synthetic", "device": "none", "fixed": sorted(fixed), "fix_seed": 0})
 
 
-def write_store(path, records: list[Record], labels: np.ndarray, protocol: str = "synthetic") -> Path:
-    """A store holding `records`, written in one transaction (one fsync, not one per record)."""
-    protocol_json, protocol_hash = protocol_identity(protocol)
+def write_store(path, records, labels: np.ndarray, protocol: str = "synthetic",
+                protocol_json: str | None = None) -> Path:
+    """A store holding `records` (any iterable: 10^5 of them need not be in memory at once), written
+    in one transaction (one fsync, not one per record). `protocol_json` replaces the synthetic one
+    (e.g. a real preset's, for what the report reads from it)."""
+    text, protocol_hash = protocol_identity(protocol)
+    protocol_json = text if protocol_json is None else protocol_json
     path = Path(path)
     with Store(path, protocol, protocol_hash, protocol_json) as store:
         store.set_test_labels(labels)
@@ -90,13 +101,38 @@ def write_store(path, records: list[Record], labels: np.ndarray, protocol: str =
 
 def synthetic_store(path, n_seeds: int, *, mean: float = 0.90, std: float = 0.0023,
                     n_images: int = 10_000, epochs: int = 22, diverged: int = 0, fixed=(),
-                    protocol: str = "synthetic", seed: int = 0) -> Path:
+                    protocol: str = "synthetic", seed: int = 0, difficulty: float = 0.0,
+                    protocol_json: str | None = None) -> Path:
     """A store of `n_seeds` runs (seeds 0 … n−1) with true accuracies drawn from N(mean, std²); the
     last `diverged` seeds diverged."""
     rng = np.random.default_rng(seed)
     labels = balanced_labels(n_images, seed)
     true_acc = np.clip(rng.normal(mean, std, n_seeds), 0, 1)
-    records = [make_record(s, predictions_for(true_acc[s], labels, rng), labels, protocol=protocol,
+    offsets = np.random.default_rng([seed, 1]).normal(0, difficulty, n_images) if difficulty else None
+    records = (make_record(s, predictions_for(true_acc[s], labels, rng, offsets), labels, protocol=protocol,
                            epochs=epochs, diverged=s >= n_seeds - diverged, fixed=fixed, rng=rng)
-               for s in range(n_seeds)]
-    return write_store(path, records, labels, protocol)
+               for s in range(n_seeds))
+    return write_store(path, records, labels, protocol, protocol_json)
+
+
+def logits_for(predictions: np.ndarray, rng, scale: float = 2.0) -> np.ndarray:
+    """(images × classes) float16 logits whose argmax is `predictions`: noise, with the predicted
+    class lifted above the rest by a random margin (confidences from near 1/10 to near 1)."""
+    logits = rng.normal(0, 1, (len(predictions), N_CLASSES)).astype(np.float32)
+    rows = np.arange(len(predictions))
+    logits[rows, predictions] = logits.max(axis=1) + rng.exponential(scale, len(predictions)) + 0.01
+    return logits.astype(np.float16)
+
+
+def write_logits(path, logits: dict) -> None:
+    """Store `logits` (seed → (images × classes) array) in the records of `path` as the store keeps
+    them (encode_logits). Adds the column to a schema-1 store, made before it existed."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            if "logits" not in {row[1] for row in conn.execute("PRAGMA table_info(records)")}:
+                conn.execute("ALTER TABLE records ADD COLUMN logits BLOB")
+            conn.executemany("UPDATE records SET logits = ? WHERE seed = ?",
+                             [(encode_logits(a), int(s)) for s, a in logits.items()])
+    finally:
+        conn.close()

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from fastseed.stats.examples import count_examples
 from fastseed.stats.extremes import max_weights
 
 SPLIT_SEED = 2109_08203  # Picard's arXiv number: any fixed value would do, this one is memorable
@@ -34,15 +35,11 @@ def split_halves(labels, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray
     return np.sort(np.concatenate(val)), np.sort(np.concatenate(test))
 
 
-def half_accuracies(predictions, labels, val, test) -> tuple[np.ndarray, np.ndarray]:
-    """Per-run accuracy (percent) on each half, from (runs × images) predicted classes."""
-    correct = np.asarray(predictions) == np.asarray(labels)[None, :]
-    accs = []
-    for half in (val, test):  # a mask and a count: 6x faster than gathering 10^4 columns
-        mask = np.zeros(correct.shape[1], dtype=bool)
-        mask[half] = True
-        accs.append(100 * np.count_nonzero(correct & mask, axis=1) / len(half))
-    return accs[0], accs[1]
+def half_accuracies(predictions, labels, val, test, rows=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-run accuracy (percent) on each half, from (runs × images) predicted classes (`rows` of
+    them, all when None), counted in the per-image pass of stats.examples."""
+    right = count_examples(predictions, labels, rows, groups=(val, test)).group_right
+    return 100 * right[:, 0] / len(val), 100 * right[:, 1] / len(test)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Black swans: a planted outlier is found; expected best/worst of n against brute force, Monte Carlo
-and known order-statistic values."""
+and known order-statistic values; Dodge et al.'s estimator against draws with replacement, and its
+bias where the truth is known."""
 
 import itertools
 
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from fastseed.stats.extremes import (best_of_n, decades, expected_best, expected_worst, extremes,
-                                     max_weights, n_grid, normal_expected_max)
+from fastseed.stats.extremes import (best_of_n, decades, dodge_expected_best, dodge_weights,
+                                     estimator_bias, expected_best, expected_worst, extremes, max_weights,
+                                     n_grid, normal_expected_max)
 
 
 def test_planted_outlier_is_the_black_swan():
@@ -79,3 +81,25 @@ def test_n_grid_and_decades_span_one_to_N():
     assert g[0] == 1 and g[-1] == 10_000 and (np.diff(g) > 0).all() and len(g) <= 200
     assert decades(10_000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000]
     assert decades(3) == [1, 2, 3] and decades(1) == [1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_dodge_estimate_is_the_best_of_n_drawn_with_replacement(n):
+    x = np.array([3.0, 1.0, 2.0, 2.0, 5.0])  # a tie: the empirical CDF jumps by 2/5 at 2
+    draws = list(itertools.product(x, repeat=n))  # every ordered draw with replacement, equally likely
+    assert dodge_expected_best(x, [n])[0] == pytest.approx(np.mean([max(d) for d in draws]), abs=1e-12)
+    np.testing.assert_allclose(dodge_weights(5, [n]).sum(), 1)
+
+
+def test_dodge_is_biased_low_and_the_subset_estimator_is_not():
+    # Tang et al. 2020: on samples whose true E[max of n] is known (standard normals), the
+    # with-replacement estimate falls short by more and more as n nears the number of runs
+    b = estimator_bias(20, [1, 5, 10, 20], replications=3000, rng=np.random.default_rng(3)).set_index("n")
+    np.testing.assert_allclose(b["true"], normal_expected_max([1, 5, 10, 20]))
+    assert (b["unbiased_bias"].abs() < 4 * b["unbiased_se"]).all()
+    assert (b.loc[[5, 10, 20], "dodge_bias"] < -6 * b.loc[[5, 10, 20], "dodge_se"]).all()
+    assert b.at[20, "dodge_bias"] < b.at[10, "dodge_bias"] < b.at[5, "dodge_bias"] < 0
+    x = np.random.default_rng(4).normal(size=30)
+    assert dodge_expected_best(x, [30])[0] < x.max() == pytest.approx(expected_best(x, [30])[0])
+    t = best_of_n(x, [1, 30]).set_index("n")
+    assert t.at[1, "dodge_best"] == pytest.approx(x.mean()) and t.at[30, "dodge_best"] < t.at[30, "best"]

@@ -1,6 +1,8 @@
 """Initialization vs data order: the experiments are recognised from provenance or labels, and the
 variance shares of an additive model with known components are recovered."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,11 @@ def test_share_interval_covers_the_true_share_at_about_the_nominal_rate():
 def test_too_few_runs_are_refused():
     with pytest.raises(ValueError):
         variance_shares([90.0, 90.1], [90.0], [90.0, 90.2])
+
+
+def test_resamples_without_spread_give_no_interval_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a resample of three runs is often one run thrice: variance 0
+        d = variance_shares([90.0, 90.0, 90.5], [90.1, 90.2, 90.2], [89.9, 90.0, 90.0]).set_index("experiment")
+    assert d.at["exp2", "share"] == pytest.approx(np.var([90.1, 90.2, 90.2], ddof=1) / np.var([90, 90, 90.5], ddof=1))
+    assert np.isnan(d.at["exp2", "share_low"]) and np.isnan(d.at["rest", "share_high"])

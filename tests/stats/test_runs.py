@@ -1,12 +1,18 @@
-"""A store as arrays: percent, NaN for diverged runs and missing epochs, predictions stacked."""
+"""A store as arrays: percent, NaN for diverged runs and missing epochs, predictions stacked;
+malformed rows skipped and listed; logits read on demand."""
+
+import json
+import sqlite3
+import zlib
 
 import numpy as np
 import pytest
 
 from fastseed import FastseedError
-from fastseed.stats.runs import load_runs
-from fastseed.stats.synthetic import (balanced_labels, make_record, predictions_for, synthetic_store,
-                                      write_store)
+from fastseed.record import decode_logits
+from fastseed.stats.runs import load_runs, loss_name
+from fastseed.stats.synthetic import (balanced_labels, logits_for, make_record, predictions_for,
+                                      synthetic_store, write_logits, write_store)
 from fastseed.store import Store
 
 
@@ -46,3 +52,57 @@ def test_an_empty_store_is_refused(tmp_path):
     path = write_store(tmp_path / "e.sqlite", [], balanced_labels(10))
     with Store.open(path) as store, pytest.raises(FastseedError, match="holds no records"):
         load_runs(store, "e")
+
+
+def test_a_malformed_row_is_skipped_and_listed(tmp_path, monkeypatch):
+    path = synthetic_store(tmp_path / "m.sqlite", 6, n_images=50, epochs=3)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE records SET eval_curve = '[[0, 0.5' WHERE seed = 2")   # invalid JSON
+        conn.execute("UPDATE records SET predictions = 'abc' WHERE seed = 4")       # text, not bytes
+    conn.close()
+    monkeypatch.setattr(Store, "__len__", lambda self: 1)  # as if a writer added rows meanwhile
+    with Store.open(path) as store:
+        runs = load_runs(store, "m")
+    assert list(runs.seeds) == [0, 1, 3, 5] and runs.predictions.shape == (4, 50)
+    assert [s for s, _ in runs.skipped_rows] == [2, 4]
+    assert all(isinstance(why, str) and why for _, why in runs.skipped_rows)
+    conn = sqlite3.connect(path)
+    want = [np.frombuffer(b, np.uint8) for b, in conn.execute(
+        "SELECT predictions FROM records WHERE seed IN (0, 1, 3, 5) ORDER BY seed")]
+    conn.close()
+    np.testing.assert_array_equal(runs.predictions, np.stack(want))
+
+
+def test_rows_the_store_skipped_are_listed_too(tmp_path):
+    path = synthetic_store(tmp_path / "s.sqlite", 3, n_images=20, epochs=2)
+    with Store.open(path) as store:
+        store.skipped_rows = [(7, "invalid JSON in train_curve")]  # what Store.records() reports
+        runs = load_runs(store, "s")
+    assert runs.skipped_rows == [(7, "invalid JSON in train_curve")]
+
+
+def test_logits_are_read_for_the_runs_asked_only(tmp_path):
+    path = synthetic_store(tmp_path / "l.sqlite", 5, n_images=30, epochs=2)
+    with Store.open(path) as store:
+        runs = load_runs(store, "l")
+    assert list(runs.logits([0, 1, 2, 3, 4])) == []  # no logits column yet: nothing, no error
+    rng = np.random.default_rng(0)
+    kept = {s: logits_for(runs.predictions[s], rng) for s in (1, 3, 4)}
+    write_logits(path, kept)
+    got = list(runs.logits(np.array([0, 1, 3])))
+    assert [i for i, _ in got] == [1, 3]
+    for i, logits in got:
+        assert logits.dtype == np.float16 and np.array_equal(logits, kept[i])
+        assert np.array_equal(logits.argmax(axis=1), runs.predictions[i])
+    with pytest.raises(ValueError):
+        decode_logits(zlib.compress(np.zeros(7, "<f2").tobytes()), 3)
+
+
+def test_the_loss_is_named_from_the_protocol():
+    from fastseed.presets import get_preset
+    name = lambda preset: loss_name(json.loads(get_preset(preset).to_json()))
+    assert name("picard-short") == "CE + 2·LSCE(ε = 0.2)"
+    assert name("resnet18-exp1") == "CE"
+    assert name("imagenet-rn50") == "head: CE + LSCE(ε = 0.1); full: CE"
+    assert loss_name({}) == "CE"
