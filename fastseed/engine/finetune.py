@@ -117,7 +117,7 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     with determinism(protocol.deterministic), autotuned(device.type == "cuda" and not protocol.deterministic):
         model = Finetuner(copy.deepcopy(backbone), make_head(protocol.backbone, protocol.classes,
-                                                             seed.torch_default("head")))
+                                                             seed.torch_default("head"), protocol.head_rule))
         model.to(device)
         if device.type == "cuda":
             model.to(memory_format=torch.channels_last)
