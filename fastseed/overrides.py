@@ -4,7 +4,7 @@
     python -m fastseed.scan --protocol my.toml [--set …] [--model mynets.wide:make]
     python -m fastseed.scan --protocol my.toml --show-protocol      # the resolved recipe, no training
 
-Any knob of a preset can be changed (`fastseed.protocol`: every field but the name, the source and the
+Any knob of a preset can be changed (fastseed.protocol: every field but the name, the source and the
 digests fastseed fills in; an ImageNet phase's knobs as `head.lr`, `full.steps`). A value is parsed to
 the knob's type -- int, float, true/false, a string among the knob's choices, a comma-separated list
 (`lr_triangle=0.2,0.23,0.07`, `fixed=init,order`), `none` for an optional knob -- and checked alone and
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastseed import FastseedError
-from fastseed.protocol import Finetune, Phase, Protocol, describe_type, optional_of, show
+from fastseed.protocol import Finetune, Phase, Protocol
+from fastseed.recipe import describe_type, optional_of, show
 
 # the knobs the scan's flags set, named as Recipe.variant always named them: base[k=v,…]
 BRACKET_KNOBS = ("augment", "classes", "deterministic", "fix_seed", "fixed", "limit_batch", "limit_steps")

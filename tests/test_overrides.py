@@ -2,8 +2,6 @@
 recorded in the JSON (so the hash and the store follow) and named for what changed; a change equal to the
 base's value is no change; `--show-protocol` lists every knob and where its value came from."""
 
-import textwrap
-
 import pytest
 
 from fastseed import FastseedError
