@@ -162,11 +162,6 @@ def changed(recipe, changes: dict, name: str):
     return dataclasses.replace(recipe, name=name, **top)
 
 
-def differences(before, after) -> dict:
-    """{key: value in `after`} for every knob whose value differs (as values: 1 == 1.0)."""
-    return {k: value_of(after, k) for k in knob_names(before) if value_of(before, k) != value_of(after, k)}
-
-
 def name_for(name: str, changes: dict) -> str:
     """`base+a=1,b=2` for the changes, then `[k=v,…]` for the flag knobs, as Recipe.variant names them."""
     plus = {k: v for k, v in changes.items() if k not in BRACKET_KNOBS}
@@ -221,34 +216,34 @@ def flatten(table: dict, prefix: str = "") -> dict:
     return out
 
 
-def resolve(base: str, sets=(), protocol_file=None, model: str | None = None) -> Resolved:
-    """The recipe of preset `base` (ignored when a protocol file names its own base) with the protocol
-    file's changes, then each `--set KEY=VALUE`, then `--model`. FastseedError (one line) for any bad input."""
+def resolve(base: str | None, sets=(), protocol_file=None, model: str | None = None) -> Resolved:
+    """The recipe of preset `base` (a protocol file's own base wins) with the file's changes, then each
+    `--set KEY=VALUE`, then `--model`. FastseedError (one line) for any bad input."""
     from fastseed.presets import PRESETS, get_preset
 
-    steps, name_given, source = [], None, None  # steps: (key, value, origin, where)
+    table = read_protocol_file(protocol_file) if protocol_file is not None else {}
     if protocol_file is not None:
-        table, origin = read_protocol_file(protocol_file), f"file {Path(protocol_file).name}"
-        if "base" not in table or not isinstance(table["base"], str):
+        if not isinstance(table.get("base"), str):
             raise FastseedError(f"--protocol {protocol_file}: needs base = \"<preset>\" (one of {', '.join(PRESETS)})")
         base = table["base"]
-        start = get_preset(base)
-        name_given, source = table.get("name"), table.get("source")
         for key in ("name", "source"):
             if key in table and (not isinstance(table[key], str) or not table[key].strip()):
                 raise FastseedError(f"--protocol {protocol_file}: {key} must be a non-empty string")
-        overrides = {**{k: v for k, v in table.items() if k not in FILE_KEYS}, **table.get("set", {})}
         if not isinstance(table.get("set", {}), dict):
             raise FastseedError(f"--protocol {protocol_file}: [set] must be a table of knob = value")
-        for key, value in flatten(overrides).items():
-            where = f"--protocol {protocol_file}: {key}"
-            check_key(start, key, where)
-            steps.append((key, from_toml(key, value, hint_of(start, key), where), origin, where))
-        if "model" in table:
-            steps.append(("model", table["model"], origin, f"--protocol {protocol_file}: model"))
     if base is None:
         raise FastseedError("no preset to start from: give --preset NAME or a protocol file with base = \"NAME\"")
     start = get_preset(base)
+
+    steps = []  # (key, value, origin, where), in the order they apply
+    origin = f"file {Path(protocol_file).name}" if protocol_file is not None else ""
+    overrides = {**{k: v for k, v in table.items() if k not in FILE_KEYS}, **table.get("set", {})}
+    for key, value in flatten(overrides).items():
+        where = f"--protocol {protocol_file}: {key}"
+        check_key(start, key, where)
+        steps.append((key, from_toml(key, value, hint_of(start, key), where), origin, where))
+    if "model" in table:
+        steps.append(("model", table["model"], origin, f"--protocol {protocol_file}: model"))
     for text in sets:
         key, eq, raw = text.partition("=")
         key, where = key.strip(), f"--set {text}"
@@ -259,34 +254,37 @@ def resolve(base: str, sets=(), protocol_file=None, model: str | None = None) ->
     if model is not None:
         steps.append(("model", model, "--model", f"--model {model}"))
 
-    values, origins, wheres = {}, {}, {}
-    for key, value, origin, where in steps:
-        if key == "model":
+    values, origins, wheres, from_file = {}, {}, {}, {}
+    for key, value, came, where in steps:
+        if key == "model":  # the others were checked before their value was parsed
             check_key(start, key, where)
         values[key] = checked(start, key, value, where)
-        origins[key], wheres[key] = origin, where
-    return finish(start, values, origins, wheres, name_given, source, protocol_file)
+        origins[key], wheres[key] = came, where
+        if came == origin and origin:
+            from_file[key] = values[key]
+    return finish(start, values, origins, wheres, from_file, table, protocol_file)
 
 
-def finish(start, values: dict, origins: dict, wheres: dict, name_given, source, protocol_file) -> Resolved:
-    """Apply the checked values, fill in a user model's digest, and name the result."""
+def finish(start, values: dict, origins: dict, wheres: dict, from_file: dict, table: dict, protocol_file) -> Resolved:
+    """Apply the checked values, fill in a user model's digest, and name the result: the file's name (then
+    what the command line changed from the file's recipe), else the preset's name and what changed."""
     from fastseed.presets import PRESETS
     changes = {k: v for k, v in values.items() if v != value_of(start, k)}
     origins = {k: o for k, o in origins.items() if k in changes}
+    name_given, source = table.get("name"), table.get("source")
+    if not changes and name_given in (None, start.name):
+        return Resolved(start, start, {})  # nothing changed: the preset itself, its name, its hash
+    if name_given is not None:
+        if name_given in PRESETS:
+            raise FastseedError(f"--protocol {protocol_file}: name {name_given!r} is a preset's name; choose another")
+        later = {k: v for k, v in changes.items() if v != from_file.get(k, value_of(start, k))}
+        name = name_for(name_given, later)
+    else:
+        name = name_for(start.name, changes)
     extra = {}
     if ":" in changes.get("model", ""):
         from fastseed.models.user import check_user_model
         extra["model_digest"] = check_user_model(changes["model"])
-    if not changes and name_given in (None, start.name):
-        return Resolved(start, start, {})  # nothing changed: the preset itself, its name, its hash
-    if name_given is not None:
-        file_changes = {k: v for k, v in changes.items() if origins[k].startswith("file")}
-        later = {k: v for k, v in changes.items() if k not in file_changes}
-        name = name_for(name_given, later)
-        if name_given in PRESETS:
-            raise FastseedError(f"--protocol {protocol_file}: name {name_given!r} is a preset's name; choose another")
-    else:
-        name = name_for(start.name, changes)
     try:
         recipe = changed(start, changes, name)
         if extra or source is not None:

@@ -123,6 +123,8 @@ def test_a_protocol_file_is_the_same_recipe_as_its_sets_under_its_own_name(tmp_p
     assert later.protocol.lr == 0.4 and later.protocol.name == "wide-picard+lr=0.4[augment=image]"
     assert later.origins == {"width": "file wide.toml", "cutout": "file wide.toml", "lr": "--set",
                              "augment": "--set"}
+    same = resolve(None, ["lr=0.3"], protocol_file=path).protocol  # the file's own value: no change to it
+    assert same.name == "wide-picard" and same.hash == p.hash
 
 
 def test_a_protocol_file_without_a_name_is_named_for_its_changes_and_takes_top_level_keys(tmp_path):
