@@ -8,7 +8,7 @@ import json
 import pytest
 
 from fastseed.presets import PRESETS, Protocol, get_preset
-from fastseed.protocol import Finetune, protocol_from_json
+from fastseed.protocol import protocol_from_json
 
 GOLDEN = {
     "picard-short": "8b6190beff4876d742a14a1de98fa23ffc2b725961c10dff7958a6d7999179e2",
@@ -78,8 +78,3 @@ def test_json_round_trip_keeps_the_hash(name):
 def test_fidelity_fixes_gave_their_presets_new_hashes(name):
     assert get_preset(name).hash != BEFORE_ISSUE_11[name]
 
-
-def test_finetune_shares_the_base_instead_of_borrowing_protocol_methods():
-    from fastseed.protocol import Recipe
-    assert issubclass(Finetune, Recipe) and issubclass(Protocol, Recipe)
-    assert Finetune.to_json is Recipe.to_json is Protocol.to_json and "to_json" not in vars(Finetune)

@@ -53,18 +53,18 @@ def test_report_gives_the_factor_table_from_three_stores(data, tmp_path):
 
 def test_test_loss_is_the_mean_of_per_batch_means_as_the_original(data):
     """The original averages the per-batch mean losses over test batches of 128, so the images of the last,
-    partial batch weigh more: here 300 test images = 128 + 128 + 44. Computed independently below."""
-    p = get_preset("resnet18-exp1").variant(test_size=300)
+    partial batch weigh more: here 150 test images = 128 + 22. Computed independently below."""
+    p = get_preset("resnet18-exp1").variant(test_size=150)
     assert (p.test_loss, p.eval_batch_size) == ("batch_mean", 128)
-    images = torch.from_numpy(make_cifar_like(300, 300, seed=9).test_x)
-    labels = (torch.arange(300) * 7) % 10
+    images = torch.from_numpy(make_cifar_like(10, 150, seed=9).test_x)
+    labels = (torch.arange(150) * 7) % 10
     model = init_model(p, p.seed(0)).double().eval()
     (acc, loss, _), = evaluate(Single(model), p, images, labels, torch.float64)
     x = (images.double() / 255 - 0.5) / 0.5
     model.eval()  # evaluate() leaves the pack in train mode
     with torch.no_grad():
         per_image = F.cross_entropy(model(x), labels, reduction="none")
-    batch_means = [per_image[i:i + 128].mean() for i in (0, 128, 256)]
+    batch_means = [per_image[:128].mean(), per_image[128:].mean()]
     assert loss == pytest.approx(torch.stack(batch_means).mean().item(), rel=1e-12)
     image_mean = per_image.mean().item()
     assert abs(loss - image_mean) > 1e-4  # a case where the two rules differ
