@@ -3,6 +3,7 @@
 import pytest
 
 from fastseed import FastseedError
+from fastseed.engine.schedule import lr_multiplier
 from fastseed.presets import PRESETS, Protocol, get_preset
 
 
@@ -20,9 +21,9 @@ def test_lr_multiplier_matches_protocol_at_every_epoch(name, epochs, long):
     p = get_preset(name)
     assert p.epochs == epochs
     for e in range(epochs):
-        assert p.lr_multiplier(e) == pytest.approx(picard_lambda(e, long), abs=1e-12), e
-    assert p.lr_multiplier(3) == pytest.approx(0.51)
-    assert p.lr_multiplier(21) == pytest.approx(0.5 / 19 + 0.01)
+        assert lr_multiplier(p, e) == pytest.approx(picard_lambda(e, long), abs=1e-12), e
+    assert lr_multiplier(p, 3) == pytest.approx(0.51)
+    assert lr_multiplier(p, 21) == pytest.approx(0.5 / 19 + 0.01)
 
 
 def test_picard_short_recipe():
@@ -66,3 +67,41 @@ def test_unknown_preset_is_one_line_error():
 def test_invalid_protocol_is_refused():
     with pytest.raises(FastseedError):
         get_preset("picard-short").variant(augment="sideways")
+
+
+def test_dino_resnet50_has_its_own_phases():
+    """PROTOCOLS.md §2 (imagenet_ssl.py, "ftlr 0.04"): 4,000 head steps at lr 0.1 (T_max 4,000), then
+    24,000 full steps at batch 128, lr 0.04, T_max 24,000, eta_min 1e-4 -- not the ViT's phases."""
+    head, full = get_preset("imagenet-dino-rn50").phases
+    assert (head.train, head.steps, head.batch_size, head.lr, head.t_max, head.eta_min, head.sched_every) == (
+        "head", 4000, 128, 0.1, 4000, 0.001, 1)
+    assert (head.lsce_weight, head.lsce_eps, head.eval_every) == (1.0, 0.1, 1000)
+    assert (full.train, full.steps, full.batch_size, full.lr, full.t_max, full.eta_min, full.sched_every) == (
+        "all", 24000, 128, 0.04, 24000, 1e-4, 1)
+    assert (full.lsce_weight, full.eval_every) == (0.0, 2000)
+    vit_head, vit_full = get_preset("imagenet-dino-vits16").phases
+    assert (vit_head.steps, vit_head.lr, vit_full.steps, vit_full.lr, vit_full.t_max) == (2000, 0.01, 26000, 1e-4, 26000)
+    assert get_preset("imagenet-dino-rn50").headline_epoch == 28000
+
+
+def test_resnet50_presets_start_their_heads_as_the_original():
+    assert get_preset("imagenet-rn50").head_rule == get_preset("imagenet-dino-rn50").head_rule == "kaiming-a0"
+    assert get_preset("imagenet-dino-vits16").head_rule == "normal-1e-5"
+
+
+def test_resnet18_study_measures_its_test_loss_as_the_original():
+    for i in (1, 2, 3):
+        p = get_preset(f"resnet18-exp{i}")
+        assert (p.test_loss, p.eval_batch_size) == ("batch_mean", 128)  # 79 batches, the last of 16 images
+
+
+def test_resnet18_exp2_reuses_one_permutation_and_exp3_says_it_does_not_chain_adam():
+    e2, e3 = get_preset("resnet18-exp2"), get_preset("resnet18-exp3")
+    assert (e2.fixed, e2.order_rule) == (("order",), "once")
+    assert get_preset("resnet18-exp1").order_rule == e3.order_rule == "per_epoch"
+    assert "chains one Adam optimizer's state across its runs" in e3.source and "fresh Adam" in e3.source
+
+
+def test_unknown_preset_suggests_the_closest_names():
+    with pytest.raises(FastseedError, match="did you mean picard-short"):
+        get_preset("picard-shrt")

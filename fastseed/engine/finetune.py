@@ -139,7 +139,7 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
     t0 = time.perf_counter() - (saved["elapsed_s"] if saved else 0.0)  # wall time counts earlier runs too
     with determinism(protocol.deterministic), autotuned(device.type == "cuda" and not protocol.deterministic):
         model = Finetuner(copy.deepcopy(backbone), make_head(protocol.backbone, protocol.classes,
-                                                             seed.torch_default("head")))
+                                                             seed.torch_default("head"), protocol.head_rule))
         if saved:
             model.load_state_dict(saved["model"])
         model.to(device)

@@ -8,6 +8,12 @@ as one list. Three ways to hold them:
   K·C channels, the head a batched matmul. One kernel launch serves all K seeds. BatchNorm statistics
   stay per seed because BN normalises per channel and each channel belongs to one seed; the optimiser
   state stays per seed because SGD is elementwise. A NaN in one seed's channels never reaches another's.
+  It packs the layers it knows and refuses a model with any other parameterised layer (fuse()).
+
+Every way computes each seed's same function of the seed's same draws. In float64 a seed's record is
+the same in any pack to ~1e-9; in float32/fp16 grouped and plain kernels round differently, training
+amplifies it, and a packed seed's result is another sample of the same distribution -- exact replay
+needs the recorded layout (strategy, size, slot, partners).
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ class Replicas(nn.Module):
 
 
 class PackedLinear(nn.Module):
-    """K linear heads: (B, K·F) -> (K, B, out)."""
+    """K linear layers side by side: (…, K·F) -> (…, K·out), seed k's features in block k, as every
+    fused layer lays out its channels; Fused turns the last layer's (B, K·classes) into (K, B, classes)."""
 
     def __init__(self, heads: list[nn.Linear]):
         super().__init__()
@@ -78,9 +85,11 @@ class PackedLinear(nn.Module):
                                  requires_grad=heads[0].bias.requires_grad) if has_bias else None  # (K, out)
 
     def forward(self, x):
-        k, _, f = self.weight.shape
-        y = torch.einsum("bkf,kof->kbo", x.reshape(x.shape[0], k, f), self.weight)
-        return y if self.bias is None else y + self.bias[:, None, :]
+        k, out, f = self.weight.shape
+        y = torch.einsum("...kf,kof->...ko", x.reshape(*x.shape[:-1], k, f), self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], k * out)
 
 
 def stacked(tensors: list[torch.Tensor], like: torch.Tensor) -> nn.Parameter:
@@ -90,50 +99,128 @@ def stacked(tensors: list[torch.Tensor], like: torch.Tensor) -> nn.Parameter:
 
 
 def grouped_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
-    c = convs[0]
-    assert c.groups == 1
-    fused = nn.Conv2d(len(convs) * c.in_channels, len(convs) * c.out_channels, c.kernel_size,
-                      stride=c.stride, padding=c.padding, dilation=c.dilation, bias=c.bias is not None,
-                      groups=len(convs))
+    """K convolutions as one with K times the groups: seed k's group j is group k·g + j."""
+    c, k = convs[0], len(convs)
+    fused = type(c)(k * c.in_channels, k * c.out_channels, c.kernel_size, stride=c.stride, padding=c.padding,
+                    dilation=c.dilation, groups=k * c.groups, bias=c.bias is not None, padding_mode=c.padding_mode)
     fused.weight = stacked([m.weight for m in convs], c.weight)
     if c.bias is not None:
         fused.bias = stacked([m.bias for m in convs], c.bias)
     return fused
 
 
-def stacked_batchnorm(bns: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
+def stacked_batchnorm(bns: list[nn.modules.batchnorm._BatchNorm]) -> nn.modules.batchnorm._BatchNorm:
+    """K BatchNorms as one over K·C channels: statistics are per channel, so they stay per seed."""
     b = bns[0]
-    fused = nn.BatchNorm2d(len(bns) * b.num_features, eps=b.eps, momentum=b.momentum)
+    like = next(iter(b.parameters()), b.running_mean)  # made in the seeds' dtype: no rounding on the way
+    fused = type(b)(len(bns) * b.num_features, eps=b.eps, momentum=b.momentum, affine=b.affine,
+                    track_running_stats=b.track_running_stats,
+                    **({} if like is None else {"dtype": like.dtype, "device": like.device}))
     with torch.no_grad():
         for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(fused, name).copy_(torch.cat([getattr(m, name) for m in bns]))
-        fused.num_batches_tracked.copy_(b.num_batches_tracked)
-    fused.weight.requires_grad_(b.weight.requires_grad)
-    fused.bias.requires_grad_(b.bias.requires_grad)
-    return fused.to(b.weight.dtype)
+            if getattr(b, name) is not None:
+                getattr(fused, name).copy_(torch.cat([getattr(m, name) for m in bns]))
+        if b.num_batches_tracked is not None:
+            fused.num_batches_tracked.copy_(b.num_batches_tracked)
+    if b.affine:
+        fused.weight.requires_grad_(b.weight.requires_grad)
+        fused.bias.requires_grad_(b.bias.requires_grad)
+    return fused
+
+
+def stacked_groupnorm(gns: list[nn.GroupNorm]) -> nn.GroupNorm:
+    """K GroupNorms as one with K times the groups: a group never spans two seeds' channels."""
+    g = gns[0]
+    fused = nn.GroupNorm(len(gns) * g.num_groups, len(gns) * g.num_channels, eps=g.eps, affine=g.affine)
+    if g.affine:
+        fused.weight, fused.bias = stacked([m.weight for m in gns], g.weight), stacked([m.bias for m in gns], g.bias)
+    return fused
+
+
+# The layers fuse() knows, by exact type: a subclass may compute something else in its forward.
+FUSERS = {nn.Conv1d: grouped_conv, nn.Conv2d: grouped_conv, nn.Conv3d: grouped_conv,
+          nn.BatchNorm1d: stacked_batchnorm, nn.BatchNorm2d: stacked_batchnorm, nn.BatchNorm3d: stacked_batchnorm,
+          nn.GroupNorm: stacked_groupnorm, nn.Linear: PackedLinear}
+# Parameter-free layers that pool over channels, so over seeds once the seeds' channels sit side by side.
+CHANNEL_POOLING = (nn.LayerNorm, nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.ChannelShuffle)
+KNOWN = "Conv1d/2d/3d, BatchNorm1d/2d/3d, GroupNorm, Linear and parameter-free layers"
+
+
+def refusal(name: str, module: nn.Module, why: str) -> FastseedError:
+    return FastseedError(f"the fused strategy cannot pack layer {name} ({type(module).__name__}): {why}; it packs "
+                         f"{KNOWN}. Use --strategy streams (or sequential) for this model")
+
+
+def check_own_state(name: str, parts: list[nn.Module]):
+    """A layer fuse() does not know may hold no parameter of its own (it would silently stay seed 0's
+    copy in every seed), nor a buffer that differs between seeds (a random projection drawn at init)."""
+    module = parts[0]
+    if isinstance(module, CHANNEL_POOLING):
+        raise refusal(name, module, "it pools over channels, which would mix the seeds")
+    own = [n for n, p in module.named_parameters(recurse=False) if p is not None]
+    if own:
+        raise refusal(name, module, f"it has parameters of its own ({', '.join(own)})")
+    for n, buf in module.named_buffers(recurse=False):
+        if buf is not None and not all(torch.equal(buf, getattr(m, n)) for m in parts[1:]):
+            raise refusal(name, module, f"its buffer {n} differs between seeds")
 
 
 def fuse(models: list[nn.Module]) -> nn.Module:
     """One module computing all K models side by side (channels seed-major: seed k owns channels
-    k·C … (k+1)·C−1 of every layer). Works for nets of convs, BNs, elementwise ops, pools and a
-    final Linear head — the vocabulary of ResNet9, torchvision's ResNets and airbench94's net (whose
-    frozen weights stay frozen). Functional layers (F.gelu, a logit scale) need nothing: elementwise."""
+    k·C … (k+1)·C−1 of every layer). It packs the layers in FUSERS (the vocabulary of ResNet9,
+    torchvision's ResNets and airbench94's net, whose frozen weights stay frozen) inside any containers
+    and parameter-free layers; a model with any other layer holding parameters is refused in one line
+    (FastseedError naming the first such layer) instead of training seed 0's copy of it for everyone.
+    Functional code in `forward` (F.gelu, a logit scale, pooling, flattening) must act per channel or
+    per image, as it does in those nets: `fusion_problem` checks that numerically."""
     fused = copy.deepcopy(models[0])
 
-    def walk(target: nn.Module, sources: list[nn.Module]):
-        for name, child in target.named_children():
-            parts = [getattr(s, name) for s in sources]
-            if isinstance(child, nn.Conv2d):
-                setattr(target, name, grouped_conv(parts))
-            elif isinstance(child, nn.BatchNorm2d):
-                setattr(target, name, stacked_batchnorm(parts))
-            elif isinstance(child, nn.Linear):
-                setattr(target, name, PackedLinear(parts))
-            elif any(True for _ in child.parameters()):
-                walk(child, parts)
+    def walk(target: nn.Module, sources: list[nn.Module], prefix: str):
+        for name, child in list(target.named_children()):
+            parts, qual = [getattr(s, name) for s in sources], prefix + name
+            if type(child) in FUSERS:
+                setattr(target, name, FUSERS[type(child)](parts))
+                continue
+            check_own_state(qual, parts)
+            walk(child, parts, qual + ".")
 
-    walk(fused, models)
+    check_own_state("(the model itself)", models)
+    walk(fused, models, "")
     return fused
+
+
+def fusion_problem(model: nn.Module, image_shape: tuple = (3, 32, 32)) -> str | None:
+    """Why the fused strategy cannot train `model` (one line, naming the layer when it can), or None.
+    Besides fuse()'s refusals, checks the fused model numerically: two different copies of `model`
+    (float64, CPU, eval mode) fused must give each copy's own logits on random images, which fails when
+    code in `forward` mixes channels (a softmax or a norm over them). Used by `--pack auto` to pick the
+    strategy, and worth calling before a scan with `--strategy fused`."""
+    first = copy.deepcopy(model).to("cpu", torch.float64).eval()
+    second = copy.deepcopy(first)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a different seed: every weight moved, so mixing seeds shows in the outputs
+        for p in second.parameters():
+            p.mul_(1 + 0.5 * torch.rand(p.shape, generator=g, dtype=p.dtype))
+    try:
+        pack = Fused([first, second]).eval()
+    except FastseedError as e:
+        return str(e)
+    x = torch.randn((4, *image_shape), generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        try:
+            got = pack.forward_eval(x)
+        except Exception as e:  # noqa: BLE001 -- any failure of the fused forward means "do not fuse"
+            return f"the fused strategy fails on {type(model).__name__}: {type(e).__name__}: {e}".splitlines()[0]
+        want = torch.stack([first(x), second(x)])
+    if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-6, atol=1e-9 * want.abs().max().item()):
+        return (f"the fused strategy does not keep the seeds of {type(model).__name__} apart (code in its forward "
+                f"mixes channels); use --strategy streams (or sequential) for this model")
+    return None
+
+
+def default_strategy(model: nn.Module) -> str:
+    """The strategy for `--pack auto` when none is asked: fused when the model fuses, else streams."""
+    return "fused" if fusion_problem(model) is None else "streams"
 
 
 class Fused(nn.Module):
@@ -146,10 +233,13 @@ class Fused(nn.Module):
     def forward_train(self, x):  # (K, B, C, H, W) -> (B, K·C, H, W): seed k's images in its channels
         k, b, c, h, w = x.shape
         x = x.permute(1, 0, 2, 3, 4).reshape(b, k * c, h, w)
-        return self.model(x.contiguous(memory_format=torch.channels_last))
+        return self.seeds_first(self.model(x.contiguous(memory_format=torch.channels_last)))
 
     def forward_eval(self, x):
-        return self.model(x.repeat(1, self.k, 1, 1).contiguous(memory_format=torch.channels_last))
+        return self.seeds_first(self.model(x.repeat(1, self.k, 1, 1).contiguous(memory_format=torch.channels_last)))
+
+    def seeds_first(self, logits):  # (B, K·classes), seed-major -> (K, B, classes)
+        return logits.view(logits.shape[0], self.k, -1).transpose(0, 1)
 
     def unpack(self, k: int) -> nn.Module:
         """Seed k's weights as a plain model (for checks and for saving one seed)."""

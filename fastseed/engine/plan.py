@@ -1,9 +1,10 @@
 """What one seed sees in one epoch: the order of the training images and each image's augmentation.
 
 All draws come from the seed's streams keyed by epoch — ("order", e) and ("augment", e), plus
-("augment", -1) once per run for alternating flips — so an epoch's plan is a pure function of
-(protocol, seed, epoch, n). Changing the draw order here changes
-every stored result (tests/test_seeds.py pins it).
+("augment", -1) once per run for alternating flips and ("order", -1) for a protocol that trains every
+epoch in one permutation (order_rule "once") — so an epoch's plan is a pure function of
+(protocol, seed, epoch, n). Changing the draw order here changes every stored result
+(tests/test_seeds.py pins it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 import torch
 
 from fastseed.seeds import Seed
-
 
 @dataclass(frozen=True)
 class EpochPlan:
@@ -32,9 +32,11 @@ class EpochPlan:
 def plan_epoch(protocol, seed: Seed, epoch: int, n: int, size: int = 32) -> EpochPlan:
     """Picard's quirk in "chunk" mode: augmentation is drawn before shuffling, one crop/flip/cutout per
     chunk of `chunk_size` images in dataset order; then one permutation shuffles the epoch. With
-    flip_rule "alternate", airbench's draws (alternating_flip_draws)."""
+    flip_rule "alternate", airbench's draws (alternating_flip_draws). With order_rule "once", ONE
+    permutation, drawn before training, orders every epoch (the ResNet-18 study's exp 2)."""
     kept = (n // protocol.batch_size) * protocol.batch_size if protocol.drop_last else n
-    order = torch.randperm(n, generator=seed.generator("order", epoch))[:kept]
+    counter = BEFORE_TRAINING if protocol.order_rule == "once" else epoch
+    order = torch.randperm(n, generator=seed.generator("order", counter))[:kept]
     pad = protocol.crop_pad
     if protocol.flip_rule == "alternate":
         return EpochPlan(order, *alternating_flip_draws(protocol, seed, epoch, n, size))

@@ -3,12 +3,20 @@
 `train_pack(protocol, seeds, data, device, strategy=…)` returns one Record per seed. Every strategy
 runs the same loop over a pack model (engine/pack.py): "sequential" trains the seeds one at a time
 (the reference), "fused" as one grouped model, "streams" as replicas on their own CUDA streams.
-A seed's trajectory depends only on (protocol, seed, device, dtype): never on its partners or slot.
 
-The airbench recipe (`fast94`) adds, all per seed and all elementwise or per-channel, so a fused pack
-stays K independent runs: a whitening conv fitted to the data (the same for every seed), parameter
-groups (BatchNorm biases at bias_scaler × the lr), a per-step lr (ScheduledSGD), a fractional last
-epoch, lookahead, a whitening bias frozen after a few epochs, and test-time augmentation.
+A seed's run is the same computation on the same random draws whatever its partners or slot: in
+float64 on the CPU its record is the same to ~1e-9 (tests/engine/test_pack.py). In float32 or fp16 the
+rounding of grouped and plain convolutions differs, training amplifies it, and a packed seed's result
+is another sample of the same distribution (tests/engine/test_pack_distribution.py), not the same
+number: smoke's seed 1 scored 36.65 % alone and 35.65 % in a fused pack of 4 (float32). What holds
+exactly is replay: the same seed in the same layout (strategy, pack, slot, partners), which the record
+keeps, on the same device.
+
+The engine knows no model by name: a model's hooks (fastseed/models/registry.py) fit layers to the
+data (airbench's whitening) and freeze parameters by epoch (its whitening bias). The airbench recipe
+(`fast94`) also brings, all per seed and elementwise or per-channel, so a fused pack stays K
+independent runs: parameter groups (BatchNorm biases at bias_scaler × the lr), a per-step lr
+(ScheduledSGD, engine/schedule.py), a fractional last epoch, lookahead and test-time augmentation.
 """
 
 from __future__ import annotations
@@ -27,10 +35,10 @@ from fastseed import FastseedError
 from fastseed.engine.pack import DEFAULT_STRATEGY, get_strategy
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.provenance import provenance
+from fastseed.engine.schedule import lookahead_decay, lr_multiplier, per_step, sgd_hyperparameters, step_lr_multiplier
 from fastseed.engine.step import EagerStep, GraphedStep, Lookahead, ScheduledSGD
 from fastseed.kernels.augment import normalize
-from fastseed.models import build_model, set_dtype
-from fastseed.models.airbench import whitening_weights
+from fastseed.models import create_model, set_dtype
 from fastseed.seeds import Seed
 from fastseed.store import Record
 
@@ -60,29 +68,47 @@ def compute_dtype(protocol, device: torch.device, dtype: str | None = None) -> t
 def init_model(protocol, seed: Seed):
     """A seed's initial model, built on the CPU from its init stream, so init is device-independent."""
     with seed.torch_default("init"):
-        return build_model(protocol)
+        return create_model(protocol)
 
 
+@torch.no_grad()
 def fit_to_data(protocol, models: list, images: torch.Tensor | None):
-    """Layers whose weights come from the training data, not from a seed: airbench's whitening conv,
-    fitted once (float64) and given to every seed."""
-    if protocol.model != "airbench94":
+    """Weights that come from the training data, not from a seed (the model's `fit_to_data` hook:
+    airbench's whitening conv): fitted once, on the first model, and loaded into every seed's."""
+    hook = getattr(models[0], "fit_to_data", None)
+    if hook is None:
         return
     if images is None:
-        raise FastseedError(f"protocol {protocol.name!r}: the whitening layer needs the training images")
-    weights = whitening_weights(images, protocol.mean, protocol.std)
+        raise FastseedError(f"protocol {protocol.name!r}: its model fits layers to the training images; "
+                            f"none were given")
+    fitted = hook(images, protocol)
     for m in models:
-        m.fit_whitening(weights.to(m.whiten.weight.dtype))
+        state = m.state_dict()  # tensors sharing the model's storage: copy_ writes into the model
+        unknown = sorted(set(fitted) - set(state))
+        if unknown:
+            raise FastseedError(f"model {protocol.model}: fit_to_data returned {', '.join(unknown)}, "
+                                f"which the model does not have")
+        for name, value in fitted.items():
+            state[name].copy_(value)
 
 
-def per_step_schedule(protocol) -> bool:
-    return protocol.schedule == "triangle"
+def seed_name(pack_name: str) -> str:
+    """A pack parameter's name in its seed's own model: "model.whiten.bias" (Single, Fused) and
+    "models.3.whiten.bias" (Replicas) are both "whiten.bias"."""
+    parts = pack_name.split(".")
+    return ".".join(parts[2:] if parts[0] == "models" else parts[1:])
+
+
+def seed_model(pack) -> torch.nn.Module:
+    """One module of the pack with the seed model's class and hooks (a fused model keeps its class)."""
+    return pack.models[0] if hasattr(pack, "models") else pack.model
 
 
 def sgd_groups(protocol, pack) -> list:
     """Trained parameters by kind, with their torch SGD (lr, weight_decay): BatchNorm biases and the
-    rest (Protocol.sgd_hyperparameters). One group of every parameter when the kinds do not differ."""
-    hyper = protocol.sgd_hyperparameters()
+    rest (engine/schedule.py: sgd_hyperparameters). One group of every parameter when the kinds do not
+    differ."""
+    hyper = sgd_hyperparameters(protocol)
     if protocol.bias_scaler == 1.0 and protocol.hyper_units == "torch":
         return [dict(params=list(pack.parameters()), lr=hyper["other"][0], weight_decay=hyper["other"][1])]
     biases = {id(m.bias) for m in pack.modules()
@@ -107,14 +133,14 @@ def build(protocol, seeds: list[Seed], device, dtype, strategy: str = DEFAULT_ST
     if protocol.optimizer == "adam":  # elementwise too: per-seed state, per-seed updates
         opt = torch.optim.Adam(pack.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
                                capturable=graphs)
-    elif per_step_schedule(protocol):
+    elif per_step(protocol):
         opt = ScheduledSGD(sgd_groups(protocol, pack), momentum=protocol.momentum, nesterov=protocol.nesterov,
                            device=device)
         return pack, opt, None
     else:
         opt = torch.optim.SGD(sgd_groups(protocol, pack), lr=protocol.lr, momentum=protocol.momentum,
                               nesterov=protocol.nesterov, weight_decay=protocol.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, protocol.lr_multiplier)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_multiplier(protocol, epoch))
     return pack, opt, sched
 
 
@@ -147,21 +173,26 @@ def tta_logits(forward, x: torch.Tensor, level: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(pack, protocol, images, labels, dtype):
-    """Per seed: accuracy, mean CE loss, predicted class of every test image (uint8 bytes)."""
+    """Per seed: accuracy, CE loss, predicted class of every test image (uint8 bytes). The loss is the
+    mean over the images (test_loss "image_mean") or, as the ResNet-18 study computes it, the mean of
+    the per-batch means over batches of eval_batch_size (test_loss "batch_mean": the images of a last,
+    partial batch weigh more)."""
     pack.eval()
     loss = torch.zeros(pack.k, device=images.device, dtype=torch.float64)
-    preds = []
+    preds, batches = [], 0
     for i in range(0, images.shape[0], protocol.eval_batch_size):
         x = normalize(images[i: i + protocol.eval_batch_size], protocol.mean, protocol.std, dtype)
         y = labels[i: i + protocol.eval_batch_size]
         logits = tta_logits(pack.forward_eval, x, protocol.tta)
         ce = F.cross_entropy(logits.flatten(0, 1), y.repeat(pack.k), reduction="none")
-        loss += ce.view(pack.k, -1).sum(1).double()
+        total = ce.view(pack.k, -1).sum(1).double()
+        loss += total / y.shape[0] if protocol.test_loss == "batch_mean" else total
         preds.append(logits.argmax(-1))
+        batches += 1
     pack.train()
     preds, n = torch.cat(preds, 1), images.shape[0]
     accs = ((preds == labels).sum(1).double() / n).tolist()
-    losses = (loss / n).tolist()
+    losses = (loss / (batches if protocol.test_loss == "batch_mean" else n)).tolist()
     as_bytes = preds.to(torch.uint8).cpu().numpy()
     return [(accs[k], losses[k], as_bytes[k].tobytes()) for k in range(pack.k)]
 
@@ -179,7 +210,10 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
     K, B, n = len(seeds), protocol.batch_size, train_x.shape[0]
     total, done = protocol.total_steps(n), 0  # training steps of the run, and so far
     lookahead = Lookahead(pack) if protocol.lookahead_every else None
-    whiten_biases = [p for name, p in pack.named_parameters() if name.endswith("whiten.bias")]
+    # the model's frozen_parameters hook: which parameters sit out which epochs (airbench's whitening bias)
+    frozen_in = getattr(seed_model(pack), "frozen_parameters", lambda epoch, protocol: set())
+    hooked = set().union(*(frozen_in(e, protocol) for e in range(protocol.epochs)))
+    hooked = [(seed_name(name), p) for name, p in pack.named_parameters() if seed_name(name) in hooked]
     evals, trains = [[] for _ in seeds], [[] for _ in seeds]
     headline, status = [None] * K, ["ok"] * K
     for epoch in range(protocol.epochs):
@@ -191,14 +225,14 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
         seen = min(order.shape[1], steps * B)
         loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
         correct = torch.zeros(K, device=device, dtype=torch.int64)
-        trains_whiten_bias = protocol.whiten_bias_epochs is None or epoch < protocol.whiten_bias_epochs
-        changed = any(p.requires_grad != trains_whiten_bias for p in whiten_biases)
-        for p in whiten_biases:
-            p.requires_grad_(trains_whiten_bias)  # frozen: no gradient, so no update, decay or momentum
+        frozen, changed = frozen_in(epoch, protocol), False
+        for name, p in hooked:
+            changed |= p.requires_grad == (name in frozen)
+            p.requires_grad_(name not in frozen)  # frozen: no gradient, so no update, decay or momentum
         step.new_epoch(recapture=sched is not None or changed)
         for i in range(steps):
             if sched is None:
-                opt.set_lr_multiplier(protocol.step_lr_multiplier(done, total))
+                opt.set_lr_multiplier(step_lr_multiplier(protocol, done, total))
             idx = order[:, i * B: (i + 1) * B]
             losses, right = step(idx, [p.gather(1, idx) for p in params])
             loss_sum += losses.double()
@@ -207,7 +241,7 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
             if on_step is not None:
                 on_step(done, total)
             if lookahead is not None and done % protocol.lookahead_every == 0:
-                lookahead.update(protocol.lookahead_decay_at(done, total))
+                lookahead.update(lookahead_decay(protocol, done, total))
         if lookahead is not None and done == total:
             lookahead.finish()  # the run's weights are the slow copy
         if sched is not None:

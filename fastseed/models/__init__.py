@@ -1,28 +1,13 @@
-"""Model builders, keyed by the Protocol's `model` field, and the dtype policy every model follows."""
+"""CIFAR models, by name (`create_model(protocol)`, the registry of registry.py), and the dtype policy
+every model follows. Each built-in model is one module that registers itself on import."""
 
 import torch
 from torch import nn
 
-from fastseed import FastseedError
-from fastseed.models.airbench import AirbenchNet
-from fastseed.models.resnet9 import ResNet9
+from fastseed.models.registry import MODELS, create_model, register_model
+from fastseed.models import airbench, resnet9, resnet18  # noqa: F401,E402  (they register themselves)
 
-
-def build_model(protocol, classes: int = 10) -> nn.Module:
-    if protocol.model == "resnet9":
-        return ResNet9(width=protocol.width, classes=classes, celu_alpha=protocol.celu_alpha,
-                       logit_scale=protocol.logit_scale, bn_eps=protocol.bn_eps,
-                       bn_momentum=protocol.bn_momentum)
-    if protocol.model == "airbench94":  # whitening weights: fit_whitening (engine/train.py), from the data
-        return AirbenchNet(width=protocol.width, classes=classes, logit_scale=protocol.logit_scale,
-                           bn_eps=protocol.bn_eps, bn_momentum=protocol.bn_momentum)
-    if protocol.model == "resnet18":
-        try:
-            from torchvision.models import resnet18
-        except ImportError:
-            raise FastseedError("the resnet18 presets need torchvision (pip install torchvision)") from None
-        return resnet18(num_classes=classes)  # torchvision's ResNet-18 and its own initialisation
-    raise FastseedError(f"unknown model {protocol.model!r}")
+build_model = create_model  # the name older callers use
 
 
 def set_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -34,3 +19,6 @@ def set_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.to(bn_dtype)
     return model
+
+
+__all__ = ["MODELS", "build_model", "create_model", "register_model", "set_dtype"]

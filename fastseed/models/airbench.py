@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastseed.models.registry import register_model
+
 WHITEN_IMAGES = 5000  # the first 5,000 training images, dataset order
 WHITEN_EPS = 5e-4  # added to each eigenvalue: the flattest directions are not blown up into noise
 WHITEN_KERNEL = 2
@@ -78,6 +80,23 @@ class AirbenchNet(nn.Module):
     def fit_whitening(self, weights: torch.Tensor) -> "AirbenchNet":
         self.whiten.weight.copy_(weights)
         return self
+
+    # --- the engine's hooks (fastseed/models/registry.py) ---------------------------------------------
+    def fit_to_data(self, images: torch.Tensor, protocol) -> dict:
+        """The whitening filters, fitted to the training images: the same for every seed."""
+        return {"whiten.weight": whitening_weights(images, protocol.mean, protocol.std)}
+
+    def frozen_parameters(self, epoch: int, protocol) -> set:
+        """The whitening bias trains in the first `whiten_bias_epochs` epochs only (airbench94)."""
+        stop = protocol.whiten_bias_epochs
+        return {"whiten.bias"} if stop is not None and epoch >= stop else set()
+
+
+@register_model("airbench94")
+def airbench94(protocol, classes: int = 10) -> AirbenchNet:
+    """Whitening weights come later, from the data: AirbenchNet.fit_to_data."""
+    return AirbenchNet(width=protocol.width, classes=classes, logit_scale=protocol.logit_scale,
+                       bn_eps=protocol.bn_eps, bn_momentum=protocol.bn_momentum)
 
 
 def patch_covariance(x: torch.Tensor, kernel: int = WHITEN_KERNEL, chunk: int = 500) -> torch.Tensor:

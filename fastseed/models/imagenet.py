@@ -23,6 +23,11 @@ from torch import nn
 from fastseed import FastseedError
 
 BACKBONES = ("resnet50", "dino_resnet50", "dino_vits16")
+# How a new linear head starts (Finetune.head_init). "kaiming-a0": torch.nn.init.kaiming_uniform_ with its
+# default a = 0, U(±√(6/fan_in)) = U(±0.0541) for 2,048 features, and a normal(0, 1) bias: Picard's
+# ResNet50s. "kaiming-a-sqrt5": the same with nn.Linear's own a = √5, U(±1/√fan_in), a bound 2.45× smaller
+# (what fastseed did before issue #11). "normal-1e-5": normal(0, 1e-5) weight, zero bias: the DINO ViT.
+HEAD_INITS = ("kaiming-a0", "kaiming-a-sqrt5", "normal-1e-5")
 FEATURES = {"resnet50": 2048, "dino_resnet50": 2048, "dino_vits16": 384}
 WRAPPERS = ("teacher", "state_dict", "model", "student")  # DINO's full checkpoints keep both nets
 PREFIXES = ("module.", "backbone.", "encoder.")
@@ -50,18 +55,21 @@ def build_backbone(name: str) -> nn.Module:
     raise FastseedError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
-def make_head(name: str, classes: int, generator_context) -> nn.Linear:
-    """The new linear head, initialised inside `generator_context` (the seed's "head" stream).
-
-    ResNet50s: kaiming-uniform weight (torch's nn.Linear default, a = √5) and a normal(0, 1) bias.
-    ViT: normal(0, 1e-5) weight and a zero bias (PROTOCOLS.md §2)."""
+def make_head(name: str, classes: int, generator_context, init: str | None = None) -> nn.Linear:
+    """The new linear head, initialised inside `generator_context` (the seed's "head" stream) by the rule
+    `init` (HEAD_INITS; None: fastseed's rule before issue #11, kaiming-a-sqrt5 for the ResNet50s and
+    normal-1e-5 for the ViT, as Finetune.head_rule says). PROTOCOLS.md §2: the ResNet50s' head is
+    kaiming_uniform_(weight) with its default a = 0, NOT nn.Linear's a = √5."""
+    init = init or ("normal-1e-5" if name == "dino_vits16" else "kaiming-a-sqrt5")
+    if init not in HEAD_INITS:
+        raise FastseedError(f"unknown head init {init!r}; choose one of {', '.join(HEAD_INITS)}")
     head = nn.Linear(FEATURES[name], classes)
     with generator_context, torch.no_grad():
-        if name == "dino_vits16":
+        if init == "normal-1e-5":
             head.weight.normal_(0.0, 1e-5)
             head.bias.zero_()
         else:
-            nn.init.kaiming_uniform_(head.weight, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(head.weight, a=0.0 if init == "kaiming-a0" else math.sqrt(5))
             head.bias.normal_(0.0, 1.0)
     return head
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastseed.models.registry import register_model
+
 
 def conv_bn(c_in: int, c_out: int, alpha: float, bn_eps: float, bn_momentum: float) -> nn.Sequential:
     bn = nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum)
@@ -52,3 +54,9 @@ class ResNet9(nn.Module):
         """Convs and head in `dtype`, BatchNorm in float32 (fastseed.models.set_dtype)."""
         from fastseed.models import set_dtype
         return set_dtype(self, dtype)
+
+
+@register_model("resnet9")
+def resnet9(protocol, classes: int = 10) -> ResNet9:
+    return ResNet9(width=protocol.width, classes=classes, celu_alpha=protocol.celu_alpha,
+                   logit_scale=protocol.logit_scale, bn_eps=protocol.bn_eps, bn_momentum=protocol.bn_momentum)

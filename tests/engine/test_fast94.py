@@ -13,6 +13,7 @@ from fastseed.data.cifar import load_cifar10, to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import step as step_module
 from fastseed.engine.plan import plan_epoch
+from fastseed.engine.schedule import lookahead_decay, sgd_hyperparameters, step_lr_multiplier
 from fastseed.engine.step import EagerStep, Lookahead, ScheduledSGD, packed_loss
 from fastseed.engine.train import build, init_model, train_pack, tta_logits
 from fastseed.presets import get_preset
@@ -49,7 +50,7 @@ def test_fast94_is_airbench94():
 
 
 def test_sgd_hyperparameters_are_airbenchs_in_torch_units():
-    hyper = FAST94.sgd_hyperparameters()
+    hyper = sgd_hyperparameters(FAST94)
     lr, decay = hyper["other"]
     assert lr == pytest.approx(11.5 / (1024 * (1 + 1 / 0.15)), rel=1e-12) == pytest.approx(1.5 / 1024, rel=1e-12)
     # decay per step (lr · wd): 0.0153 per 1,024 examples at batch 1,024, ÷ (1 + 1/(1 − 0.85)); the same
@@ -64,11 +65,11 @@ def test_steps_and_triangle_schedule_knots():
     total, top = 476, int(0.23 * 476)
     assert top == 109
     knots = np.interp(np.arange(total), [0, top, total], [0.2, 1.0, 0.07])
-    got = [FAST94.step_lr_multiplier(s, total) for s in range(total)]
+    got = [step_lr_multiplier(FAST94, s, total) for s in range(total)]
     np.testing.assert_allclose(got, knots, rtol=0, atol=1e-12)
     assert got[0] == 0.2 and got[top] == 1.0 and max(got) == 1.0 and got[-1] == pytest.approx(0.07 + 0.93 / 367)
     for t in (5, 100, 475, 476):
-        assert FAST94.lookahead_decay_at(t, total) == pytest.approx(0.95 ** 5 * (t / total) ** 3, rel=1e-12)
+        assert lookahead_decay(FAST94, t, total) == pytest.approx(0.95 ** 5 * (t / total) ** 3, rel=1e-12)
 
 
 def test_loss_is_summed_label_smoothing_and_reported_per_image():
@@ -218,10 +219,10 @@ def test_loop_steps_schedule_and_lookahead_as_the_package(data, monkeypatch):
     for steps in (4, 4, 2):  # 2.5 epochs of 4 steps
         want.append(("epoch",))
         for _ in range(steps):
-            want.append(("lr", TINY.step_lr_multiplier(done, 10)))  # before each step
+            want.append(("lr", step_lr_multiplier(TINY, done, 10)))  # before each step
             done += 1
             if done in (3, 6, 9):  # after every 3rd step
-                want.append(("look", TINY.lookahead_decay_at(done, 10)))
+                want.append(("look", lookahead_decay(TINY, done, 10)))
     want.append(("finish",))
     assert events == want
     assert [row[0] for row in record.train_curve] == [0, 1, 2] and record.eval_curve[0][0] == 2

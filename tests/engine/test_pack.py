@@ -10,7 +10,8 @@ import torch
 from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train
-from fastseed.engine.pack import Fused
+from fastseed import FastseedError
+from fastseed.engine.pack import Fused, default_strategy, fuse, fusion_problem
 from fastseed.engine.train import init_model, train_pack
 from fastseed.presets import get_preset
 from fastseed.seeds import Seed
@@ -93,3 +94,24 @@ def test_fused_model_is_k_models_side_by_side():
     convs = [m for m in fused.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.groups == 3 for c in convs)
     assert sum(p.numel() for p in fused.parameters()) == 3 * sum(p.numel() for p in models[0].parameters())
+
+
+@pytest.mark.parametrize("preset", ["smoke", "fast94"])
+def test_built_in_models_fuse(preset):
+    model = init_model(get_preset(preset).variant(width=0.125), Seed(0))
+    assert fusion_problem(model) is None and default_strategy(model) == "fused"
+
+
+class ScaledConv(torch.nn.Conv2d):
+    """A Conv2d subclass computes something else in its forward: fuse() must not swap it for a plain conv."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_fuse_packs_layers_by_exact_type_only():
+    net = torch.nn.Sequential(ScaledConv(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10))
+    with pytest.raises(FastseedError, match=r"cannot pack layer 0 \(ScaledConv\): it has parameters of its own"):
+        fuse([net, net])
+    assert "ScaledConv" in fusion_problem(net) and default_strategy(net) == "streams"

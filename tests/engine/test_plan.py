@@ -50,3 +50,22 @@ def test_plan_is_a_pure_function_of_seed_and_epoch():
     assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("order",) + PARAMS)
     c = plan_epoch(PICARD, Seed(12), 4, 5000)
     assert not torch.equal(a.order, c.order)
+
+
+def test_resnet18_exp2_trains_every_epoch_of_every_run_in_one_permutation():
+    """The original's exp 2: a Subset shuffled once, DataLoader(shuffle=False): the same batches in the
+    same sequence in every epoch and every run (PROTOCOLS.md §3)."""
+    exp2 = get_preset("resnet18-exp2")
+    orders = [plan_epoch(exp2, exp2.seed(s), e, 50000).order for s in (0, 1, 3407) for e in (0, 1, 9)]
+    assert all(torch.equal(o, orders[0]) for o in orders) and orders[0].shape == (50000,)
+    assert torch.equal(orders[0].sort().values, torch.arange(50000)) and not torch.equal(orders[0], torch.arange(50000))
+
+
+def test_fix_order_elsewhere_keeps_a_per_epoch_sequence_fixed_across_runs():
+    fixed = PICARD.variant(fixed=("order",))
+    a, b = (plan_epoch(fixed, fixed.seed(s), 0, 5000).order for s in (1, 2))
+    c = plan_epoch(fixed, fixed.seed(1), 1, 5000).order
+    assert torch.equal(a, b) and not torch.equal(a, c)  # the same in every run, new every epoch
+    once = PICARD.variant(order_rule="once")  # one permutation per run, each run its own
+    x, y = (plan_epoch(once, once.seed(1), e, 5000).order for e in (0, 5))
+    assert torch.equal(x, y) and not torch.equal(x, plan_epoch(once, once.seed(2), 0, 5000).order)

@@ -3,11 +3,15 @@ report's factor table from the three experiments' stores."""
 
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from fastseed import report
 from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
+from fastseed.engine.pack import Single
+from fastseed.engine.train import evaluate, init_model
 from fastseed.presets import get_preset
 from fastseed.store import Store
 
@@ -45,3 +49,24 @@ def test_report_gives_the_factor_table_from_three_stores(data, tmp_path):
     table = (out / "factors.csv").read_text()
     assert "init" in table and "order" in table
     assert "factors" in (out / "report.md").read_text()
+
+
+def test_test_loss_is_the_mean_of_per_batch_means_as_the_original(data):
+    """The original averages the per-batch mean losses over test batches of 128, so the images of the last,
+    partial batch weigh more: here 150 test images = 128 + 22. Computed independently below."""
+    p = get_preset("resnet18-exp1").variant(test_size=150)
+    assert (p.test_loss, p.eval_batch_size) == ("batch_mean", 128)
+    images = torch.from_numpy(make_cifar_like(10, 150, seed=9).test_x)
+    labels = (torch.arange(150) * 7) % 10
+    model = init_model(p, p.seed(0)).double().eval()
+    (acc, loss, _), = evaluate(Single(model), p, images, labels, torch.float64)
+    x = (images.double() / 255 - 0.5) / 0.5
+    model.eval()  # evaluate() leaves the pack in train mode
+    with torch.no_grad():
+        per_image = F.cross_entropy(model(x), labels, reduction="none")
+    batch_means = [per_image[:128].mean(), per_image[128:].mean()]
+    assert loss == pytest.approx(torch.stack(batch_means).mean().item(), rel=1e-12)
+    image_mean = per_image.mean().item()
+    assert abs(loss - image_mean) > 1e-4  # a case where the two rules differ
+    (_, loss_images, _), = evaluate(Single(model), p.variant(test_loss="image_mean"), images, labels, torch.float64)
+    assert loss_images == pytest.approx(image_mean, rel=1e-12)

@@ -8,6 +8,7 @@ import torch
 
 from fastseed import FastseedError
 from fastseed.models.imagenet import FEATURES, build_backbone, load_backbone, make_head, map_keys
+from fastseed.presets import PRESETS
 from fastseed.seeds import Seed
 
 
@@ -111,12 +112,25 @@ def test_map_keys_strips_wrappers_and_drops_classifiers():
 
 
 def test_head_init_follows_the_protocol_and_the_head_stream():
-    heads = {s: make_head("resnet50", 1000, Seed(s).torch_default("head")) for s in (1, 1, 2)}
-    again = make_head("resnet50", 1000, Seed(1).torch_default("head"))
+    rule = PRESETS["imagenet-rn50"].head_rule
+    heads = {s: make_head("resnet50", 1000, Seed(s).torch_default("head"), rule) for s in (1, 1, 2)}
+    again = make_head("resnet50", 1000, Seed(1).torch_default("head"), rule)
     assert torch.equal(heads[1].weight, again.weight) and torch.equal(heads[1].bias, again.bias)
     assert not torch.equal(heads[1].weight, heads[2].weight)
-    bound = 1 / 2048 ** 0.5  # kaiming-uniform with a = √5 (nn.Linear's default): U(−1/√fan_in, 1/√fan_in)
-    assert heads[1].weight.abs().max() <= bound and heads[1].weight.abs().max() > 0.99 * bound
     assert abs(heads[1].bias.std().item() - 1.0) < 0.1  # normal(0, 1) bias
-    vit = make_head("dino_vits16", 1000, Seed(1).torch_default("head"))
+    vit = make_head("dino_vits16", 1000, Seed(1).torch_default("head"), PRESETS["imagenet-dino-vits16"].head_rule)
     assert abs(vit.weight.std().item() - 1e-5) < 1e-6 and torch.count_nonzero(vit.bias) == 0
+
+
+@pytest.mark.parametrize("preset", ["imagenet-rn50", "imagenet-dino-rn50"])
+def test_resnet50_heads_are_kaiming_uniform_with_a_zero_as_the_original(preset):
+    """PROTOCOLS.md §2: torch.nn.init.kaiming_uniform_(weight) with its default a = 0: U(±√(6/2048)),
+    gain √2 · √(3/fan_in) -- not nn.Linear's a = √5, whose bound 1/√2048 is 2.45× smaller."""
+    head = make_head("resnet50", 1000, Seed(3).torch_default("head"), PRESETS[preset].head_rule)
+    bound = (6 / 2048) ** 0.5
+    assert bound == pytest.approx(0.054127, abs=1e-6)
+    w = head.weight.abs()
+    assert w.max() <= bound and w.max() > 0.999 * bound
+    assert w.mean().item() == pytest.approx(bound / 2, rel=0.01)  # uniform on [−b, b]: E|w| = b/2
+    legacy = make_head("resnet50", 1000, Seed(3).torch_default("head"), "kaiming-a-sqrt5")
+    assert legacy.weight.abs().max() <= 1 / 2048 ** 0.5 < bound / 2.4  # what fastseed had before

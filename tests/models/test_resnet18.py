@@ -2,6 +2,7 @@
 
 import torch
 
+from fastseed.engine.schedule import lr_multiplier
 from fastseed.models import build_model, set_dtype
 from fastseed.presets import get_preset
 
@@ -41,5 +42,5 @@ def test_the_three_experiments_fix_the_right_streams():
     assert (e1.fixed, e2.fixed, e3.fixed) == ((), ("order",), ("init",))
     assert (e1.optimizer, e1.lr, e1.batch_size, e1.epochs, e1.augment) == ("adam", 1e-3, 128, 10, "none")
     assert (e1.ce_weight, e1.lsce_weight, e1.mean, e1.std) == (1.0, 0.0, (0.5,) * 3, (0.5,) * 3)
-    assert not e1.drop_last and e1.lr_multiplier(7) == 1.0
+    assert not e1.drop_last and lr_multiplier(e1, 7) == 1.0
     assert len({e1.hash, e2.hash, e3.hash}) == 3

@@ -1,0 +1,321 @@
+"""A preset plus the user's changes, as one recipe: `--set KEY=VALUE`, protocol files and `--model`.
+
+    python -m fastseed.scan --preset picard-short --set lr=0.3 --set cutout=0
+    python -m fastseed.scan --protocol my.toml [--set …] [--model mynets.wide:make]
+    python -m fastseed.scan --protocol my.toml --show-protocol      # the resolved recipe, no training
+
+Any knob of a preset can be changed (fastseed.protocol: every field but the name, the source and the
+digests fastseed fills in; an ImageNet phase's knobs as `head.lr`, `full.steps`). A value is parsed to
+the knob's type -- int, float, true/false, a string among the knob's choices, a comma-separated list
+(`lr_triangle=0.2,0.23,0.07`, `fixed=init,order`), `none` for an optional knob -- and checked alone and
+with the other knobs; every problem is one line naming the knob and what it allows (FastseedError),
+with the closest knob names for a misspelt one.
+
+A protocol file is TOML:
+
+    base = "picard-short"          # the preset it starts from (required)
+    name = "wide-picard"           # optional; else the name says what changed
+    model = "mynets.wide:make"     # optional: your own model (fastseed/models/user.py)
+    [set]                          # the overrides (top-level keys work too)
+    width = 2.0
+    lr_triangle = [0.2, 0.25, 0.07]
+    [set.head]                     # ImageNet: a phase's knobs (or "head.lr" = 0.05)
+    lr = 0.05
+
+They apply in order: the base, the file, each `--set` (a later one wins), `--model`. A change that
+equals the base's value is no change: a `--set lr=0.2` on picard-short IS picard-short (same name, same
+hash, same store). Otherwise the name says what changed, sorted: `picard-short+lr=0.3,width=0.5`. The
+knobs that the scan's own flags set (--augment, --fix, --fix-seed, --deterministic, --classes,
+--limit-steps, --limit-batch) keep the names those flags always gave (`smoke[augment=image]`), whether
+they come from a flag or a `--set`, so one recipe never gets two names -- the name is part of the hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastseed import FastseedError
+from fastseed.protocol import Finetune, Phase, Protocol
+from fastseed.recipe import describe_type, optional_of, show
+
+# the knobs the scan's flags set, named as Recipe.variant always named them: base[k=v,…]
+BRACKET_KNOBS = ("augment", "classes", "deterministic", "fix_seed", "fixed", "limit_batch", "limit_steps")
+FILE_KEYS = ("base", "name", "model", "source", "set")
+
+
+# --- knobs by name ------------------------------------------------------------------------------------
+def knob_names(recipe) -> list[str]:
+    """Every knob `--set` can change: the recipe's settable fields, and each phase's as phase.knob."""
+    names = [n for n, f in recipe.fields().items() if f.metadata.get("settable", True) and n != "phases"]
+    if isinstance(recipe, Finetune):
+        names += [f"{p.name}.{f.name}" for p in recipe.phases for f in dataclasses.fields(Phase) if f.name != "name"]
+    return names
+
+
+def hint_of(recipe, key: str):
+    if "." in key:
+        return typing.get_type_hints(Phase)[key.split(".", 1)[1]]
+    return recipe.hints()[key]
+
+
+def value_of(recipe, key: str):
+    if "." in key:
+        phase, knob = key.split(".", 1)
+        return getattr(next(p for p in recipe.phases if p.name == phase), knob)
+    return getattr(recipe, key)
+
+
+def check_key(recipe, key: str, where: str) -> None:
+    if key in knob_names(recipe):
+        return
+    if key in recipe.fields():
+        raise FastseedError(f"{where}: {key} is filled in by fastseed, not set"
+                            + (" (a protocol file's `name` names a recipe)" if key == "name" else ""))
+    if key == "model" and isinstance(recipe, Finetune):
+        raise FastseedError(f"{where}: an ImageNet fine-tune has no model knob; its network is `backbone`")
+    close = difflib.get_close_matches(key, knob_names(recipe), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise FastseedError(f"{where}: unknown knob {key!r} of {recipe.name} ({hint}--show-protocol lists every knob)")
+
+
+# --- values ---------------------------------------------------------------------------------------------
+def parse_text(key: str, text: str, hint, where: str):
+    """A `--set` value, as the knob's type."""
+    text = text.strip()
+    inner = optional_of(hint)
+    if inner is not None:
+        return None if text.lower() in ("none", "null", "") else parse_text(key, text, inner, where)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:  # e.g. int | str
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        parts = [t for t in text.strip("()[]").split(",") if t.strip()]
+        return canonical(key, tuple(parse_text(key, t, item, where) for t in parts))
+    try:
+        if hint is bool:
+            return {"true": True, "false": False}[text.lower()]
+        if hint is int:
+            return int(text)
+        if hint is float:
+            value = float(text)
+            if math.isfinite(value):
+                return value
+            raise ValueError
+    except (KeyError, ValueError):
+        raise FastseedError(f"{where}: {key} must be {describe_type(hint)}, got {text!r}") from None
+    return text
+
+
+def from_toml(key: str, value, hint, where: str):
+    """A protocol file's value (TOML-typed), as the knob's type: an integer is a fine float, a list a
+    tuple, and a string is parsed as `--set` parses it (so "none" works for an optional knob)."""
+    accepts_str = hint is str or str in typing.get_args(hint) or str in typing.get_args(optional_of(hint) or str)
+    if isinstance(value, str) and not accepts_str:
+        return parse_text(key, value, hint, where)
+    inner = optional_of(hint) or hint
+    if typing.get_origin(inner) is tuple and isinstance(value, list):
+        item = typing.get_args(inner)[0]
+        return canonical(key, tuple(from_toml(key, v, item, where) for v in value))
+    if inner is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (dict, list)):
+        raise FastseedError(f"{where}: {key} must be {describe_type(hint)}, got {value!r}")
+    return value
+
+
+def canonical(key: str, value):
+    """One spelling per value: the fixed streams sorted (as the JSON keeps them)."""
+    return tuple(sorted(set(value))) if key == "fixed" else value
+
+
+def checked(recipe, key: str, value, where: str):
+    """The value if the knob allows it alone (its type, choices, range), else one line saying what it allows."""
+    if "." in key:
+        phase_name, knob = key.split(".", 1)
+        phase = next(p for p in recipe.phases if p.name == phase_name)
+        problem = dataclasses.replace(phase, **{knob: value}).problem()
+    else:
+        problem = recipe.check_knob(key, value)
+    if problem:
+        raise FastseedError(f"{where}: {problem}")
+    return value
+
+
+# --- applying changes -----------------------------------------------------------------------------------
+def changed(recipe, changes: dict, name: str):
+    """`recipe` with `changes` ({key: value}, phase knobs as phase.knob) under `name`, validated."""
+    top = {k: v for k, v in changes.items() if "." not in k}
+    phases = recipe.phases if isinstance(recipe, Finetune) else None
+    if phases is not None:
+        phases = tuple(dataclasses.replace(p, **{k.split(".", 1)[1]: v for k, v in changes.items()
+                                                 if k.startswith(p.name + ".")}) for p in phases)
+        top["phases"] = phases
+    return dataclasses.replace(recipe, name=name, **top)
+
+
+def name_for(name: str, changes: dict) -> str:
+    """`base+a=1,b=2` for the changes, then `[k=v,…]` for the flag knobs, as Recipe.variant names them."""
+    plus = {k: v for k, v in changes.items() if k not in BRACKET_KNOBS}
+    flags = {k: v for k, v in changes.items() if k in BRACKET_KNOBS}
+    label = lambda v: f"({show(v)})" if isinstance(v, tuple) else show(v)
+    if plus:
+        name += "+" + ",".join(f"{k}={label(v)}" for k, v in sorted(plus.items()))
+    if flags:
+        name += "[" + ",".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}" for k, v in sorted(flags.items())) + "]"
+    return name
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The recipe a scan trains, the preset it starts from, and where each changed knob came from."""
+    protocol: Protocol | Finetune
+    base: Protocol | Finetune
+    origins: dict  # key -> "--set", "--model" or "file NAME"
+
+    def describe(self) -> str:
+        return describe_protocol(self.protocol, self.base, self.origins)
+
+
+def read_protocol_file(path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise FastseedError("protocol files need Python 3.11 (tomllib) or the tomli package") from None
+    path = Path(path)
+    if not path.is_file():
+        raise FastseedError(f"--protocol {path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise FastseedError(f"--protocol {path}: not valid TOML: {str(e).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FastseedError(f"--protocol {path}: cannot read it: {e}") from None
+
+
+def flatten(table: dict, prefix: str = "") -> dict:
+    """{"head": {"lr": 0.05}} -> {"head.lr": 0.05}: a phase's knobs as [set.head] tables."""
+    out = {}
+    for k, v in table.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resolve(base: str | None, sets=(), protocol_file=None, model: str | None = None) -> Resolved:
+    """The recipe of preset `base` (a protocol file's own base wins) with the file's changes, then each
+    `--set KEY=VALUE`, then `--model`. FastseedError (one line) for any bad input."""
+    from fastseed.presets import PRESETS, get_preset
+
+    table = read_protocol_file(protocol_file) if protocol_file is not None else {}
+    if protocol_file is not None:
+        if not isinstance(table.get("base"), str):
+            raise FastseedError(f"--protocol {protocol_file}: needs base = \"<preset>\" (one of {', '.join(PRESETS)})")
+        base = table["base"]
+        for key in ("name", "source"):
+            if key in table and (not isinstance(table[key], str) or not table[key].strip()):
+                raise FastseedError(f"--protocol {protocol_file}: {key} must be a non-empty string")
+        if not isinstance(table.get("set", {}), dict):
+            raise FastseedError(f"--protocol {protocol_file}: [set] must be a table of knob = value")
+    if base is None:
+        raise FastseedError("no preset to start from: give --preset NAME or a protocol file with base = \"NAME\"")
+    start = get_preset(base)
+
+    steps = []  # (key, value, origin, where), in the order they apply
+    origin = f"file {Path(protocol_file).name}" if protocol_file is not None else ""
+    overrides = {**{k: v for k, v in table.items() if k not in FILE_KEYS}, **table.get("set", {})}
+    for key, value in flatten(overrides).items():
+        where = f"--protocol {protocol_file}: {key}"
+        check_key(start, key, where)
+        steps.append((key, from_toml(key, value, hint_of(start, key), where), origin, where))
+    if "model" in table:
+        steps.append(("model", table["model"], origin, f"--protocol {protocol_file}: model"))
+    for text in sets:
+        key, eq, raw = text.partition("=")
+        key, where = key.strip(), f"--set {text}"
+        if not eq or not key:
+            raise FastseedError(f"{where}: expected KEY=VALUE, e.g. --set lr=0.3")
+        check_key(start, key, where)
+        steps.append((key, parse_text(key, raw, hint_of(start, key), where), "--set", where))
+    if model is not None:
+        steps.append(("model", model, "--model", f"--model {model}"))
+
+    values, origins, wheres, from_file = {}, {}, {}, {}
+    for key, value, came, where in steps:
+        if key == "model":  # the others were checked before their value was parsed
+            check_key(start, key, where)
+        values[key] = checked(start, key, value, where)
+        origins[key], wheres[key] = came, where
+        if came == origin and origin:
+            from_file[key] = values[key]
+    return finish(start, values, origins, wheres, from_file, table, protocol_file)
+
+
+def finish(start, values: dict, origins: dict, wheres: dict, from_file: dict, table: dict, protocol_file) -> Resolved:
+    """Apply the checked values, fill in a user model's digest, and name the result: the file's name (then
+    what the command line changed from the file's recipe), else the preset's name and what changed."""
+    from fastseed.presets import PRESETS
+    changes = {k: v for k, v in values.items() if v != value_of(start, k)}
+    origins = {k: o for k, o in origins.items() if k in changes}
+    name_given, source = table.get("name"), table.get("source")
+    if not changes and name_given in (None, start.name):
+        return Resolved(start, start, {})  # nothing changed: the preset itself, its name, its hash
+    if name_given is not None:
+        if name_given in PRESETS:
+            raise FastseedError(f"--protocol {protocol_file}: name {name_given!r} is a preset's name; choose another")
+        later = {k: v for k, v in changes.items() if v != from_file.get(k, value_of(start, k))}
+        name = name_for(name_given, later)
+    else:
+        name = name_for(start.name, changes)
+    extra = {}
+    if ":" in changes.get("model", ""):
+        from fastseed.models.user import check_user_model
+        extra["model_digest"] = check_user_model(changes["model"])
+    try:
+        recipe = changed(start, changes, name)
+        if extra or source is not None:
+            recipe = dataclasses.replace(recipe, source=source or recipe.source, **extra)
+    except FastseedError as e:
+        what = ", ".join(wheres[k] for k in changes)
+        raise FastseedError(f"{what}: {str(e).split(': ', 1)[-1]}") from None
+    return Resolved(recipe, start, origins)
+
+
+def resolve_protocol(base: str, sets=(), protocol_file=None, model: str | None = None) -> Protocol | Finetune:
+    """The recipe to train: preset `base` (or the protocol file's base) with the user's changes."""
+    return resolve(base, sets, protocol_file, model).protocol
+
+
+def describe_protocol(protocol, base=None, origins: dict | None = None) -> str:
+    """Every knob of the resolved recipe, its value and where it came from ("preset" when it is the
+    base's, else the file, --set or --model that changed it, with the base's value), for --show-protocol."""
+    base = base or protocol
+    origins = origins or {}
+    lines = [f"protocol {protocol.name}  (hash {protocol.hash[:12]})",
+             f"based on preset {base.name}: {base.source}" if base is not protocol else f"source: {protocol.source}"]
+    if protocol.source != base.source:
+        lines.append(f"source: {protocol.source}")
+    width = max(len(k) for k in knob_names(protocol))
+    lines.append(f"{'knob':<{width}}  {'value':<24}  from")
+    for key in knob_names(protocol):
+        value, before = value_of(protocol, key), value_of(base, key)
+        origin = "preset" if value == before else f"{origins.get(key, 'override')} (preset: {show(before)})"
+        lines.append(f"{key:<{width}}  {show(value):<24}  {origin}")
+    for key in ("model_digest", "weights"):
+        if getattr(protocol, key, ""):
+            lines.append(f"{key:<{width}}  {getattr(protocol, key)}  (filled in by fastseed)")
+    return "\n".join(lines)

@@ -1,0 +1,333 @@
+"""The recipe kinds: `Protocol` (a CIFAR-10 training, trained by the pack engine) and `Finetune` (an
+ImageNet fine-tune made of `Phase`s), each every knob of its recipe in one commented table.
+
+Both stand on `fastseed.recipe.Recipe` (canonical JSON, hash, variants, seeds, one-line validation of
+every knob); this module adds what each kind's knobs mean together (`relations`) and imply (steps,
+evaluated epochs). The named instances are in fastseed.presets; `--set` and protocol files in
+fastseed.overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass
+
+from fastseed import FastseedError
+from fastseed.data.imagenet import IMAGENET_MEAN, IMAGENET_STD  # the pipelines' constants
+from fastseed.models.imagenet import BACKBONES, HEAD_INITS
+from fastseed.recipe import (A_NAME, AT_LEAST_ONE, BELOW_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Recipe, Rule,
+                             describe_type, knob, show, type_ok)
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # Picard's script (the common CIFAR constants, not exact means)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
+EPOCH_RULE = "batches_per_epoch//1000"  # RN50 phase 1's T_max, resolved against the data at run time
+
+
+# --- CIFAR-10 -----------------------------------------------------------------------------------------
+STREAMS_CIFAR = ("augment", "init", "order")  # the seed streams a CIFAR run draws from
+
+
+@dataclass(frozen=True)
+class Protocol(Recipe):
+    name: str = knob("", rule=A_NAME, settable=False)
+    source: str = knob("", settable=False)
+    # data
+    dataset: str = knob("cifar10", choices=("cifar10",), settable=False)
+    train_size: int | None = knob(None, rule=AT_LEAST_ONE)  # first N training images (dataset order); None = all
+    test_size: int | None = knob(None, rule=AT_LEAST_ONE)
+    mean: tuple[float, ...] = knob(CIFAR_MEAN)
+    std: tuple[float, ...] = knob(CIFAR_STD)
+    # model: a registered name (fastseed.models) or a user's "package.module:factory"
+    model: str = knob("resnet9")
+    width: float = knob(1.0, rule=POSITIVE)  # channel multiplier of the built-in nets
+    celu_alpha: float = knob(0.1, rule=POSITIVE)
+    logit_scale: float = knob(0.1, rule=POSITIVE)
+    bn_eps: float = knob(1e-5, rule=POSITIVE)
+    bn_momentum: float = knob(0.1, rule=FRACTION)
+    dtype: str = knob("float16", choices=("float16", "bfloat16", "float32", "float64"))  # on a GPU; BN float32
+    # optimisation: "sgd" (momentum, nesterov, weight decay below) or "adam" (torch defaults but lr, wd)
+    optimizer: str = knob("sgd", choices=("sgd", "adam"))
+    epochs: int = knob(22, rule=AT_LEAST_ONE)
+    batch_size: int = knob(500, rule=AT_LEAST_ONE)
+    eval_batch_size: int = knob(100, rule=AT_LEAST_ONE)
+    lr: float = knob(0.2, rule=POSITIVE)
+    momentum: float = knob(0.9, rule=BELOW_ONE)
+    nesterov: bool = knob(True)
+    weight_decay: float = knob(1e-3, rule=NON_NEGATIVE)
+    lr_warmup_epochs: int = knob(4, rule=NON_NEGATIVE)  # Picard's LambdaLR, see engine/schedule.py
+    lr_decay_end: int = knob(22, rule=AT_LEAST_ONE)
+    lr_floor_from: int | None = knob(None, rule=AT_LEAST_ONE)
+    schedule: str = knob("picard", choices=("picard", "constant", "triangle"))
+    drop_last: bool = knob(True)  # Picard drops the last partial batch; a plain DataLoader keeps it
+    # loss: ce_weight·CE + lsce_weight·LSCE(eps)
+    ce_weight: float = knob(1.0, rule=NON_NEGATIVE)
+    lsce_weight: float = knob(2.0, rule=NON_NEGATIVE)
+    lsce_eps: float = knob(0.2, rule=FRACTION)
+    # augmentation: "chunk" (Picard: one crop/flip/cutout per chunk of chunk_size in dataset order),
+    # "image" (fresh draws per image) or "none"
+    augment: str = knob("chunk", choices=("chunk", "image", "none"))
+    chunk_size: int = knob(500, rule=AT_LEAST_ONE)
+    crop_pad: int = knob(4, rule=NON_NEGATIVE)
+    flip: bool = knob(True)
+    cutout: int = knob(8, rule=NON_NEGATIVE)
+    # evaluation: "picard" = epochs e == 0 or e % 5 == 1; "every" = every epoch; "last".
+    # headline: "picard" = the last epoch of the picard rule (the number the paper reports), "last".
+    eval_rule: str = knob("picard", choices=("picard", "every", "last"))
+    headline_rule: str = knob("picard", choices=("picard", "last"))
+    # randomness: streams in `fixed` draw from seed `fix_seed` in every run (fastseed.seeds), so a
+    # study can vary init alone, order alone, …; `deterministic` asks torch for deterministic kernels
+    # (cuDNN/cuBLAS) so GPU non-determinism can be measured as a factor of its own.
+    fixed: tuple[str, ...] = knob(())
+    fix_seed: int = knob(0, rule=NON_NEGATIVE)
+    deterministic: bool = knob(False)
+    # --- knobs added after v1: left out of the JSON (hence of the hash) while at their default --------
+    # length: stop after ceil(train_epochs · steps per epoch) steps, mid-epoch; `epochs` = ceil(train_epochs)
+    train_epochs: float | None = knob(None, since=2, rule=POSITIVE)
+    # "torch": lr and weight_decay are torch.optim.SGD's. "per1024" (airbench, after Myrtle): lr and
+    # weight_decay per 1,024 examples, decoupled from the momentum; see engine/schedule.py
+    hyper_units: str = knob("torch", since=2, choices=("torch", "per1024"))
+    bias_scaler: float = knob(1.0, since=2, rule=POSITIVE)  # BatchNorm biases' lr ×
+    loss_reduction: str = knob("mean", since=2, choices=("mean", "sum"))  # over the batch
+    # schedule "triangle" (stepped every training step): (start, peak position as a fraction of the
+    # steps, end) of a piecewise-linear multiplier start → 1 → end; see engine/schedule.py
+    lr_triangle: tuple[float, ...] = knob((), since=2)
+    # lookahead (airbench): every N steps slow ← lerp(slow, weights, 1 − d), weights ← slow, with
+    # d = lookahead_decay^N · (step / steps)^lookahead_power; the weights end as the slow copy. 0 = off
+    lookahead_every: int = knob(0, since=2, rule=NON_NEGATIVE)
+    lookahead_decay: float = knob(0.0, since=2, rule=FRACTION)
+    lookahead_power: float = knob(0.0, since=2, rule=NON_NEGATIVE)
+    # a model with a data-fitted whitening conv (airbench94): its bias trains in the first N epochs only
+    whiten_bias_epochs: int | None = knob(None, since=2, rule=NON_NEGATIVE)
+    # augmentation: crop padding "zeros" (Picard) or "reflect"; flips "random" (drawn per epoch) or
+    # "alternate" (drawn once per image; every odd epoch flips them all: airbench's alternating flip)
+    pad_mode: str = knob("zeros", since=2, choices=("zeros", "reflect"))
+    flip_rule: str = knob("random", since=2, choices=("random", "alternate"))
+    # test-time augmentation: 0 none, 1 mirror, 2 mirror + 1-pixel translations (airbench's levels)
+    tta: int = knob(0, since=2, choices=(0, 1, 2))
+    # data order: "per_epoch" draws a new permutation every epoch; "once" draws ONE permutation per run
+    # and trains every epoch in it (the ResNet-18 study's exp 2: a Subset shuffled once, shuffle=False)
+    order_rule: str = knob("per_epoch", since=2, choices=("per_epoch", "once"))
+    # the test loss: "image_mean" (the mean over test images) or "batch_mean" (the mean of the per-batch
+    # means over batches of eval_batch_size, the last one partial: the ResNet-18 study's figure)
+    test_loss: str = knob("image_mean", since=2, choices=("image_mean", "batch_mean"))
+    # a user model's source digest (sha256 of its module file), filled in by fastseed.overrides
+    model_digest: str = knob("", since=2, settable=False)
+
+    STREAMS = STREAMS_CIFAR  # a plain class attribute, not a field
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def train_images(self) -> int:
+        return self.train_size or CIFAR_TRAIN
+
+    def relations(self):
+        n, triangle = self.train_images, self.lr_triangle
+        if self.train_size is not None and self.train_size > CIFAR_TRAIN:
+            yield f"train_size must be <= {CIFAR_TRAIN:,} (CIFAR-10's training images), got {self.train_size}"
+        if self.test_size is not None and self.test_size > CIFAR_TEST:
+            yield f"test_size must be <= {CIFAR_TEST:,} (CIFAR-10's test images), got {self.test_size}"
+        if self.batch_size > n:
+            yield f"batch_size must be <= the {n:,} training images, got {self.batch_size}"
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            yield "mean and std must be 3 numbers each (one per colour channel), std > 0"
+        if ":" in self.model and not all(self.model.split(":", 1)):
+            yield f"model must be a registered name or package.module:factory, got {self.model}"
+        if list(self.fixed) != sorted(set(self.fixed)) or not set(self.fixed) <= set(self.STREAMS):
+            yield f"fixed must be streams among {', '.join(self.STREAMS)} (sorted, once each), got {show(self.fixed)}"
+        if self.train_epochs is not None and math.ceil(self.train_epochs) != self.epochs:
+            yield f"epochs must be ceil(train_epochs) = {math.ceil(self.train_epochs)}, got {self.epochs}"
+        if self.hyper_units == "per1024" and self.optimizer != "sgd":
+            yield "hyper_units per1024 needs optimizer sgd"
+        if self.bias_scaler != 1.0 and self.optimizer != "sgd":
+            yield "bias_scaler needs optimizer sgd"
+        if self.schedule == "triangle" and (self.optimizer != "sgd" or len(triangle) != 3 or not 0 <= triangle[1] < 1):
+            yield ("schedule triangle needs optimizer sgd and lr_triangle = start,peak,end with the peak "
+                   f"in [0, 1), got lr_triangle={show(triangle)}")
+        if self.schedule != "triangle" and triangle != ():
+            yield "lr_triangle is only for schedule triangle"
+        if self.schedule == "picard":  # engine/schedule.py: picard_multiplier
+            warm, end = self.lr_warmup_epochs, self.lr_decay_end
+            last = self.epochs if self.lr_floor_from is None else min(self.epochs, self.lr_floor_from)
+            if warm == 1:
+                yield "lr_warmup_epochs must be 0 or >= 2 (the warm-up ramp divides by lr_warmup_epochs - 1)"
+            elif last - 1 >= warm and last - 1 > end:  # the decay reaches 0.01 at `end`, then turns negative
+                yield (f"lr_decay_end must be >= {last - 1}, the last epoch trained before any lr_floor_from "
+                       f"(the picard multiplier turns negative after lr_decay_end), got {end}")
+        if ":" not in self.model:
+            from fastseed.models import MODELS
+            if self.model not in MODELS:
+                yield f"model must be one of {', '.join(MODELS)} or package.module:factory, got {self.model}"
+        if self.pad_mode == "reflect" and self.crop_pad >= 32:
+            yield "crop_pad must be < 32 with pad_mode reflect"
+        if self.flip_rule == "alternate" and self.augment != "image":
+            yield "flip_rule alternate needs augment image"
+        if self.headline_epoch not in self.eval_epochs:
+            yield f"the headline epoch {self.headline_epoch} is not evaluated (eval_rule {self.eval_rule})"
+
+    # --- what the knobs imply -------------------------------------------------------------------------
+    def steps_per_epoch(self, n: int) -> int:
+        """Training steps in a full epoch of n images."""
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def total_steps(self, n: int) -> int:
+        """Training steps of a whole run on n images: airbench's ceil(steps per epoch · 9.9) for a
+        fractional length, else every step of every epoch."""
+        if self.train_epochs is not None:
+            return math.ceil(self.steps_per_epoch(n) * self.train_epochs)
+        return self.steps_per_epoch(n) * self.epochs
+
+    @property
+    def eval_epochs(self) -> tuple:
+        if self.eval_rule == "every":
+            return tuple(range(self.epochs))
+        if self.eval_rule == "last":
+            return (self.epochs - 1,)
+        return self.picard_eval_epochs
+
+    @property
+    def picard_eval_epochs(self) -> tuple:
+        return tuple(e for e in range(self.epochs) if e == 0 or e % 5 == 1)
+
+    @property
+    def headline_epoch(self) -> int:
+        if self.headline_rule == "picard":
+            return self.picard_eval_epochs[-1]
+        return self.epochs - 1
+
+
+# --- ImageNet fine-tuning -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a fine-tune: what trains, for how long, with which SGD, schedule, loss and evals."""
+    name: str
+    train: str            # "head" (backbone frozen, its BatchNorm still in train mode) or "all"
+    steps: int
+    batch_size: int
+    lr: float
+    t_max: int | str      # CosineAnnealingLR T_max, or EPOCH_RULE
+    eta_min: float
+    sched_every: int      # the scheduler steps once every this many optimiser steps
+    eval_every: int       # validation every this many steps (and at the end of the phase)
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    ce_weight: float = 1.0    # loss: ce_weight·CE + lsce_weight·LSCE(lsce_eps), as fastseed.kernels.lsce
+    lsce_weight: float = 0.0
+    lsce_eps: float = 0.0
+
+    RULES = {"train": ("head", "all"), "steps": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
+             "eta_min": NON_NEGATIVE, "sched_every": AT_LEAST_ONE, "eval_every": AT_LEAST_ONE,
+             "momentum": BELOW_ONE, "weight_decay": NON_NEGATIVE, "ce_weight": NON_NEGATIVE,
+             "lsce_weight": NON_NEGATIVE, "lsce_eps": FRACTION}
+
+    def problem(self) -> str | None:
+        """Why this phase is not a valid one (one phrase naming the knob), or None."""
+        hints = typing.get_type_hints(Phase)
+        for f in dataclasses.fields(self):
+            value, rule, key = getattr(self, f.name), self.RULES.get(f.name), f"{self.name}.{f.name}"
+            if not type_ok(value, hints[f.name]):
+                return f"{key} must be {describe_type(hints[f.name])}, got {value!r}"
+            if isinstance(rule, tuple) and value not in rule:
+                return f"{key} must be one of {', '.join(rule)}, got {value}"
+            if isinstance(rule, Rule) and not rule.holds(value):
+                return f"{key} must be {rule.text}, got {show(value)}"
+        if self.t_max != EPOCH_RULE and not (isinstance(self.t_max, int) and self.t_max >= 1):
+            return f"{self.name}.t_max must be >= 1 or {EPOCH_RULE}, got {self.t_max}"
+        return None
+
+    def resolved_t_max(self, train_images: int) -> int:
+        if self.t_max == EPOCH_RULE:  # ≥ 1: a tiny run has less than 1,000 batches an epoch
+            return max(1, train_images // self.batch_size // 1000)
+        return int(self.t_max)
+
+
+STREAMS_IMAGENET = ("augment", "head", "order")
+
+
+@dataclass(frozen=True)
+class Finetune(Recipe):
+    """A two-phase ImageNet fine-tune (PROTOCOLS.md §2). Seeded: head init ("head" stream), data order
+    ("order"), crops and flips ("augment"); the pretrained backbone is the same for every seed, and
+    its file's sha256 (`weights`) is part of the protocol, so other weights make another store."""
+    name: str = knob("", rule=A_NAME, settable=False)
+    source: str = knob("", settable=False)
+    backbone: str = knob("resnet50", choices=BACKBONES)
+    phases: tuple[Phase, ...] = knob(())
+    dataset: str = knob("imagenet", choices=("imagenet",), settable=False)
+    weights: str = knob("", settable=False)  # sha256 of the weight file, filled in by the scan
+    classes: int = knob(1000, rule=Rule(">= 2", lambda v: v >= 2))  # the first N classes (sorted wnids)
+    image_size: int = knob(224, rule=Rule(">= 32", lambda v: v >= 32))
+    mean: tuple[float, ...] = knob(IMAGENET_MEAN)
+    std: tuple[float, ...] = knob(IMAGENET_STD)
+    eval_batch_size: int = knob(250, rule=AT_LEAST_ONE)
+    dtype: str = knob("bfloat16", choices=("float16", "bfloat16", "float32"))  # autocast on a GPU
+    limit_steps: int | None = knob(None, rule=AT_LEAST_ONE)  # small-scale runs: at most this many steps a phase
+    limit_batch: int | None = knob(None, rule=AT_LEAST_ONE)  # … and at most this many images a batch
+    fixed: tuple[str, ...] = knob(())
+    fix_seed: int = knob(0, rule=NON_NEGATIVE)
+    deterministic: bool = knob(False)
+    # --- knobs added after v1 ---------------------------------------------------------------------------
+    # the head's init (HEAD_INITS); None: what fastseed did before issue #11, by backbone: nn.Linear's
+    # kaiming-a-sqrt5 for the ResNet50s, normal-1e-5 for the ViT (so stores written then replay)
+    head_init: str | None = knob(None, since=2, choices=HEAD_INITS + (None,))
+
+    STREAMS = STREAMS_IMAGENET
+
+    def __post_init__(self):
+        self.validate()
+
+    def relations(self):
+        if not self.phases:
+            yield "phases: a fine-tune needs at least one phase"
+        for p in self.phases:
+            problem = p.problem()
+            if problem:
+                yield problem
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            yield f"phase names must differ, got {', '.join(names)}"
+        if self.backbone == "dino_vits16" and self.image_size != 224:
+            yield "image_size must be 224 for dino_vits16 (its position embeddings are for 224-pixel inputs)"
+        if list(self.fixed) != sorted(set(self.fixed)) or not set(self.fixed) <= set(self.STREAMS):
+            yield f"fixed must be streams among {', '.join(self.STREAMS)} (sorted, once each), got {show(self.fixed)}"
+
+    @property
+    def head_rule(self) -> str:
+        """The head init actually used (HEAD_INITS)."""
+        if self.head_init is not None:
+            return self.head_init
+        return "normal-1e-5" if self.backbone == "dino_vits16" else "kaiming-a-sqrt5"
+
+    def run_phases(self) -> tuple:
+        """The phases as trained: step and batch limits of a small-scale run applied."""
+        cap = lambda v, limit: v if limit is None else min(v, limit)
+        return tuple(dataclasses.replace(p, steps=cap(p.steps, self.limit_steps),
+                                         batch_size=cap(p.batch_size, self.limit_batch)) for p in self.phases)
+
+    @property
+    def eval_steps(self) -> tuple:
+        """Global steps (1-based, counted across phases) after which the validation set is scored."""
+        out, done = [], 0
+        for p in self.run_phases():
+            out += [done + s for s in range(1, p.steps + 1) if s % p.eval_every == 0 or s == p.steps]
+            done += p.steps
+        return tuple(out)
+
+    @property
+    def headline_epoch(self) -> int:
+        return self.eval_steps[-1]  # the last evaluation, as the paper reports (a step, not an epoch)
+
+
+def protocol_from_json(text: str) -> Protocol | Finetune:
+    """The recipe a store's JSON describes: a CIFAR Protocol or an ImageNet Finetune."""
+    try:
+        kind = Finetune if json.loads(text).get("dataset") == "imagenet" else Protocol
+    except (json.JSONDecodeError, AttributeError):
+        raise FastseedError("protocol JSON is not a JSON object") from None
+    return kind.from_json(text)
