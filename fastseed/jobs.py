@@ -190,8 +190,10 @@ class FinetuneJob:
 
     def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
         from fastseed.engine import resolve_device
+        from fastseed.engine.pack import get_strategy
         wrong = [flag for flag, bad in (("--download", options.download),
-                                        ("--strategy", options.strategy not in (None, "sequential")),
+                                        ("--strategy", options.strategy is not None
+                                         and get_strategy(options.strategy).together),
                                         ("--pack", options.pack not in ("auto", 1)),
                                         ("--no-graphs", not options.graphs)) if bad]
         if wrong:

@@ -49,6 +49,7 @@ def run(argv) -> int:
     p.add_argument("--loader-threads", type=int, default=4, metavar="N", help="ImageNet stores: DALI CPU threads")
     a = p.parse_args(argv)
 
+    from fastseed.engine.pack import get_strategy
     from fastseed.jobs import Options, make_job
     from fastseed.presets import protocol_from_json
     from fastseed.store import Store
@@ -72,7 +73,7 @@ def run(argv) -> int:
     # the record's pack layout: the same partners in the same slots with the same strategy (a
     # one-after-another pack's partners never touch the seed: it trains alone)
     strategy = pack.get("strategy", "sequential")
-    seeds = [a.seed] if strategy == "sequential" else pack.get("seeds", [a.seed])
+    seeds = pack.get("seeds", [a.seed]) if get_strategy(strategy).together else [a.seed]
     options = Options(device=a.device or prov.get("device_type", "auto"), dtype=prov.get("dtype"),
                       strategy=strategy, data_dir=a.data_dir, weights=a.weights, loader_threads=a.loader_threads)
     job = make_job(protocol, options)  # an ImageNet job checks --weights against the protocol's digest

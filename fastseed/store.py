@@ -9,6 +9,7 @@ file is created, opened, refused and upgraded is fastseed/storefile.py.
 import json
 import os
 import sqlite3
+import threading
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -26,11 +27,17 @@ from fastseed.storefile import (BUSY_TIMEOUT_MS, INSERT, KEEP, RECORD_COLUMNS, R
 
 
 class Store:
-    """The records of one protocol under many seeds; `Store(...)` writes, `Store.open(path)` reads."""
+    """The records of one protocol under many seeds; `Store(...)` writes, `Store.open(path)` reads.
+
+    One Store may be shared by the threads of a process (e.g. one renewing the lease while another
+    trains and commits): its calls take turns on one connection."""
+
+    ROWS_PER_READ = 128  # records() reads this many rows at a time: memory stays bounded with logits
 
     def __init__(self, path, protocol: str, protocol_hash: str, protocol_json: str):
         self.path = Path(path)
         self.skipped_rows: list[tuple[int | None, str]] = []
+        self._lock, self._depth = threading.RLock(), 0
         Store.check(self.path, protocol, protocol_hash)
         if not self.path.exists():
             try:
@@ -42,7 +49,8 @@ class Store:
             existing_meta(self.path, protocol, protocol_hash)  # the winner's, if another was first
         self._conn = None
         try:
-            self._conn = sqlite3.connect(uri(self.path, "mode=rw"), uri=True, isolation_level=None)
+            self._conn = sqlite3.connect(uri(self.path, "mode=rw"), uri=True, isolation_level=None,
+                                         check_same_thread=False)  # threads take turns: self._lock
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
             if read_meta(self._conn, self.path)["schema"] == "1":
@@ -56,7 +64,6 @@ class Store:
                 raise
             raise FastseedError(f"cannot open {self.path} for writing: {e}") from None
         self._conn.row_factory = sqlite3.Row
-        self._depth = 0
         self.writable, self._immutable = True, False
 
     @staticmethod
@@ -85,7 +92,8 @@ class Store:
             raise FastseedError(f"no store at {path}")
         probe(path)
         store = cls.__new__(cls)
-        store.path, store.skipped_rows, store.writable, store._depth = path, [], False, 0
+        store.path, store.skipped_rows, store.writable = path, [], False
+        store._lock, store._depth = threading.RLock(), 0
         store._connect()
         return store
 
@@ -103,13 +111,16 @@ class Store:
         st = self.path.stat()
         return st.st_ino, st.st_size, st.st_mtime_ns
 
-    def _reader(self) -> sqlite3.Connection:
-        """The connection to read with. An immutable one is a snapshot of the file: once a writer
-        has committed since (frames in its -wal, or a checkpoint changed the file), reconnect."""
-        if self._immutable and (wal_has_frames(self.path) or self._file_stamp() != self._stamp):
-            self._conn.close()
-            self._connect()
-        return self._conn
+    @contextmanager
+    def _reading(self):
+        """The connection to read with, this thread's turn. An immutable one is a snapshot of the
+        file: once a writer has committed since (frames in its -wal, or a checkpoint changed the
+        file), reconnect."""
+        with self._lock:
+            if self._immutable and (wal_has_frames(self.path) or self._file_stamp() != self._stamp):
+                self._conn.close()
+                self._connect()
+            yield self._conn
 
     def _set_meta(self, meta: dict) -> None:
         self.meta = meta
@@ -129,8 +140,9 @@ class Store:
         """True class of every test image, stored once: records keep only predictions, and a
         report needs the truth to score ensembles and subsets of the test set."""
         if "test_labels" not in self.meta:  # another process may have stored them since: set once, never changed
-            self.meta.update((r[0], r[1]) for r in self._reader().execute(
-                "SELECT key, value FROM meta WHERE key IN ('label_dtype', 'test_labels')"))
+            with self._reading() as conn:
+                self.meta.update((r[0], r[1]) for r in conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN ('label_dtype', 'test_labels')"))
         text = self.meta.get("test_labels")
         return None if text is None else np.frombuffer(bytes.fromhex(text), dtype=self.label_dtype)
 
@@ -143,24 +155,30 @@ class Store:
         disk was full while doing `what` — the commits before are intact either way."""
         if not self.writable:
             raise FastseedError(f"{self.path} was opened read-only")
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self._conn
-            finally:
-                self._depth -= 1
-            return
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            with self._sqlite_errors(what):
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+                finally:
+                    self._depth = 0
+
+    @contextmanager
+    def _sqlite_errors(self, what: str):
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            finally:
-                self._depth = 0
+            yield
         except sqlite3.DatabaseError as e:
             if type(e) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
                 raise  # a constraint broken by the caller's data is a bug, not the environment
@@ -238,19 +256,20 @@ class Store:
 
     def progress(self, start: int, stop: int) -> tuple[int, int]:
         """(stored, claimed under a live lease and not stored) among the seeds of [start, stop)."""
-        conn = self._reader()
-        stored = conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ? AND seed >= ? "
-                              "AND seed < ?", (self.protocol_hash, start, stop)).fetchone()[0]
-        live = claims.live_claims(conn, self.protocol_hash, start, stop) if self._has_claims(conn) else 0
+        with self._reading() as conn:
+            stored = conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ? AND seed >= ? "
+                                  "AND seed < ?", (self.protocol_hash, start, stop)).fetchone()[0]
+            live = claims.live_claims(conn, self.protocol_hash, start, stop) if self._has_claims(conn) else 0
         return stored, live
 
     def accuracies(self, start: int, stop: int) -> np.ndarray:
         """test_acc of the stored seeds of [start, stop) in seed order, NaN for a diverged seed (a
         malformed value is left out)."""
-        rows = self._reader().execute(
-            "SELECT test_acc FROM records WHERE protocol_hash = ? AND seed >= ? AND seed < ? AND "
-            "typeof(test_acc) IN ('real', 'integer', 'null') ORDER BY seed",
-            (self.protocol_hash, start, stop))
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT test_acc FROM records WHERE protocol_hash = ? AND seed >= ? AND seed < ? AND "
+                "typeof(test_acc) IN ('real', 'integer', 'null') ORDER BY seed",
+                (self.protocol_hash, start, stop)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.float64)  # None (a NaN stored) → nan
 
     def _select(self, conn) -> str:
@@ -258,43 +277,51 @@ class Store:
         return ", ".join(c if c in columns else f"NULL AS {c}" for c in RECORD_COLUMNS)
 
     def iter_records(self):
-        """The records in seed order, one at a time (a store with logits may not fit in memory).
-        Rows that do not decode are skipped and listed in `skipped_rows` as (seed, reason)."""
+        """The records in seed order, read ROWS_PER_READ at a time (a store with logits may not fit
+        in memory). Rows that do not decode are skipped and listed in `skipped_rows` as (seed, reason)."""
         self.skipped_rows = []
-        conn = self._reader()
-        rows = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? "
-                            f"ORDER BY seed", (self.protocol_hash,))
-        for row in rows:
-            try:
-                yield Record.from_row(row)
-            except MalformedRow as e:
-                seed = row["seed"] if type(row["seed"]) is int else None
-                self.skipped_rows.append((seed, str(e)))
+        after = ()  # the last seed read: each batch is one short query, so no statement stays open
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? "
+                                    f"{'AND seed > ? ' * len(after)}ORDER BY seed LIMIT {self.ROWS_PER_READ}",
+                                    (self.protocol_hash, *after)).fetchall()
+            for row in rows:
+                try:
+                    yield Record.from_row(row)
+                except MalformedRow as e:
+                    seed = row["seed"] if type(row["seed"]) is int else None
+                    self.skipped_rows.append((seed, str(e)))
+            if len(rows) < self.ROWS_PER_READ:
+                return
+            after = (rows[-1]["seed"],)
 
     def records(self) -> list[Record]:
         return list(self.iter_records())
 
     def record(self, seed: int) -> Record | None:
         """Seed `seed`'s record, None if not stored; one line naming the seed if its row is malformed."""
-        conn = self._reader()
-        row = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? AND "
-                           f"seed = ?", (self.protocol_hash, seed)).fetchone()
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? AND "
+                               f"seed = ?", (self.protocol_hash, seed)).fetchone()
         try:
             return None if row is None else Record.from_row(row)
         except MalformedRow as e:
             raise FastseedError(f"{self.path}: the record of seed {seed} is malformed: {e}") from None
 
     def done_seeds(self) -> set[int]:
-        rows = self._reader().execute("SELECT seed FROM records WHERE protocol_hash = ?",
-                                      (self.protocol_hash,))
-        return {r[0] for r in rows}
+        with self._reading() as conn:
+            return {r[0] for r in conn.execute("SELECT seed FROM records WHERE protocol_hash = ?",
+                                               (self.protocol_hash,))}
 
     def __len__(self) -> int:
-        return self._reader().execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ?",
-                                      (self.protocol_hash,)).fetchone()[0]
+        with self._reading() as conn:
+            return conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ?",
+                                (self.protocol_hash,)).fetchone()[0]
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> "Store":
         return self

@@ -86,7 +86,7 @@ def connect_reader(path: Path) -> tuple[sqlite3.Connection, bool]:
     immutable = not wal_has_frames(path)
     try:
         conn = sqlite3.connect(uri(path, "immutable=1" if immutable else "mode=ro"), uri=True,
-                               isolation_level=None)
+                               isolation_level=None, check_same_thread=False)  # see Store._lock
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as e:

@@ -46,8 +46,8 @@ def test_a_registered_strategy_trains_through_every_layer(real_cifar_root, monke
     """One decorator makes a strategy exist for train_pack, the jobs and the command line's choices."""
     monkeypatch.setitem(STRATEGIES, "fused-again", None)  # removed again after the test
     register_strategy("fused-again", together=True, graphs=False)(lambda models, device: Fused(models))
-    from fastseed.data.synthetic import make_cifar_like
     from fastseed.data.cifar import to_tensors
+    from fastseed.data.synthetic import make_cifar_like
     tiny = SMOKE.variant(width=0.0625, train_size=100, test_size=100, batch_size=50, chunk_size=50, epochs=1,
                          eval_batch_size=100)
     data = to_tensors(make_cifar_like(100, 100, seed=3), "cpu")

@@ -77,3 +77,16 @@ def test_outcome_differences_ignore_time_and_provenance_and_treat_nan_as_equal()
     c = dataclasses.replace(b, test_loss=0.0, pack={**a.pack, "slot": 3},
                             logits=encode_logits(np.zeros((2, 2))))
     assert a.outcome_differences(c) == ["test_loss", "logits", "pack"]
+
+
+def test_logits_go_to_parquet_as_binary_and_stay_out_of_csv(tmp_path):
+    import pandas as pd
+    blob = encode_logits(np.eye(10_000, 10))
+    with new_store(tmp_path / "s.sqlite") as store:
+        store.add(dataclasses.replace(make_record(0), logits=blob))
+        store.add(make_record(1))
+        store.export_parquet(tmp_path / "s.parquet")
+        store.export_csv(tmp_path / "s.csv")
+    frame = pd.read_parquet(tmp_path / "s.parquet")
+    assert frame["logits"].iloc[0] == blob and frame["logits"].iloc[1] is None
+    assert "logits" not in pd.read_csv(tmp_path / "s.csv")

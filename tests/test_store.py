@@ -407,3 +407,16 @@ def test_two_writers_storing_the_same_test_labels_at_once_both_succeed(tmp_path)
         assert np.array_equal(second.test_labels, labels)
     finally:
         first.close(), second.close()
+
+
+def test_records_are_read_a_batch_at_a_time_in_seed_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(Store, "ROWS_PER_READ", 3)
+    path = tmp_path / "s.sqlite"
+    with new_store(path) as store, store.transaction("filling"):
+        for seed in (9, 0, 4, 7, 1, 3, 8):
+            store.add(make_record(seed))
+    insert_raw(path, 5, train_curve="[1, 2")
+    insert_raw(path, 6, train_curve="{}")
+    with Store.open(path) as store:
+        assert [r.seed for r in store.iter_records()] == [0, 1, 3, 4, 7, 8, 9]
+        assert [seed for seed, _ in store.skipped_rows] == [5, 6]

@@ -145,3 +145,32 @@ def test_a_frozen_worker_whose_seeds_were_taken_over_finishes_second_and_exits_0
     (late_committed,) = finish(late)
     assert others == [list(range(6))] and late_committed == []
     assert_complete(path, set(range(6)))
+
+
+def test_one_store_serves_a_committing_thread_and_a_lease_renewing_thread(tmp_path):
+    import threading
+    path, me, stop, errors = tmp_path / "s.sqlite", worker_id(), threading.Event(), []
+    store = new_store(path)
+
+    def heartbeat():
+        try:
+            while not stop.is_set():
+                store.renew(me, lease_s=30)
+                store.progress(0, 40)
+        except BaseException as e:  # noqa: BLE001  (reported to the test below)
+            errors.append(e)
+
+    beat = threading.Thread(target=heartbeat)
+    beat.start()
+    try:
+        while seeds := store.claim(0, 40, 4, me, lease_s=30):
+            for seed in seeds:
+                assert store.add(make_record(seed), worker=me)
+            assert len(store.records()) == seeds[-1] + 1
+    finally:
+        stop.set()
+        beat.join()
+        store.close()
+    assert errors == []
+    with Store.open(path) as reader:
+        assert reader.done_seeds() == set(range(40)) and reader.progress(0, 40) == (40, 0)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from fastseed.engine.pack import get_strategy
 from fastseed.engine.step import EagerStep, GraphedStep
 from fastseed.engine.train import build, subset
 from fastseed.seeds import Seed
@@ -74,7 +75,7 @@ def choose_pack(protocol, data, device, dtype, strategy, graphs, log=print) -> i
     if device.type != "cuda":
         log("pack auto: no GPU, training one seed at a time")
         return 1
-    if strategy == "sequential":
+    if not get_strategy(strategy).together:
         return 1
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)

@@ -87,8 +87,8 @@ class StopFlag:
 
 
 class Lease:
-    """While a pack trains: a thread renews its worker's claims every lease/3, through a connection of
-    its own (a connection belongs to its thread), opened only when the first renewal is due."""
+    """While a pack trains, a thread renews its worker's claims every lease/3 (the store takes the
+    threads' calls in turn)."""
 
     def __init__(self, store, worker: str, lease_s: float, log: Callable[[str], None]):
         self.store, self.worker, self.lease_s, self.log = store, worker, lease_s, log
@@ -96,21 +96,14 @@ class Lease:
         self._thread = threading.Thread(target=self._renew, name=f"lease {worker}", daemon=True)
 
     def _renew(self) -> None:
-        from fastseed.store import Store
-        own, failed = None, False
-        try:
-            while not self._done.wait(self.lease_s / 3):
-                try:
-                    own = own or Store(self.store.path, self.store.protocol, self.store.protocol_hash,
-                                       self.store.protocol_json)
-                    own.renew(self.worker, self.lease_s)
-                except FastseedError as e:  # the pack goes on; another worker may take its seeds over
-                    if not failed:
-                        self.log(f"could not renew the lease of the seeds in flight: {e}")
-                    failed = True
-        finally:
-            if own is not None:
-                own.close()
+        failed = False
+        while not self._done.wait(self.lease_s / 3):
+            try:
+                self.store.renew(self.worker, self.lease_s)
+            except FastseedError as e:  # the pack goes on; another worker may take its seeds over
+                if not failed:
+                    self.log(f"could not renew the lease of the seeds in flight: {e}")
+                failed = True
 
     def __enter__(self) -> "Lease":
         self._thread.start()

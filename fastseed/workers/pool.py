@@ -75,6 +75,7 @@ class Child:
     name: str             # cuda:3, or cpu#1
     worker: str           # its claims' worker id
     proc: subprocess.Popen
+    relay: threading.Thread | None = None  # copies its lines above the bar
     error: str | None = None  # its one-line refusal, if it had one
     lines: list = field(default_factory=list)
     reported: bool = False
@@ -122,20 +123,22 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
               lease_s: float = LEASE_S, log: Callable[[str], None] = print) -> Outcome:
     """Train the range with one child process per device on the store at `out`."""
     from fastseed.store import Store, worker_id
-    from fastseed.workers.progress import Progress
+    from fastseed.workers.progress import Progress, summary
     protocol, total = job.protocol, stop - start
     Store.check(out, protocol.name, protocol.hash)
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:  # made once, here
         stored, live = store.progress(start, stop)
-        names = [d if d.startswith("cuda") else f"{d}#{i}" for i, d in enumerate(devices)]
+        # a worker's name is its device, numbered when several share one (CPU workers always do)
+        names = [d if devices.count(d) == 1 else f"{d}#{i}" for i, d in enumerate(devices)]
         others = f", {live} claimed by other workers" if live else ""
         log(f"{protocol.name} [{protocol.hash[:12]}]: {total - stored} of {total} seeds to train{others}, {stored} "
             f"already in {out}; {len(devices)} workers: {', '.join(names)}")
         if stored >= total:
-            return Outcome(True, stored, total, "")
+            return Outcome(True, stored, total, summary(store.accuracies(start, stop)))
         cpu_workers = sum(d.startswith("cpu") for d in devices)
-        threads = max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers and "OMP_NUM_THREADS" not in os.environ \
-            else None
+        threads = None  # CPU workers share the cores (unless OMP_NUM_THREADS says otherwise)
+        if cpu_workers and "OMP_NUM_THREADS" not in os.environ:
+            threads = max(1, (os.cpu_count() or 1) // cpu_workers)
         spec = dict(protocol=protocol.to_json(), options=job.options.to_dict(), store=str(os.path.abspath(out)),
                     start=start, stop=stop, lease_s=lease_s, workers=len(devices), seed_lines=quiet, threads=threads)
         progress = Progress(total, stored, store.accuracies(start, stop), quiet)
@@ -144,8 +147,10 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
         try:
             for name, device in zip(names, devices):
                 worker = f"{run_id}/{name}"
-                children.append(Child(name, worker, _spawn(name, device, dict(spec, worker=worker))))
-                threading.Thread(target=_relay, args=(children[-1], progress.write), daemon=True).start()
+                child = Child(name, worker, _spawn(name, device, dict(spec, worker=worker)))
+                child.relay = threading.Thread(target=_relay, args=(child, progress.write), daemon=True)
+                child.relay.start()
+                children.append(child)
             stop_flag.doing = f"stopping the {len(devices)} workers once they commit their packs in flight"
             stop_flag.start_training()
             failed = _watch(children, store, start, stop, stop_flag, progress)
@@ -157,6 +162,7 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
             _signal(children, signal.SIGKILL)  # none is left running, whatever happened here
             for child in children:
                 child.proc.wait()
+                child.relay.join(timeout=5)  # its last lines, before the bar's last state
                 _release_all(store, child.worker)
             stored = store.progress(start, stop)[0]
             progress.set(stored, store.accuracies(start, stop))
