@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import socket
 import threading
@@ -56,8 +57,16 @@ def reach(address: str):
         raise FastseedError(INSTALL) from None
     if ray.is_initialized():
         return ray, False
-    if address not in ("local", "auto"):
-        _reachable(address)
+    if address == "auto":  # RAY_ADDRESS, or the cluster last started on this machine (None: no cluster)
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+            found = canonicalize_bootstrap_address("auto")
+        except (ImportError, AttributeError, ValueError):  # private to Ray: without it, ray.init decides
+            found = None
+        if found is not None:
+            _reachable(found, address)
+    elif address != "local":
+        _reachable(address, address)
     return ray, True
 
 
@@ -81,21 +90,26 @@ def connect(ray, address: str) -> None:
             signal.signal(s, handler)
 
 
-def _reachable(address: str) -> None:
-    where = address.removeprefix("ray://")
-    host, _, port = where.rpartition(":")
+def _reachable(address: str, given: str) -> None:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise FastseedError(f"--ray {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+        raise FastseedError(f"--ray {given}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as e:
-        raise FastseedError(f"--ray {address}: no Ray cluster answers at {host}:{port} "
+        raise FastseedError(f"--ray {given}: no Ray cluster answers at {host}:{port} "
                             f"({e.strerror or e})") from None
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _last_line(error: BaseException) -> str:
+    """The line that says why, at the end of a remote traceback (`ModuleNotFoundError: …`)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def actor_plan(device: str, workers: int | None, resources: dict) -> tuple[int, dict, str]:
@@ -159,7 +173,7 @@ class Driver:
         self.retry: deque = deque()     # (seeds, attempts) still claimed, to hand out again
         self.abandoned: set[int] = set()  # claimed until the end, never handed out again
         self.remaining, self.data, self.ask = remaining, data, {}
-        self.failed, self.committed, self.refusals = 0, 0, []
+        self.failed, self.committed, self.refusals, self.deaths = 0, 0, [], []
         self.training = self.halted = False
 
     # ---- calls ----
@@ -314,7 +328,8 @@ class Driver:
             return
         if isinstance(error, self.gone_for_good):  # no restart left, or it could not start at all
             self.failed += 1
-            self.gone(actor, f"{actor.where or 'starting'}: died for good: {_first_line(error)}")
+            self.deaths.append(_last_line(error))
+            self.gone(actor, f"{actor.where or 'starting'}: died for good: {self.deaths[-1]}")
         elif call.back:  # not back yet
             self.back(actor)
         elif call.life == actor.life:  # the first word of this death (the calls queued behind fail too)
@@ -386,9 +401,15 @@ class Driver:
             pass
 
     def refusal(self) -> str | None:
-        """The one line to exit with, when every actor refused and nothing was trained."""
-        if self.refusals and not self.committed and all(a.gone for a in self.actors):
+        """The one line to exit with when no actor ever trained: each refused (this node has no
+        data), or none could start (fastseed missing on the nodes)."""
+        if self.committed or not all(a.gone for a in self.actors):
+            return None
+        if self.refusals:
             return self.refusals[0]
+        if self.deaths and not any(a.pack for a in self.actors):
+            return (f"no Ray actor could start: {self.deaths[0]} (every node needs fastseed, the version of this "
+                    f"driver, and its dependencies)")
         return None
 
 
