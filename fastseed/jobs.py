@@ -101,10 +101,17 @@ class CifarJob:
     def describe(self, pack: int) -> str:
         return f"strategy {self.strategy.name}, pack {pack}"
 
-    def load(self):
-        """The data set, on the device; returns the test labels the records' predictions refer to."""
-        from fastseed.data.cifar import load_cifar10, to_tensors
-        self.data = to_tensors(load_cifar10(self.options.data_dir, download=self.options.download), self.device)
+    def read(self):
+        """The data set as plain arrays (checked against its digests), small enough to travel: a Ray
+        scan reads it once where it starts and ships it to its actors."""
+        from fastseed.data.cifar import load_cifar10
+        return load_cifar10(self.options.data_dir, download=self.options.download)
+
+    def load(self, data=None):
+        """The data set, on the device (`data`: what `read` returned elsewhere, else read here); returns
+        the test labels the records' predictions refer to."""
+        from fastseed.data.cifar import to_tensors
+        self.data = to_tensors(self.read() if data is None else data, self.device)
         return self.data.test_y[: self.protocol.test_size].cpu().numpy()
 
     def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
@@ -212,7 +219,11 @@ class FinetuneJob:
     def describe(self, pack: int) -> str:
         return "one seed at a time"
 
-    def load(self):
+    def read(self):
+        """None: ImageNet does not travel; each worker reads --data-dir (a path every node can read)."""
+        return None
+
+    def load(self, data=None):
         self.data, self.backbone = load_finetune(self.protocol, self.options.data_dir, self.options.weights,
                                                  self.log)
         return self.data.val.labels

@@ -3,6 +3,7 @@
     python -m fastseed.scan --seeds 10000                    # picard-short, seeds 0..9999
     python -m fastseed.scan --preset smoke --seeds 8 --device cpu
     python -m fastseed.scan --seeds 100000 --gpus all        # one worker per GPU, one store, one bar
+    python -m fastseed.scan --seeds 100000 --ray auto        # one actor per GPU of a Ray cluster
 
 Rerunning the same command resumes: seeds already in the store are skipped. Several scans (or
 workers) on one store share the range: each seed is trained once. Ctrl-C (or SIGTERM) finishes and
@@ -57,7 +58,10 @@ def parse(argv):
     w.add_argument("--gpus", default=None, metavar="all|N|I,J",
                    help="one worker process per GPU: all, the first N, or these indices")
     w.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="N worker processes on --device (e.g. --workers 4 --device cpu)")
+                   help="N worker processes on --device (e.g. --workers 4 --device cpu); with --ray, N actors")
+    w.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="train on a Ray cluster, one actor per GPU (or CPU): auto, HOST:PORT or ray://HOST:PORT "
+                        "(without ADDRESS: a Ray started here); needs pip install 'fastseed[ray]'")
     g = p.add_argument_group("ImageNet fine-tuning presets (imagenet-*)")
     g.add_argument("--weights", default=None, metavar="PATH",
                    help="the pretrained backbone's weight file (required; nothing is downloaded)")
@@ -84,6 +88,9 @@ def parse(argv):
     for name in ("classes", "limit_steps", "limit_batch", "loader_threads"):
         if getattr(a, name) is not None and getattr(a, name) <= 0:
             raise FastseedError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(a, name)}")
+    if a.ray is not None and a.gpus is not None:
+        raise FastseedError("--gpus and --ray: give one (on a cluster each actor gets a GPU; --workers N caps "
+                            "the actors)")
     if a.pack != "auto":
         if not a.pack.isdigit() or int(a.pack) <= 0:
             raise FastseedError(f"--pack must be a positive number or auto, got {a.pack}")
@@ -110,14 +117,19 @@ def run(a, stop: StopFlag) -> int:
     from fastseed.engine.provenance import code_version
     from fastseed.workers.pool import pool_devices
     code_version()  # read (and cached) now: records name the code the scan started with, not a later commit
-    devices = pool_devices(a.gpus, a.workers, a.device)
+    # a Ray driver trains nothing: it reads the data here (its job on the CPU), the actors choose devices
+    devices = pool_devices(a.gpus, a.workers, a.device) if a.ray is None else ["cpu"]
     # a pool's parent trains nothing: its job checks the options and names the protocol, for the
     # first worker's kind of device
     job = build(a, devices[0] if len(devices) == 1 else devices[0].split(":")[0])
     out = Path(a.out or f"results/{a.preset}.sqlite")
     start, end = a.start, a.start + a.seeds
     say = lambda line: print(line, flush=True)
-    if len(devices) == 1:
+    if a.ray is not None:
+        from fastseed.workers.ray import scan_ray
+        outcome = scan_ray(job, out, start, end, address=a.ray, device=a.device, workers=a.workers, stop_flag=stop,
+                           quiet=a.no_progress, log=say)
+    elif len(devices) == 1:
         from fastseed.workers.local import scan_here
         outcome = scan_here(job, out, start, end, stop_flag=stop, quiet=a.no_progress, log=say)
     else:
