@@ -23,7 +23,6 @@ from typing import Callable
 
 from fastseed import FastseedError
 
-
 CHECKPOINT_EVERY_MIN = 10.0  # ImageNet: a kill costs at most this much of a seed's hours
 
 

@@ -107,6 +107,8 @@ def test_a_set_is_its_own_protocol_in_its_own_store_and_one_equal_to_the_preset_
     # the preset's own lr is no change: smoke itself (its name, hash and store); the flag variants keep
     # the names they always had, in a file name without brackets
     assert run(capsys, "--set", "lr=0.2", "--show-protocol")[1].startswith(f"protocol smoke  (hash {SMOKE.hash[:12]})")
+    same = scan.parse(["--preset", "smoke", "--set", "lr=0.2"])
+    assert scan.out_path(same, scan.resolved(same).protocol) == Path("results/smoke.sqlite")
     code, out, err = run(capsys, *SHORT_SETS, "--augment", "image", "--seeds", 1)
     image = resolve_protocol("smoke", SHORT + ["augment=image"])
     assert code == 0 and image.name == "smoke+epochs=1,test_size=500,train_size=500[augment=image]"
@@ -134,7 +136,7 @@ def test_a_set_is_its_own_protocol_in_its_own_store_and_one_equal_to_the_preset_
 ])
 def test_bad_overrides_are_one_line_exit_2_before_any_data(argv, phrase, here, capsys, monkeypatch):
     monkeypatch.setattr(cifar, "load_cifar10", lambda *a, **kw: pytest.fail("the data was loaded"))
-    code, out, err = run(capsys, *(a.format(nets=here) for a in argv), *SETS, "--seeds", 1)
+    code, _, err = run(capsys, *(a.format(nets=here) for a in argv), *SETS, "--seeds", 1)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("fastseed.scan: error:"), err
     assert phrase in err
     assert not Path("results").exists()

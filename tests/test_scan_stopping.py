@@ -152,7 +152,7 @@ def test_bad_stopping_flags_are_one_line_and_exit_2(argv, phrase, fake, capsys):
     make_store("same.sqlite", SMOKE)
     make_store("s.sqlite", SMOKE)
     before = {p: p.read_bytes() for p in Path(".").iterdir()}
-    code, out, err = run(capsys, "--seeds", 10, "--out", "s.sqlite", *argv)
+    code, _, err = run(capsys, "--seeds", 10, "--out", "s.sqlite", *argv)
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("fastseed.scan: error:"), err
     assert phrase in err
     assert fake == [] and {p: p.read_bytes() for p in Path(".").iterdir()} == before

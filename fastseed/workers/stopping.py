@@ -90,13 +90,13 @@ class Stopping:
         self.decision, self.fed = None, dict.fromkeys(sides, 0)
 
     @classmethod
-    def until_width(cls, out, start: int, stop: int, half_width: float, method: str = "normal") -> "Stopping":
+    def until_width(cls, out, start: int, stop: int, half_width: float, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import UntilWidth
         rule = UntilWidth(half_width, method=method)
         return cls(rule, {"A": SeedOrder(out, start, stop)}, f"--until-ci {half_width:g} --ci-method {method}")
 
     @classmethod
-    def versus(cls, out, other, start: int, stop: int, margin: float, labels, method: str = "normal") -> "Stopping":
+    def versus(cls, out, other, start: int, stop: int, margin: float, labels, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import Versus
         rule = Versus(margin, labels=labels, method=method)
         return cls(rule, {"A": SeedOrder(out, start, stop), "B": SeedOrder(other, start, stop)},
