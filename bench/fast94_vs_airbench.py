@@ -78,12 +78,13 @@ def workdir(path: Path):
 def run_fastseed(a, data, out: Path, log) -> dict:
     from fastseed.engine import compute_dtype, train_pack
     from fastseed.engine.autopack import choose_pack
+    from fastseed.engine.pack import get_strategy
     from fastseed.presets import get_preset
     from fastseed.store import Store
 
     protocol, device = get_preset("fast94"), torch.device("cuda")
     dtype = compute_dtype(protocol, device)
-    graphs = a.strategy != "sequential" and not a.no_graphs
+    graphs = get_strategy(a.strategy).graphs and not a.no_graphs
     search = []
     if a.pack == "auto":
         pack = choose_pack(protocol, data, device, dtype, a.strategy, graphs,
@@ -169,12 +170,13 @@ def run_airbench(a, data, out: Path, log) -> dict:
 
 
 def main(argv=None) -> int:
+    from fastseed.engine.pack import DEFAULT_STRATEGY, STRATEGIES
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("out", help="output directory (JSON, log, the fastseed store, airbench's data copy)")
     p.add_argument("--seeds", type=int, default=50, help="fast94 seeds (default 50)")
     p.add_argument("--airbench-runs", type=int, default=10, help="airbench train94 runs (default 10)")
     p.add_argument("--pack", default="auto", help="fastseed pack size, or auto (measured; default)")
-    p.add_argument("--strategy", default="fused", choices=["fused", "streams", "sequential"])
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=list(STRATEGIES))
     p.add_argument("--no-graphs", action="store_true", help="fastseed without CUDA graphs")
     p.add_argument("--data-dir", default=None, help="CIFAR-10 root (default $FASTSEED_DATA or ./data)")
     p.add_argument("--no-airbench", action="store_true", help="only the fastseed side")

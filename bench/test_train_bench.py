@@ -14,11 +14,11 @@ import torch
 
 from fastseed.engine.autopack import time_pack
 from fastseed.engine.flops import seed_flops
+from fastseed.engine.pack import STRATEGIES, get_strategy
 from fastseed.engine.train import compute_dtype, train_pack
 from fastseed.presets import get_preset
 
 FULL_PACKS, QUICK_PACKS = (1, 4, 8, 16, 32), (1, 2)
-STRATEGIES = ("sequential", "fused", "streams")
 E2E_FULL = [("sequential", 1), ("fused", 1), ("fused", 16), ("streams", 16), ("fused", 32)]
 E2E_QUICK = [("sequential", 1), ("fused", 2), ("streams", 2)]
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead")
@@ -47,13 +47,14 @@ def protocol_for(quick: bool):
 
 
 def cases(packs):
-    return [(s, k) for s in STRATEGIES for k in packs if s != "sequential" or k == 1]
+    """Every registered strategy; one that trains its seeds one after another, at pack 1 only."""
+    return [(s, k) for s in STRATEGIES for k in packs if get_strategy(s).together or k == 1]
 
 
 def test_train_step(benchmark, quick, device, cifar, peak_flops, strategy, k):
     protocol = protocol_for(quick)
     dtype = compute_dtype(protocol, device)
-    graphs = device.type == "cuda" and strategy != "sequential"
+    graphs = device.type == "cuda" and get_strategy(strategy).graphs
     per_seed_step = benchmark.pedantic(time_pack, args=(protocol, cifar, device, dtype, strategy, k, graphs),
                                        kwargs=dict(steps=2 if quick else 20, warmup=1 if quick else 5),
                                        rounds=1 if quick else 3, iterations=1)

@@ -13,7 +13,6 @@ import pandas as pd
 
 from fastseed import FastseedError
 from fastseed.document import Document, csv_bytes, formatted, num
-from fastseed.stats.calibration import Calibration
 from fastseed.stats.examples import ExampleCounts
 from fastseed.stats.testset import TestSetNoise
 

@@ -23,6 +23,8 @@ from typing import Callable
 
 from fastseed import FastseedError
 
+CHECKPOINT_EVERY_MIN = 10.0  # ImageNet: a kill costs at most this much of a seed's hours
+
 
 def flag(name: str) -> str:
     """The command-line spelling of an option or protocol knob, for messages: loader_threads → --loader-threads."""
@@ -43,19 +45,44 @@ class Options:
     download: bool = False            # fetch the official CIFAR-10 when it is missing
     weights: str | None = None        # ImageNet: the pretrained backbone's weight file
     loader_threads: int = 4           # ImageNet: DALI CPU threads per worker
+    keep_logits: bool = False         # CIFAR: records keep the headline evaluation's logits (float16)
+    checkpoints: str | None = None    # ImageNet: the store beside which long seeds keep checkpoints
+    checkpoint_every: float | None = None  # ImageNet: minutes between checkpoints (None: CHECKPOINT_EVERY_MIN)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-# ---- the protocol: a preset and the flags that make a variant of it ---------------------------------
+# ---- the protocol: a preset, the user's changes and the flags that make a variant of it -------------
 
-def protocol_variant(base, *, augment: str | None = None, fix: tuple = (), fix_seed: int | None = None,
-                     deterministic: bool = False, classes: int | None = None, limit_steps: int | None = None,
-                     limit_batch: int | None = None):
-    """`base` with the variations a user asked for (each one makes a distinct protocol: its own hash
-    and store). None/()/False mean "as the preset has it". Variations the protocol's kind has no knob
-    for, and `fix` streams it never draws from, are refused in one line."""
+def flag_sets(*, augment: str | None = None, fix: tuple = (), fix_seed: int | None = None,
+              deterministic: bool = False, classes: int | None = None, limit_steps: int | None = None,
+              limit_batch: int | None = None) -> list[str]:
+    """The scan's variation flags as the `--set KEY=VALUE` texts they stand for (fastseed.overrides
+    names these knobs as the flags always did, so each flag keeps its protocol's name and hash).
+    None/()/False mean "as the preset has it"; `fix_seed` counts only with `fix`."""
+    sets = [f"augment={augment}"] if augment is not None else []
+    if fix:
+        sets += [f"fixed={','.join(sorted(set(fix)))}"] + ([f"fix_seed={fix_seed}"] if fix_seed is not None else [])
+    sets += ["deterministic=true"] if deterministic else []
+    given = dict(classes=classes, limit_steps=limit_steps, limit_batch=limit_batch)
+    return sets + [f"{k}={v}" for k, v in given.items() if v is not None]
+
+
+def resolve_variant(preset: str, *, sets=(), protocol_file=None, model: str | None = None, **flags):
+    """The recipe a scan trains (a `fastseed.overrides.Resolved`): preset `preset` (or the protocol
+    file's base), the file, each `--set`, `--model`, then the scan's variation flags (`flag_sets`).
+    A flag the protocol's kind has no knob for, or a `fix` stream it never draws from, is refused in
+    one line naming the flag."""
+    from fastseed.overrides import read_protocol_file, resolve
+    from fastseed.presets import PRESETS
+    base = read_protocol_file(protocol_file).get("base") if protocol_file is not None else preset
+    if isinstance(base, str) and base in PRESETS:  # else resolve() says what is wrong with it
+        check_flags(PRESETS[base], **flags)
+    return resolve(preset, list(sets) + flag_sets(**flags), protocol_file, model)
+
+
+def check_flags(base, *, augment=None, fix=(), classes=None, limit_steps=None, limit_batch=None, **_):
     kind = JOBS[base.dataset]
     foreign = [flag(n) for n, v in (("augment", augment), ("classes", classes), ("limit_steps", limit_steps),
                                     ("limit_batch", limit_batch)) if v is not None and n not in kind.knobs]
@@ -65,12 +92,12 @@ def protocol_variant(base, *, augment: str | None = None, fix: tuple = (), fix_s
     if unknown:
         raise FastseedError(f"--fix {','.join(unknown)}: {base.name} draws no {' or '.join(unknown)} stream; "
                             f"its streams are {', '.join(kind.streams)}")
-    changes = dict(fixed=tuple(sorted(set(fix))) or base.fixed,
-                   fix_seed=base.fix_seed if not fix or fix_seed is None else fix_seed,
-                   deterministic=deterministic or base.deterministic)
-    given = dict(augment=augment, classes=classes, limit_steps=limit_steps, limit_batch=limit_batch)
-    changes.update({k: v for k, v in given.items() if v is not None})
-    return base.variant(**changes)
+
+
+def protocol_variant(base, **flags):
+    """Preset `base` with the scan's variation flags (see `flag_sets`): the same protocol, name and hash
+    as `--set` of the same knobs. `base` must be a preset (it is looked up by its name)."""
+    return resolve_variant(base.name, **flags).protocol
 
 
 # ---- CIFAR: GPU-resident tensors, seeds trained in packs -------------------------------------------
@@ -81,14 +108,22 @@ class CifarJob:
     knobs = ("augment",)
     streams = ("init", "order", "augment")  # the seed streams the CIFAR engine draws from
 
+    long_seeds = False  # a seed takes seconds to minutes: no bar of its steps
+    stops_mid_seed = False  # a stop finishes the pack in flight
+    on_stop = "finishing the seeds in flight"
+
     def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
         from fastseed.engine import compute_dtype, resolve_device
-        from fastseed.engine.pack import DEFAULT_STRATEGY, get_strategy
         if options.weights is not None:
             raise FastseedError(f"--weights: only for the imagenet-* presets, not {protocol.name}")
-        self.protocol, self.options = protocol, options
+        if options.checkpoint_every is not None:
+            raise FastseedError(f"--checkpoint-every: only for the imagenet-* presets (a {protocol.name} seed "
+                                f"is not checkpointed: a stop finishes it, a crash loses only the pack in flight)")
+        self.protocol = protocol
         self.device = resolve_device(options.device)
-        self.strategy = get_strategy(options.strategy or DEFAULT_STRATEGY)
+        self.strategy = choose_strategy(protocol, options.strategy, log)
+        # the strategy decided here travels in the options: a pool's workers do not decide it again
+        self.options = dataclasses.replace(options, strategy=self.strategy.name)
         self.graphs = self.device.type == "cuda" and self.strategy.graphs and options.graphs
         self.dtype = compute_dtype(protocol, self.device, options.dtype)
         self.data = None
@@ -141,7 +176,30 @@ class CifarJob:
         from fastseed import engine  # looked up at call time: tests replace engine.train_pack
         engine.train_pack(self.protocol, seeds, self.data, self.device, dtype=self.options.dtype,
                           strategy=self.strategy.name, compile=self.options.compile, graphs=self.graphs,
-                          on_record=commit, should_stop=lambda: bool(stop), on_step=on_step)
+                          on_record=commit, should_stop=lambda: bool(stop), on_step=on_step,
+                          keep_logits=self.options.keep_logits)
+
+
+def choose_strategy(protocol, asked: str | None, log: Callable[[str], None]):
+    """The pack strategy: the one asked, else the default. A user's model is built (its seed-0 init)
+    and checked: with no --strategy it trains fused only if it fuses (else streams, said in one line),
+    and `--strategy fused` for a model that cannot fuse is refused in one line naming the layer. The
+    built-in models all fuse (tests/engine/test_pack.py)."""
+    from fastseed.engine.pack import DEFAULT_STRATEGY, default_strategy, fusion_problem, get_strategy
+    strategy = get_strategy(asked or DEFAULT_STRATEGY)
+    if ":" not in protocol.model or not (asked is None or strategy.name == "fused"):
+        return strategy
+    from fastseed.engine.train import init_model
+    model = init_model(protocol, protocol.seed(0))
+    if asked is None:
+        name = default_strategy(model)
+        if name != strategy.name:
+            log(f"{protocol.model} trains with strategy {name}: {fusion_problem(model)}")
+        return get_strategy(name)
+    problem = fusion_problem(model)
+    if problem:
+        raise FastseedError(f"--strategy fused: {problem}")
+    return strategy
 
 
 # ---- ImageNet: a DALI pipeline per seed, one seed at a time -----------------------------------------
@@ -187,6 +245,7 @@ class FinetuneJob:
     knobs = ("classes", "limit_steps", "limit_batch")
     streams = ("head", "order", "augment")  # head init, data order, crops and flips
     together = False
+    long_seeds = True  # hours a seed: the scan shows a bar of the steps of the seed in flight
 
     def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
         from fastseed.engine import resolve_device
@@ -199,6 +258,9 @@ class FinetuneJob:
         if wrong:
             raise FastseedError(f"{' '.join(wrong)}: not for {protocol.name} (ImageNet seeds train one at a "
                                 f"time from their own DALI pipeline; the data set is never downloaded)")
+        if options.keep_logits:
+            raise FastseedError(f"--keep logits: not for {protocol.name}: 1,000 classes × 50,000 validation "
+                                f"images in float16 are 100 MB a seed")
         if options.weights is None:
             raise FastseedError(f"{protocol.name} needs --weights PATH: the pretrained {protocol.backbone} "
                                 f"weight file")
@@ -206,6 +268,9 @@ class FinetuneJob:
             raise FastseedError("--dtype float64: ImageNet presets train in float32, float16 or bfloat16")
         if options.loader_threads <= 0:
             raise FastseedError(f"--loader-threads must be a positive number, got {options.loader_threads}")
+        if options.checkpoint_every is not None and not options.checkpoint_every > 0:
+            raise FastseedError(f"--checkpoint-every must be a positive number of minutes, got "
+                                f"{options.checkpoint_every}")
         digest = file_sha256(options.weights)
         if protocol.weights and protocol.weights != digest:  # a replay, or a worker of a running scan
             raise FastseedError(f"--weights {options.weights} is not the file the scan used (sha256 "
@@ -216,8 +281,18 @@ class FinetuneJob:
         self.options, self.log = options, log
         self.device = resolve_device(options.device)
 
+    @property
+    def stops_mid_seed(self) -> bool:
+        """A stop checkpoints the seed in flight and ends it at once (else: between seeds)."""
+        return self.options.checkpoints is not None
+
+    @property
+    def on_stop(self) -> str:
+        return "checkpointing the seed in flight" if self.stops_mid_seed else "finishing the seed in flight"
+
     def describe(self, pack: int) -> str:
-        return "one seed at a time"
+        every = self.options.checkpoint_every or CHECKPOINT_EVERY_MIN
+        return "one seed at a time" + (f", checkpointed every {every:g} min" if self.stops_mid_seed else "")
 
     def read(self):
         """None: ImageNet does not travel; each worker reads --data-dir (a path every node can read)."""
@@ -232,22 +307,28 @@ class FinetuneJob:
         return 1
 
     def train(self, seeds: list[int], commit: Callable, stop, on_step: Callable[[int, int], None] | None = None):
+        """Train `seeds` one after another; `commit(record)` as each finishes. With checkpoints, a seed
+        resumes from its checkpoint, saves one every --checkpoint-every minutes, and on `stop` saves one
+        and raises fastseed.engine.checkpoint.Interrupted at once; its file is removed once the record
+        is committed. `on_step(done, total)` after every step, counted from the resumed step."""
+        from fastseed.engine.checkpoint import checkpoint_path, remove_checkpoint
         from fastseed.engine.finetune import train_finetune
-        total = sum(p.steps for p in self.protocol.run_phases())
+        every_s = 60 * (self.options.checkpoint_every or CHECKPOINT_EVERY_MIN)
         for seed in seeds:
             if stop:
                 break
-            done = 0
-
-            def stepped(optimizer):  # train_finetune calls it before each update, with the optimizer
-                nonlocal done
-                done += 1
-                on_step(done, total)
-
+            path = None
+            if self.stops_mid_seed:
+                path = checkpoint_path(self.options.checkpoints, self.protocol.hash, seed)
+                if path.exists():
+                    self.log(f"seed {seed}: resuming from its checkpoint {path}")
             commit(train_finetune(self.protocol, seed, self.data, self.backbone, self.device,
                                   dtype=self.options.dtype, compile=self.options.compile,
-                                  num_threads=self.options.loader_threads,
-                                  on_step=stepped if on_step is not None else None))
+                                  num_threads=self.options.loader_threads, checkpoint=path,
+                                  checkpoint_every_s=every_s, should_stop=(lambda: bool(stop)) if path else None,
+                                  on_progress=on_step))
+            if path is not None:
+                remove_checkpoint(path)  # only now: the record is committed
 
 
 JOBS = {"cifar10": CifarJob, "imagenet": FinetuneJob}  # a protocol's `dataset` → the job that trains it

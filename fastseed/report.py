@@ -126,11 +126,29 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
                      f"sections that need several runs are left out for it.")
         if g.protocol in PUBLISHED:
             doc.text(f"{g.label}: {PUBLISHED[g.protocol]}")
+        stopping_rule(doc, g)
         notes(doc, g)
         if g.skipped_rows:
             doc.text(f"{g.label}: {len(g.skipped_rows)} malformed row(s) skipped: "
                      + listing([f"seed {s if s is not None else '?'} ({why})" for s, why in g.skipped_rows],
                                10, "the store") + ".")
+
+
+def stopping_rule(doc: Document, g) -> None:
+    """The rule that ended the scan, as the scan recorded it in the store (--until-ci, --versus)."""
+    from fastseed.store import Store
+    from fastseed.workers.stopping import META_KEY, read_meta
+    with Store.open(g.path) as store:
+        rule = read_meta(store.meta.get(META_KEY))
+    if rule is None:
+        return
+    fed = rule.get("seeds_fed") if isinstance(rule.get("seeds_fed"), dict) else {}
+    read = fed.get("A") if isinstance(fed.get("A"), int) else None
+    ended = f"It decided: {rule['decision']}." if rule.get("decision") else "It had not decided when the scan ended."
+    if read is not None and read < len(g):
+        ended += (f" This report covers all {len(g):,} runs of the store, {len(g) - read:,} more than the rule "
+                  f"read (the packs in flight when it stopped, or later scans).")
+    doc.text(f"{g.label}: Stopping rule ({rule.get('flags', '')}): {rule['rule']} {ended}")
 
 
 def notes(doc: Document, g) -> None:

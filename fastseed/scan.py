@@ -4,17 +4,22 @@
     python -m fastseed.scan --preset smoke --seeds 8 --device cpu
     python -m fastseed.scan --seeds 100000 --gpus all        # one worker per GPU, one store, one bar
     python -m fastseed.scan --seeds 100000 --ray auto        # one actor per GPU of a Ray cluster
+    python -m fastseed.scan --set lr=0.3 --until-ci 0.1      # a variant, until its mean is known to ±0.1 pp
 
 Rerunning the same command resumes: seeds already in the store are skipped. Several scans (or
 workers) on one store share the range: each seed is trained once. Ctrl-C (or SIGTERM) finishes and
-commits the seeds in flight, then exits; a second Ctrl-C drops them and exits at once.
+commits the seeds in flight, then exits; a second Ctrl-C drops them and exits at once. A stopping rule
+(--until-ci, --versus) ends the scan as soon as it decides; --seeds is then the cap.
 
-Exit codes: 0 the range is stored, 1 workers failed before it was, 2 bad input, 130 stopped.
+Exit codes: 0 the range is stored (or the stopping rule decided), 1 workers failed before it was,
+2 bad input, 130 stopped.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 
 from fastseed import FastseedError
 from fastseed.cli import Parser
@@ -32,15 +37,26 @@ def parse(argv):
     p.add_argument("--seeds", type=int, default=10000, metavar="N", help="number of seeds (default 10000)")
     p.add_argument("--start", type=int, default=0, metavar="S", help="first seed (default 0)")
     p.add_argument("--preset", default="picard-short", help=f"protocol: {', '.join(PRESETS)}")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one knob of the protocol (repeatable; a distinct protocol in the store): "
+                        "--set lr=0.3 --set cutout=0; --show-protocol lists every knob")
+    p.add_argument("--protocol", default=None, metavar="FILE",
+                   help="a protocol file (TOML: base = \"PRESET\", name, model, [set] knob = value)")
+    p.add_argument("--model", default=None, metavar="package.module:factory",
+                   help="your own CIFAR model: factory() returns an nn.Module mapping N×3×32×32 to N×10 "
+                        "(imported from the current directory; its file's sha256 is part of the protocol)")
+    p.add_argument("--show-protocol", action="store_true",
+                   help="print every knob of the resolved protocol and where it came from, then exit")
     p.add_argument("--data-dir", default=None, help="dataset root (default $FASTSEED_DATA or ./data)")
     p.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 if it is missing")
-    p.add_argument("--out", default=None, help="results store (default results/<preset>.sqlite)")
+    p.add_argument("--out", default=None, help="results store (default results/<protocol name>.sqlite)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--pack", default="auto", metavar="K|auto",
                    help="seeds trained at once; auto (default) measures this GPU (1 on a CPU)")
     p.add_argument("--strategy", default=None, choices=list(STRATEGIES),
-                   help="how a pack trains: fused (one grouped model, default), streams (replicas on "
-                        "CUDA streams) or sequential (one after another)")
+                   help="how a pack trains: fused (one grouped model, the default when the model fuses), "
+                        "streams (replicas on CUDA streams; the default for a --model that does not fuse) "
+                        "or sequential (one after another)")
     p.add_argument("--compile", default=None, metavar="MODE",
                    help="torch.compile the training forward (default, reduce-overhead, max-autotune)")
     p.add_argument("--no-graphs", action="store_true", help="do not replay training steps as CUDA graphs")
@@ -54,6 +70,22 @@ def parse(argv):
     p.add_argument("--fix-seed", type=int, default=0, metavar="R", help="the seed fixed streams draw from")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic cuDNN/cuBLAS kernels (a distinct protocol in the store)")
+    p.add_argument("--keep", default=None, choices=["logits"],
+                   help="logits: records keep the headline evaluation's logits (float16, about 180 kB a CIFAR "
+                        "seed compressed), for the report's soft votes and calibration; not for ImageNet "
+                        "(100 MB a seed)")
+    r = p.add_argument_group("stopping rules (anytime-valid confidence sequences; --seeds is the cap)")
+    r.add_argument("--until-ci", type=float, default=None, metavar="W",
+                   help="stop once the 95 %% confidence sequence of the mean accuracy is within ±W "
+                        "percentage points (at least 10 seeds)")
+    r.add_argument("--versus", default=None, metavar="STORE",
+                   help="stop once this protocol is decided better, worse, or within ±--margin of the one "
+                        "in STORE (another store); STORE's seeds of the range are trained in turn when needed")
+    r.add_argument("--margin", type=float, default=None, metavar="M",
+                   help="with --versus: a difference within ±M percentage points is negligible (default 0)")
+    r.add_argument("--ci-method", default=None, choices=["normal", "bounded"],
+                   help="normal (default: t-mixture, exact for normal accuracies) or bounded (empirical "
+                        "Bernstein: no assumption but the range [0, 100], thousands of seeds)")
     w = p.add_argument_group("several workers on one store")
     w.add_argument("--gpus", default=None, metavar="all|N|I,J",
                    help="one worker process per GPU: all, the first N, or these indices")
@@ -70,6 +102,9 @@ def parse(argv):
     g.add_argument("--limit-batch", type=int, default=None, metavar="N", help="at most N images a batch")
     g.add_argument("--loader-threads", type=int, default=4, metavar="N",
                    help="DALI CPU threads of each worker (default 4)")
+    g.add_argument("--checkpoint-every", type=float, default=None, metavar="MIN",
+                   help="save the seed in flight every MIN minutes (default 10), beside the store; a rerun "
+                        "resumes it, and the first Ctrl-C checkpoints it and stops at once")
     p.add_argument("--csv", default=None, help="also export the store to this CSV when done")
     p.add_argument("--parquet", default=None, help="also export the store to this Parquet file when done")
     p.add_argument("--no-progress", action="store_true", help="print a line per seed instead of a bar")
@@ -95,46 +130,92 @@ def parse(argv):
         if not a.pack.isdigit() or int(a.pack) <= 0:
             raise FastseedError(f"--pack must be a positive number or auto, got {a.pack}")
         a.pack = int(a.pack)
+    if a.checkpoint_every is not None and not a.checkpoint_every > 0:
+        raise FastseedError(f"--checkpoint-every must be a positive number of minutes, got {a.checkpoint_every:g}")
+    from fastseed.workers.stopping import check_rule_flags
+    check_rule_flags(a.until_ci, a.versus, a.margin, a.ci_method)
+    if a.versus is not None and (a.gpus is not None or a.workers is not None or a.ray is not None):
+        raise FastseedError("--versus trains both protocols in turn in this process: drop --gpus/--workers/--ray "
+                            "(--until-ci works with them)")
     return a
+
+
+def resolved(a):
+    """The protocol the command line asks for (fastseed.overrides.Resolved): the preset or protocol
+    file, each --set, --model, then the variation flags."""
+    from fastseed.jobs import resolve_variant
+    return resolve_variant(a.preset, sets=a.set, protocol_file=a.protocol, model=a.model, augment=a.augment,
+                           fix=a.fix, fix_seed=a.fix_seed, deterministic=a.deterministic, classes=a.classes,
+                           limit_steps=a.limit_steps, limit_batch=a.limit_batch)
+
+
+def out_path(a, protocol) -> Path:
+    """--out, else results/<protocol name>.sqlite: a variant never lands in its preset's store. The
+    characters a file name should not hold become '_'; a long name is cut and told apart by its hash."""
+    if a.out:
+        return Path(a.out)
+    name = re.sub(r"[^A-Za-z0-9._,=+-]", "_", protocol.name)
+    if len(name) > 120:
+        name = f"{name[:100]}-{protocol.hash[:12]}"
+    return Path("results") / f"{name}.sqlite"
+
+
+def options(a, device: str, out: Path):
+    from fastseed.jobs import Options
+    return Options(device=device, dtype=a.dtype, strategy=a.strategy, pack=a.pack, compile=a.compile,
+                   graphs=not a.no_graphs, data_dir=a.data_dir, download=a.download, weights=a.weights,
+                   loader_threads=a.loader_threads, keep_logits=a.keep == "logits",
+                   checkpoint_every=a.checkpoint_every, checkpoints=str(out))
 
 
 def build(a, device: str):
     """The job (protocol + options) the parsed command line asks for, on `device`."""
-    from fastseed.jobs import Options, make_job, protocol_variant
-    from fastseed.presets import get_preset
-    protocol = protocol_variant(get_preset(a.preset), augment=a.augment, fix=a.fix, fix_seed=a.fix_seed,
-                                deterministic=a.deterministic, classes=a.classes, limit_steps=a.limit_steps,
-                                limit_batch=a.limit_batch)
-    options = Options(device=device, dtype=a.dtype, strategy=a.strategy, pack=a.pack, compile=a.compile,
-                      graphs=not a.no_graphs, data_dir=a.data_dir, download=a.download, weights=a.weights,
-                      loader_threads=a.loader_threads)
-    return make_job(protocol, options, log=lambda line: print(line, flush=True))
+    from fastseed.jobs import make_job
+    protocol = resolved(a).protocol
+    return make_job(protocol, options(a, device, out_path(a, protocol)), log=lambda line: print(line, flush=True))
 
 
 def run(a, stop: StopFlag) -> int:
-    from pathlib import Path
-
     from fastseed.engine.provenance import code_version
     from fastseed.workers.pool import pool_devices
+    if a.show_protocol:  # before any data, device or store
+        print(resolved(a).describe())
+        return 0
     code_version()  # read (and cached) now: records name the code the scan started with, not a later commit
     # a Ray driver trains nothing: it reads the data here (its job on the CPU), the actors choose devices
     devices = pool_devices(a.gpus, a.workers, a.device) if a.ray is None else ["cpu"]
     # a pool's parent trains nothing: its job checks the options and names the protocol, for the
     # first worker's kind of device
     job = build(a, devices[0] if len(devices) == 1 else devices[0].split(":")[0])
-    out = Path(a.out or f"results/{a.preset}.sqlite")
+    out = out_path(a, job.protocol)
     start, end = a.start, a.start + a.seeds
     say = lambda line: print(line, flush=True)
-    if a.ray is not None:
-        from fastseed.workers.ray import scan_ray
-        outcome = scan_ray(job, out, start, end, address=a.ray, device=a.device, workers=a.workers, stop_flag=stop,
-                           quiet=a.no_progress, log=say)
-    elif len(devices) == 1:
-        from fastseed.workers.local import scan_here
-        outcome = scan_here(job, out, start, end, stop_flag=stop, quiet=a.no_progress, log=say)
-    else:
-        from fastseed.workers.pool import scan_pool
-        outcome = scan_pool(job, out, start, end, devices, stop_flag=stop, quiet=a.no_progress, log=say)
+    from fastseed.workers.stopping import stopping_rule
+    stopping, versus = stopping_rule(job, out, start, end, until_ci=a.until_ci, versus=a.versus, margin=a.margin,
+                                     method=a.ci_method, strategy=a.strategy, log=say)
+    if stopping is not None:
+        say(f"stopping rule: {stopping.flags}; at most {a.seeds} seeds")
+    until = stopping.decided if stopping is not None else None
+    try:
+        if a.ray is not None:
+            from fastseed.workers.ray import scan_ray
+            outcome = scan_ray(job, out, start, end, address=a.ray, device=a.device, workers=a.workers,
+                               stop_flag=stop, quiet=a.no_progress, log=say, until=until)
+        elif len(devices) == 1:
+            from fastseed.workers.local import scan_here
+            outcome = scan_here(job, out, start, end, stop_flag=stop, quiet=a.no_progress, log=say,
+                                stopping=stopping, versus=versus)
+        else:
+            from fastseed.workers.pool import scan_pool
+            outcome = scan_pool(job, out, start, end, devices, stop_flag=stop, quiet=a.no_progress, log=say,
+                                until=until)
+        if stopping is not None:
+            stopping.decided()  # the commits of the last packs in flight are read too
+    finally:
+        if stopping is not None:
+            stopping.close()  # its readers first: the last writer to close cleans up the -wal file
+    if stopping is not None:
+        stopping.record(job.protocol, out)
     say(f"{job.protocol.name}: {outcome.stored} of {outcome.total} seeds in {out}; {outcome.summary}")
     if a.csv or a.parquet:
         from fastseed.store import Store
@@ -143,7 +224,12 @@ def run(a, stop: StopFlag) -> int:
                 store.export_csv(a.csv)
             if a.parquet:
                 store.export_parquet(a.parquet)
+    if stopping is not None and stopping.decision is not None:
+        say(f"stopped: the question is answered: {stopping.decision.reason}")
+        return 0
     if outcome.complete:
+        if stopping is not None:
+            say(f"the stopping rule did not decide within the {a.seeds} seeds of --seeds")
         return 0
     if stop:
         print("stopped early: rerun the same command to resume", file=sys.stderr)

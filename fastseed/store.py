@@ -20,9 +20,9 @@ from fastseed import FastseedError, claims
 from fastseed.claims import worker_id  # noqa: F401  (part of the store's API)
 from fastseed.record import (JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Record,  # noqa: F401
                              decode_logits, encode_logits, finished_at)
-from fastseed.storefile import (BUSY_TIMEOUT_MS, INSERT, KEEP, RECORD_COLUMNS, REPLACE, SCHEMA_VERSION,  # noqa: F401
-                                connect_reader, create, disk_full, existing_meta, new_meta, probe,
-                                read_meta, refuse_orphan_wal, refuse_read_only, short, upgrade, uri,
+from fastseed.storefile import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE,  # noqa: F401
+                                SCHEMA_VERSION, connect_reader, create, disk_full, existing_meta, new_meta,
+                                probe, read_meta, refuse_orphan_wal, refuse_read_only, short, upgrade, uri,
                                 wal_has_frames)
 
 
@@ -213,6 +213,16 @@ class Store:
         if not np.array_equal(known, labels):
             raise FastseedError(f"{self.path} was scored against other test labels "
                                 f"(a different test set); use another --out")
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Write one meta entry of this study (e.g. the stopping rule a scan followed); the store's
+        identity (protocol, hash, schema, test labels) is set once, at creation, and not through here."""
+        if key in META_KEYS or key in ("label_dtype", "test_labels"):
+            raise ValueError(f"meta key {key!r} is the store's identity, not a note to set")
+        with self.transaction(f"writing the meta entry {key}") as conn:
+            conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                         (key, str(value)))
+        self.meta[key] = str(value)
 
     def claim(self, start: int, stop: int, k: int, worker: str, lease_s: float) -> list[int]:
         """Up to k seeds of [start, stop), lowest first, that are neither stored nor claimed under a

@@ -337,3 +337,27 @@ def test_logits_of_fewer_classes_than_the_labels_are_not_calibrated(tmp_path):
     runs.logits = lambda rows: ((int(i), np.zeros((50, 5), np.float16)) for i in rows)  # a top-5
     doc = Document("t")
     assert evidence.calibration_section(doc, [runs], np.random.default_rng(0)) == {} and doc.blocks == []
+
+
+def test_the_stopping_rule_a_scan_recorded_is_stated_in_the_summary(tmp_path, capsys):
+    """A scan with --until-ci records its rule and decision in the store's meta (tests/test_scan_stopping.py);
+    the report states them; a store without one says nothing of a rule."""
+    from fastseed.workers.stopping import META_KEY, Stopping
+    path = synthetic_store(tmp_path / "s.sqlite", 30, mean=0.9, std=0.01, n_images=1000, epochs=3)
+    rule = Stopping.until_width(path, 0, 100, half_width=1.0)
+    assert rule.turn() is None and rule.decision is not None and rule.fed == {"A": rule.decision.seeds[0]}
+    with Store.open(path) as s:
+        protocol = (s.protocol, s.protocol_hash, s.protocol_json)
+    rule.close()
+    with Store(path, *protocol) as s:
+        s.set_meta(META_KEY, rule.meta())
+    assert report(capsys, path, "--out", tmp_path / "r")[0] == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    line = next(text for text in md.splitlines() if "Stopping rule" in text)
+    assert line.startswith("synthetic: Stopping rule (--until-ci 1 --ci-method normal): Seeds were trained until "
+                           "the 95 % confidence sequence of the mean accuracy was at most ±1 pp")
+    assert f"It decided: {rule.decision.reason}." in line
+    assert f"{30 - rule.decision.seeds[0]} more than the rule read" in line
+    other = synthetic_store(tmp_path / "t.sqlite", 3, n_images=1000, epochs=3)
+    assert report(capsys, other, "--out", tmp_path / "q")[0] == 0
+    assert "Stopping rule" not in (tmp_path / "q" / "report.md").read_text()

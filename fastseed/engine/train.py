@@ -40,7 +40,7 @@ from fastseed.engine.step import EagerStep, GraphedStep, Lookahead, ScheduledSGD
 from fastseed.kernels.augment import normalize
 from fastseed.models import create_model, set_dtype
 from fastseed.seeds import Seed
-from fastseed.store import Record
+from fastseed.store import Record, encode_logits
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
           "float64": torch.float64}
@@ -172,14 +172,15 @@ def tta_logits(forward, x: torch.Tensor, level: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(pack, protocol, images, labels, dtype):
-    """Per seed: accuracy, CE loss, predicted class of every test image (uint8 bytes). The loss is the
-    mean over the images (test_loss "image_mean") or, as the ResNet-18 study computes it, the mean of
-    the per-batch means over batches of eval_batch_size (test_loss "batch_mean": the images of a last,
-    partial batch weigh more)."""
+def evaluate(pack, protocol, images, labels, dtype, logits_out: list | None = None):
+    """Per seed: accuracy, CE loss, predicted class of every test image (uint8 bytes). `logits_out`
+    receives, per seed, the logits the predictions come from (after any test-time augmentation) as a
+    float16 (images × classes) numpy array. The loss is the mean over the images (test_loss
+    "image_mean") or, as the ResNet-18 study computes it, the mean of the per-batch means over batches
+    of eval_batch_size (test_loss "batch_mean": the images of a last, partial batch weigh more)."""
     pack.eval()
     loss = torch.zeros(pack.k, device=images.device, dtype=torch.float64)
-    preds, batches = [], 0
+    preds, kept, batches = [], [], 0
     for i in range(0, images.shape[0], protocol.eval_batch_size):
         x = normalize(images[i: i + protocol.eval_batch_size], protocol.mean, protocol.std, dtype)
         y = labels[i: i + protocol.eval_batch_size]
@@ -188,21 +189,26 @@ def evaluate(pack, protocol, images, labels, dtype):
         total = ce.view(pack.k, -1).sum(1).double()
         loss += total / y.shape[0] if protocol.test_loss == "batch_mean" else total
         preds.append(logits.argmax(-1))
+        if logits_out is not None:  # kept on the device in float16; they leave it once, at the end
+            kept.append(logits.to(torch.float16))
         batches += 1
     pack.train()
     preds, n = torch.cat(preds, 1), images.shape[0]
     accs = ((preds == labels).sum(1).double() / n).tolist()
     losses = (loss / (batches if protocol.test_loss == "batch_mean" else n)).tolist()
     as_bytes = preds.to(torch.uint8).cpu().numpy()
+    if logits_out is not None:
+        logits_out.extend(torch.cat(kept, 1).cpu().numpy())
     return [(accs[k], losses[k], as_bytes[k].tobytes()) for k in range(pack.k)]
 
 
 def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: torch.dtype,
                 strategy: str, packs: list[dict], models_out: list | None = None, *,
                 compile: str | None = None, graphs: bool = False,
-                on_step: Callable[[int, int], None] | None = None) -> list[Record]:
+                on_step: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
     """Train `seeds` together as one pack model; one Record per seed. `on_step(done, total)` is called
-    after every training step (the scan's pace: time per step, what the pack in flight still needs)."""
+    after every training step (the scan's pace: time per step, what the pack in flight still needs).
+    `keep_logits`: each record keeps the headline evaluation's logits (encode_logits)."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     train_x, train_y, test_x, test_y = subset(protocol, data)
     pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile, graphs, images=train_x)
@@ -215,7 +221,7 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
     hooked = set().union(*(frozen_in(e, protocol) for e in range(protocol.epochs)))
     hooked = [(seed_name(name), p) for name, p in pack.named_parameters() if seed_name(name) in hooked]
     evals, trains = [[] for _ in seeds], [[] for _ in seeds]
-    headline, status = [None] * K, ["ok"] * K
+    headline, status, logits = [None] * K, ["ok"] * K, [None] * K
     for epoch in range(protocol.epochs):
         plans = [plan_epoch(protocol, s, epoch, n, size=train_x.shape[-1]) for s in seeds]
         order = torch.stack([p.order for p in plans]).to(device)  # (K, images trained this epoch)
@@ -255,11 +261,13 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
         if all(s == "diverged" for s in status):
             break
         if epoch in protocol.eval_epochs:
-            for k, result in enumerate(evaluate(pack, protocol, test_x, test_y, dtype)):
+            kept = [] if keep_logits and epoch == protocol.headline_epoch else None
+            for k, result in enumerate(evaluate(pack, protocol, test_x, test_y, dtype, logits_out=kept)):
                 if status[k] == "ok":
                     evals[k].append([epoch, result[0], result[1]])
                     if epoch == protocol.headline_epoch:
                         headline[k] = result
+                        logits[k] = None if kept is None else encode_logits(kept[k])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = (time.perf_counter() - t0) / K  # amortised over the pack
@@ -272,6 +280,7 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
         headline_epoch=protocol.headline_epoch, eval_curve=evals[k], train_curve=trains[k],
         predictions=(headline[k] or none)[2], wall_time_s=wall, pack=packs[k],
         provenance=provenance(device, dtype, started=started, fixed=sorted(seed.fixed), fix_seed=seed.fix_seed),
+        logits=logits[k],
     ) for k, seed in enumerate(seeds)]
 
 
@@ -298,13 +307,14 @@ def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: st
                strategy: str = DEFAULT_STRATEGY, on_record: Callable[[Record], None] | None = None,
                should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None,
                compile: str | None = None, graphs: bool | None = None,
-               on_step: Callable[[int, int], None] | None = None) -> list[Record]:
+               on_step: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
     """Train a pack of seeds and return their records (in the order given).
 
     `on_record` is called as records are finished (the scan commits there, so a crash loses only the
     seeds in flight); `should_stop` is polled between seeds of a sequential pack for a clean exit.
     `graphs` (default: the strategy's, on a GPU) replays each step as a CUDA graph. `on_step(done,
-    total)`: see train_group (for a one-after-another strategy, `total` is one seed's steps)."""
+    total)`: see train_group (for a one-after-another strategy, `total` is one seed's steps).
+    `keep_logits`: records keep the headline evaluation's logits (float16, encode_logits)."""
     how = get_strategy(strategy)
     device = torch.device(device)
     torch_dtype = compute_dtype(protocol, device, dtype)
@@ -323,7 +333,7 @@ def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: st
                 break
             done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
                                [packs[k] for k in group], models_out, compile=compile, graphs=graphs,
-                               on_step=on_step)
+                               on_step=on_step, keep_logits=keep_logits)
             for record in done:
                 if on_record is not None:
                     on_record(record)

@@ -21,7 +21,7 @@ def augment_reference(images: torch.Tensor, index: torch.Tensor, dy: torch.Tenso
                       flip: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, mean, std, *,
                       pad: int, cutout: int, dtype: torch.dtype, reflect: bool = False) -> torch.Tensor:
     """images (N,C,H,W) uint8; index, dy, dx, flip, cy, cx (B,) on the same device -> (B,C,H,W) dtype."""
-    B, (C, H, W) = index.shape[0], images.shape[1:]
+    C, H, W = images.shape[1:]
     work = torch.float64 if dtype == torch.float64 else torch.float32
     dev = images.device
     m = torch.tensor(mean, dtype=work, device=dev).view(1, C, 1, 1)

@@ -11,5 +11,8 @@ ensembles   majority votes of k seeds' predictions; soft votes from logits
 calibration expected calibration error and reliability per seed, from logits
 compare     two recipes: bootstrap difference, Welch, Mann–Whitney, P(A beats B), seeds for power
 factors     the ResNet-18 study's init vs data-order variance shares
+confseq     confidence sequences for a mean accuracy: intervals valid at every number of seeds at once
+sequential  stopping rules on them: until the mean is known to ±W, until A vs B is decided (scan
+            --until-ci, --versus)
 synthetic   stores with known distributions, for tests, benchmarks and demos
 """

@@ -56,7 +56,7 @@ class Driver:
     comes back, and hands out again what a dead actor held."""
 
     def __init__(self, ray, store, start: int, stop: int, *, worker: str, lease_s: float, progress,
-                 stop_flag, remaining: int, data):
+                 stop_flag, remaining: int, data, until=None):
         from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
         self.ray, self.store, self.start, self.stop, self.worker, self.lease_s = ray, store, start, stop, worker, lease_s
         self.progress, self.stop_flag, self.write = progress, stop_flag, progress.write
@@ -68,6 +68,7 @@ class Driver:
         self.remaining, self.data, self.ask = remaining, data, {}
         self.failed, self.committed, self.refusals, self.deaths = 0, 0, [], []
         self.training = self.halted = False
+        self.until = until  # a stopping rule: once it has decided, no new pack is claimed
 
     # ---- calls ----
 
@@ -103,10 +104,11 @@ class Driver:
                     if not actor.gone:
                         self.call("halt", actor)
             self.greet()
-            if not self.stop_flag:
+            answered = self.until is not None and self.until()
+            if not self.stop_flag and not answered:
                 self.feed()
             if not any(c.kind == "train" for c in self.calls.values()):
-                if self.stop_flag or all(a.gone for a in self.actors) or self.finished():
+                if self.stop_flag or answered or all(a.gone for a in self.actors) or self.finished():
                     return
             if not told and not any(a.pack for a in self.actors) and time.monotonic() - t0 > PLACE_WAIT_S:
                 told = True

@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,10 +71,14 @@ class StopFlag:
         """Sleep, but wake up when the flag is raised."""
         self._raised.wait(seconds)
 
-    def start_training(self, in_flight: Callable[[], str | None] | None = None) -> None:
+    def start_training(self, in_flight: Callable[[], str | None] | None = None, doing: str | None = None) -> None:
+        """Training starts: a signal now stops after `doing` (what the pack in flight is told to do),
+        and says how long that takes (`in_flight()`) when known."""
         self.training = True
         if in_flight is not None:
             self.in_flight = in_flight
+        if doing is not None:
+            self.doing = doing
 
     @contextmanager
     def installed(self):
@@ -125,14 +129,17 @@ def _release(store, worker: str, seeds) -> None:
 
 def work(job, store, start: int, stop: int, *, pack: int, worker: str, stop_flag, lease_s: float = LEASE_S,
          on_record: Callable | None = None, pace=None, log: Callable[[str], None] = print,
-         poll_s: float = WAIT_S) -> bool:
+         poll_s: float = WAIT_S, until: Callable[[], bool] | None = None) -> bool:
     """Train the seeds of [start, stop) that are neither stored nor claimed, `pack` at a time, until the
-    whole range is stored (True) or `stop_flag` is raised (False). `on_record(record, new)` after each
-    commit (`new` False: another worker, which took the seed over when this one's lease ran out,
-    stored it first). With nothing left to claim, it looks again every `poll_s` seconds until the
-    claimed rest is stored. Memory stays O(pack) whatever the width of the range."""
+    whole range is stored (True) or `stop_flag` is raised or `until()` is true before a claim (False).
+    `on_record(record, new)` after each commit (`new` False: another worker, which took the seed over
+    when this one's lease ran out, stored it first). With nothing left to claim, it looks again every
+    `poll_s` seconds until the claimed rest is stored. A long seed stopped mid-run (the engine's
+    Interrupted: its state is in its checkpoint) is released for a rerun to resume. Memory stays
+    O(pack) whatever the width of the range."""
     from fastseed.engine.autopack import is_oom
-    while not stop_flag:
+    from fastseed.engine.checkpoint import Interrupted as SeedStopped  # not this module's start-up one
+    while not stop_flag and not (until is not None and until()):
         seeds = store.claim(start, stop, pack, worker, lease_s)
         if not seeds:
             if store.progress(start, stop)[0] >= stop - start:
@@ -154,6 +161,10 @@ def work(job, store, start: int, stop: int, *, pack: int, worker: str, stop_flag
         try:
             with Lease(store, worker, lease_s, log):
                 job.train(seeds, commit, stop_flag, pace.step if pace is not None else None)
+        except SeedStopped as e:  # stop_flag is raised: the seed is checkpointed, the rerun resumes it
+            _release(store, worker, left)
+            log(str(e))
+            return False
         except BaseException as e:
             _release(store, worker, left)
             if not (isinstance(e, RuntimeError) and is_oom(e) and pack > 1):
@@ -195,43 +206,94 @@ def skipped_rows_line(store) -> str | None:
 
 
 def scan_here(job, out, start: int, stop: int, *, stop_flag: StopFlag, quiet: bool = False,
-              lease_s: float = LEASE_S, log: Callable[[str], None] = print) -> Outcome:
+              lease_s: float = LEASE_S, log: Callable[[str], None] = print, stopping=None,
+              versus: tuple | None = None) -> Outcome:
     """Train the range in this process: the job's data loaded once, packs claimed from the store at
-    `out` (shared with any other scan of the same protocol), one bar."""
+    `out` (shared with any other scan of the same protocol), one bar. `stopping` (workers/stopping.py)
+    ends the scan once its rule decides (the pack in flight is committed first); with a Versus rule,
+    `versus` is side B's (job, store path): its seeds are trained here, in turn, when the rule needs
+    them (None: B's store holds its whole range, the rule only reads it)."""
     from fastseed.store import Store, worker_id
-    from fastseed.workers.progress import Pace, Progress
-    protocol, total = job.protocol, stop - start
-    Store.check(out, protocol.name, protocol.hash)  # refuse before the slow data load
-    labels = job.load()
-    with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
-        store.set_test_labels(labels)
-        skipped = skipped_rows_line(store)
-        if skipped:
-            log(skipped)
-        stored, live = store.progress(start, stop)
-        pack = job.pack_size(total - stored, log) if stored < total else 1
-        others = f", {live} claimed by other workers" if live else ""
-        log(f"{protocol.name} [{protocol.hash[:12]}] on {job.device}: {total - stored} of {total} seeds to train"
-            f"{others}, {stored} already in {out}; {job.describe(pack)}")
-        progress = Progress(total, stored, store.accuracies(start, stop), quiet)
-        pace = Pace(job.device, total - stored, log=progress.write)
-        stop_flag.start_training(pace.in_flight)
+    from fastseed.workers.progress import Pace, Progress, summary
+    jobs = {"A": (job, out)} | ({"B": versus} if versus is not None else {})
+    for side_job, path in jobs.values():
+        Store.check(path, side_job.protocol.name, side_job.protocol.hash)  # refuse before the slow data load
+    total = stop - start
+    if stopping is not None and stopping.turn() is None:  # decided by what is stored: no data to load
+        with Store.open(out) as store:
+            stored, accs = store.progress(start, stop)[0], store.accuracies(start, stop)
+        why = "the stopping rule is answered by" if stopping.decision is not None else "every seed of the range:"
+        log(f"{job.protocol.name}: {why} the {stored} seeds stored in {out}: nothing to train")
+        return Outcome(stored >= total, stored, total, summary(accs))
+    with ExitStack() as stack:
+        sides = {name: _open_side(name, side_job, path, start, stop, stack, log)
+                 for name, (side_job, path) in jobs.items()}
+        store = sides["A"].store
+        progress = Progress(total, store.progress(start, stop)[0], store.accuracies(start, stop), quiet)
+        for side in sides.values():
+            side.pace = Pace(side.job.device, side.left, log=progress.write,
+                             on_step=progress.seed_steps if side.job.long_seeds else None)
+        turn = ["A"]  # the side training now
+        stop_flag.start_training(None if job.stops_mid_seed else lambda: sides[turn[0]].pace.in_flight(),
+                                 job.on_stop)
 
-        def committed(record, new):
-            if new:
-                progress.add(record)
-            else:
+        def committed(record, new, side="A"):
+            if not new:
                 progress.write(f"seed {record.seed}: already stored by another worker (it took the seed over "
                                f"when this one's lease ran out); the first record is kept")
+            elif side == "A":
+                progress.add(record)
+            else:
+                progress.write(f"{sides[side].job.protocol.name}: seed {record.seed}: {record.status} acc "
+                               f"{100 * record.test_acc:.2f}% ({record.wall_time_s:.1f}s)")
+
+        def train(side: str, until=None) -> bool:
+            turn[0] = side
+            return work(sides[side].job, sides[side].store, start, stop, pack=sides[side].pack, worker=worker_id(),
+                        stop_flag=stop_flag, lease_s=lease_s, pace=sides[side].pace, log=progress.write,
+                        on_record=lambda record, new: committed(record, new, side), until=until)
 
         try:
-            complete = work(job, store, start, stop, pack=pack, worker=worker_id(), stop_flag=stop_flag,
-                            lease_s=lease_s, on_record=committed, pace=pace, log=progress.write)
+            if stopping is None:
+                train("A")
+            else:
+                while not stop_flag and (side := stopping.turn()) in sides:
+                    train(side, until=lambda side=side: stopping.turn() != side)
         except KeyboardInterrupt:  # a second signal: the pack in flight was dropped (its claims released)
-            complete = False
+            pass
         finally:
             progress.close()
-        return Outcome(complete, store.progress(start, stop)[0], total, progress.summary())
+            if stopping is not None:
+                stopping.close()  # its readers before the writers: the last to close cleans up the -wal
+        stored = store.progress(start, stop)[0]
+        return Outcome(stored >= total, stored, total, progress.summary())
+
+
+@dataclass
+class Side:
+    """One protocol a scan trains in this process: its job (data loaded), its store, its pack size."""
+    job: object
+    store: object
+    pack: int
+    left: int  # seeds of the range not stored when the scan started
+    pace: object = None
+
+
+def _open_side(name: str, job, out, start: int, stop: int, stack: ExitStack, log) -> Side:
+    from fastseed.store import Store
+    protocol, total = job.protocol, stop - start
+    labels = job.load()
+    store = stack.enter_context(Store(out, protocol.name, protocol.hash, protocol.to_json()))
+    store.set_test_labels(labels)
+    skipped = skipped_rows_line(store)
+    if skipped:
+        log(skipped)
+    stored, live = store.progress(start, stop)
+    pack = job.pack_size(total - stored, log) if stored < total else 1
+    others = f", {live} claimed by other workers" if live else ""
+    log(f"{'versus: ' * (name != 'A')}{protocol.name} [{protocol.hash[:12]}] on {job.device}: {total - stored} of "
+        f"{total} seeds to train{others}, {stored} already in {out}; {job.describe(pack)}")
+    return Side(job, store, pack, total - stored)
 
 
 # ---- a pool's child: `python -m fastseed.workers.local SPEC` ----------------------------------------
@@ -274,7 +336,7 @@ def _child(spec: dict, stop_flag: StopFlag) -> int:
         pack = job.pack_size(stop - start - stored, log) if stored < stop - start else 1
         log(f"on {job.device}: {job.describe(pack)}")
         pace = Pace(job.device, stop - start - stored, spec["workers"], log=log)
-        stop_flag.start_training(pace.in_flight)
+        stop_flag.start_training(None if job.stops_mid_seed else pace.in_flight, job.on_stop)
 
         def committed(record, new):
             if not spec["seed_lines"]:

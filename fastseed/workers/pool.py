@@ -120,8 +120,11 @@ def _signal(children: list[Child], signum: int) -> None:
 
 
 def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag, quiet: bool = False,
-              lease_s: float = LEASE_S, log: Callable[[str], None] = print) -> Outcome:
-    """Train the range with one child process per device on the store at `out`."""
+              lease_s: float = LEASE_S, log: Callable[[str], None] = print,
+              until: Callable[[], bool] | None = None) -> Outcome:
+    """Train the range with one child process per device on the store at `out`. `until()` (a stopping
+    rule, asked as the store is polled): once true, the children are stopped as by a Ctrl-C (each
+    commits its pack in flight)."""
     from fastseed.store import Store, worker_id
     from fastseed.workers.progress import Progress, summary
     protocol, total = job.protocol, stop - start
@@ -133,8 +136,8 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
         others = f", {live} claimed by other workers" if live else ""
         log(f"{protocol.name} [{protocol.hash[:12]}]: {total - stored} of {total} seeds to train{others}, {stored} "
             f"already in {out}; {len(devices)} workers: {', '.join(names)}")
-        if stored >= total:
-            return Outcome(True, stored, total, summary(store.accuracies(start, stop)))
+        if stored >= total or (until is not None and until()):
+            return Outcome(stored >= total, stored, total, summary(store.accuracies(start, stop)))
         cpu_workers = sum(d.startswith("cpu") for d in devices)
         threads = None  # CPU workers share the cores (unless OMP_NUM_THREADS says otherwise)
         if cpu_workers and "OMP_NUM_THREADS" not in os.environ:
@@ -153,7 +156,7 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
                 children.append(child)
             stop_flag.doing = f"stopping the {len(devices)} workers once they commit their packs in flight"
             stop_flag.start_training()
-            failed = _watch(children, store, start, stop, stop_flag, progress)
+            failed = _watch(children, store, start, stop, stop_flag, progress, until)
         except KeyboardInterrupt:  # a second Ctrl-C: the children drop their packs in flight
             _signal(children, signal.SIGINT)
             _wait(children, STOP_GRACE_S)
@@ -173,11 +176,17 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
         return Outcome(stored >= total, stored, total, progress.summary(), failed=failed)
 
 
-def _watch(children: list[Child], store, start: int, stop: int, stop_flag, progress) -> int:
-    """Until every child has exited: forward a stop, report deaths (their claims go back to the pool
-    at once), redraw the bar. Returns how many children failed."""
+def _watch(children: list[Child], store, start: int, stop: int, stop_flag, progress, until=None) -> int:
+    """Until every child has exited: forward a stop (a signal, or `until()` turned true), report
+    deaths (their claims go back to the pool at once), redraw the bar. Returns how many children
+    failed."""
     forwarded, failed = False, 0
     while True:
+        if not forwarded and not stop_flag and until is not None and until():
+            progress.write(f"the stopping rule has decided: stopping the {len(children)} workers once they "
+                           f"commit their packs in flight")
+            _signal(children, signal.SIGINT)
+            forwarded = True
         if stop_flag and not forwarded:
             _signal(children, signal.SIGINT)
             forwarded = True
@@ -188,7 +197,7 @@ def _watch(children: list[Child], store, start: int, stop: int, stop_flag, progr
                 running += 1
             elif not child.reported:
                 child.reported = True
-                if code == 0 or (code == 130 and stop_flag):
+                if code == 0 or (code == 130 and forwarded):
                     continue
                 failed += 1
                 _release_all(store, child.worker)
@@ -198,7 +207,7 @@ def _watch(children: list[Child], store, start: int, stop: int, stop_flag, progr
         progress.set(store.progress(start, stop)[0], store.accuracies(start, stop))
         if not running:
             return failed
-        if stop_flag:
+        if forwarded:
             time.sleep(POLL_S)
         else:
             stop_flag.wait(POLL_S)

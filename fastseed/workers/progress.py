@@ -54,7 +54,27 @@ class Progress:
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total, initial=stored, unit="seed", dynamic_ncols=True, disable=quiet,
                         smoothing=0.1)
+        self.seed_bar = None  # the steps of a long seed in flight (seed_steps)
         self.show()
+
+    def seed_steps(self, done: int, total: int) -> None:
+        """A second bar under the first, for a seed that trains for hours: its steps, from the step it
+        resumed at (the bar's rate and ETA count only the steps trained here, so they are right after
+        a minute, not after the seed). A count that goes back is the next seed."""
+        if self.quiet:
+            return
+        from tqdm import tqdm
+        bar = self.seed_bar
+        if bar is None or bar.total != total or done <= bar.n:
+            self._close_seed_bar()
+            bar = self.seed_bar = tqdm(total=total, initial=done - 1, unit="step", desc="seed in flight",
+                                       dynamic_ncols=True, position=1, leave=False, smoothing=0.05)
+        bar.update(done - bar.n)
+
+    def _close_seed_bar(self) -> None:
+        if self.seed_bar is not None:
+            self.seed_bar.close()
+            self.seed_bar = None
 
     def show(self) -> None:
         rate = 60 * (self.stored - self.stored0) / max(time.perf_counter() - self.t0, 1e-9)
@@ -89,6 +109,7 @@ class Progress:
         return summary(self.accs)
 
     def close(self) -> None:
+        self._close_seed_bar()
         self.bar.close()
 
 
@@ -98,8 +119,10 @@ class Pace:
     The first step of a pack is left out of the timing (graph capture, compilation, allocation); the
     projection is printed once, after a few steps or two seconds of them, before the first seed ends."""
 
-    def __init__(self, device: str, seeds_left: int, workers: int = 1, log: Callable[[str], None] = print):
+    def __init__(self, device: str, seeds_left: int, workers: int = 1, log: Callable[[str], None] = print,
+                 on_step: Callable[[int, int], None] | None = None):
         self.device, self.seeds_left, self.workers, self.log = device, seeds_left, workers, log
+        self.on_step = on_step  # also told of every step (a bar of a long seed's steps)
         self.together = 1  # seeds training at once in the pack in flight
         self.t_first = self.done = self.total = None
         self.told = False
@@ -109,6 +132,8 @@ class Pace:
         self.together, self.t_first, self.done = together, None, None
 
     def step(self, done: int, total: int) -> None:
+        if self.on_step is not None:
+            self.on_step(done, total)
         now = time.perf_counter()
         if done == 1 or self.t_first is None:
             self.t_first, self.t_first_done = now, done

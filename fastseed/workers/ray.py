@@ -116,10 +116,11 @@ def actor_plan(device: str, workers: int | None, resources: dict) -> tuple[int, 
 
 def scan_ray(job, out, start: int, stop: int, *, address: str = "local", device: str = "auto",
              workers: int | None = None, stop_flag, quiet: bool = False, lease_s: float = LEASE_S,
-             log: Callable[[str], None] = print) -> Outcome:
+             log: Callable[[str], None] = print, until: Callable[[], bool] | None = None) -> Outcome:
     """Train the range on the actors of a Ray cluster (`address`: see `connect`); this process alone
-    writes the store at `out`. `job` is the driver's: it names the protocol, checks the options and
-    reads the data to ship; the actors build their own on `device`."""
+    writes the store at `out`; once `until()` (a stopping rule) is true, no more packs go out. `job` is
+    the driver's: it names the protocol, checks the options and reads the data to ship; the actors
+    build their own on `device`."""
     from fastseed.store import Store, worker_id
     from fastseed.workers.driver import Driver
     from fastseed.workers.progress import Progress, summary
@@ -148,7 +149,7 @@ def scan_ray(job, out, start: int, stop: int, *, address: str = "local", device:
             args = (protocol.to_json(), options, 1 if on == "cpu" else None, total - stored, count)
             progress = Progress(total, stored, store.accuracies(start, stop), quiet)
             driver = Driver(ray, store, start, stop, worker=worker_id(), lease_s=lease_s, progress=progress,
-                            stop_flag=stop_flag, remaining=total - stored, data=data)
+                            stop_flag=stop_flag, remaining=total - stored, data=data, until=until)
             stop_flag.doing = "finishing the packs the actors are training (the queued ones are dropped)"
             try:
                 with Lease(store, driver.worker, lease_s, progress.write):
