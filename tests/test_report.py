@@ -3,7 +3,6 @@ stores (comparison, init/order factors), on a store with logits and a malformed 
 (one line, exit code 2); and what a reader trips on (rug ticks, loss axis, signs, rounding)."""
 
 import base64
-import json
 import os
 import re
 import sqlite3

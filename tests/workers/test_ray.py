@@ -146,6 +146,24 @@ def test_a_float64_scan_through_ray_equals_a_local_scan_record_for_record(cluste
     assert_sound(tmp_path / "ray.sqlite")
 
 
+def test_a_stopping_rule_that_has_decided_hands_out_no_more_packs(cluster, real_cifar_root, tmp_path):
+    """`until()` (what --until-ci passes) true once a seed is stored: the packs in flight finish and
+    are committed, no new pack is claimed, the range stays incomplete and no claim is left behind."""
+    out = tmp_path / "s.sqlite"
+
+    def decided() -> bool:
+        if not out.exists():
+            return False
+        with Store.open(out) as store:
+            return store.progress(0, 10)[0] >= 1
+
+    job = make_job(TINY, Options(device="cpu", data_dir=str(real_cifar_root)))
+    done = scan_ray(job, out, 0, 10, device="cpu", stop_flag=StopFlag(), quiet=True, until=decided)
+    stored = [r.seed for r in committed(out)]
+    assert not done.complete and 1 <= done.stored == len(stored) <= 5  # the first, and at most 2 packs an actor
+    assert_sound(out)
+
+
 # ---- an actor killed mid-pack ---------------------------------------------------------------------
 
 def test_an_actor_killed_mid_pack_is_restarted_and_every_seed_is_committed_once(
