@@ -2,82 +2,92 @@
 once, none lost, none twice; a worker killed mid-pack loses nothing; a lease is renewed while a long
 pack trains; a frozen worker's seeds are taken over once its lease runs out.
 
-Workers are forked processes running `work()` exactly as a scan does, on a tiny CIFAR protocol (real
-CIFAR-10, 200 images, one epoch: milliseconds a seed) whose data the parent loaded once."""
+Workers are separate processes (tests/workers/local_worker.py) running `work()` exactly as a scan does,
+on a tiny CIFAR protocol (real CIFAR-10, 200 images, one epoch: milliseconds a seed)."""
 
 import json
-import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from fastseed.jobs import Options, make_job
-from fastseed.presets import get_preset
-from fastseed.store import Store, worker_id
-from fastseed.workers.local import StopFlag, work
+from fastseed.data.cifar import load_cifar10
+from fastseed.store import Store
 
-FORK = multiprocessing.get_context("fork")  # the parent's data and imports are reused: a worker starts at once
-TINY = get_preset("smoke").variant(width=0.0625, train_size=100, test_size=100, batch_size=50, chunk_size=50,
-                                   epochs=1, eval_batch_size=100)
+sys.path.insert(0, str(Path(__file__).parent))
+from local_worker import TINY
+
+WORKER = Path(__file__).with_name("local_worker.py")
+ROOT = Path(__file__).parents[2]  # this checkout's fastseed, installed or not
 POLL_S = 0.05  # a worker with nothing left to claim looks again this often (a scan: every second)
 
 
 @pytest.fixture(scope="module")
-def job(real_cifar_root):
-    job = make_job(TINY, Options(device="cpu", data_dir=str(real_cifar_root)))
-    job.labels = job.load()
-    job.train([0], lambda record: None, stop=False)  # warm-up (first-call costs) once, not in every worker
-    return job
+def data(real_cifar_root, tmp_path_factory) -> Path:
+    """The 200 images the workers train and test on, read once and handed over as an .npz."""
+    full = load_cifar10(real_cifar_root)
+    path = tmp_path_factory.mktemp("local") / "tiny.npz"
+    np.savez(path, train_x=full.train_x[: TINY.train_size], train_y=full.train_y[: TINY.train_size],
+             test_x=full.test_x[: TINY.test_size], test_y=full.test_y[: TINY.test_size])
+    return path
 
 
-class Recording:
-    """The job as a worker sees it, noting the seeds this process trains; `pause_s` makes each pack
-    slow (and `started` tells the parent when the first one is under way)."""
-
-    def __init__(self, job, pause_s=0.0, started=None):
-        self.job, self.pause_s, self.started, self.trained = job, pause_s, started, []
-        self.protocol, self.device, self.together = job.protocol, job.device, job.together
-
-    def train(self, seeds, commit, stop, on_step=None):
-        self.trained += seeds
-        if self.started is not None:
-            self.started.send(seeds)
-            self.started = None
-        time.sleep(self.pause_s)
-        self.job.train(seeds, commit, stop, on_step)
-
-
-def run_worker(job, path, start, stop, report, *, pack=2, lease_s=60.0, barrier=None, pause_s=0.0, started=None):
-    """One worker over [start, stop), as a scan runs it; writes what it trained and committed."""
-    if barrier is not None:
-        barrier.wait()
-    store = Store(path, TINY.name, TINY.hash, TINY.to_json())  # the first worker's call creates it
-    store.set_test_labels(job.labels)
-    recording, committed = Recording(job, pause_s, started), []
-    complete = work(recording, store, start, stop, pack=pack, worker=worker_id(), stop_flag=StopFlag(),
-                    lease_s=lease_s, on_record=lambda r, new: committed.append(r.seed) if new else None,
-                    log=lambda line: print(line, flush=True), poll_s=POLL_S)
-    store.close()
-    report.write_text(json.dumps({"trained": recording.trained, "committed": committed, "complete": complete}))
-
-
-def launch(job, path, start, stop, report, **kw):
-    proc = FORK.Process(target=run_worker, args=(job, path, start, stop, report), kwargs=kw)
-    proc.start()
+def launch(data, path, start, stop, report, *, pack=2, lease_s=60.0, pause_s=0.0, started=None, ready=None,
+           go=None, rounds=None):
+    """One worker over [start, stop), as a scan runs it; it writes what it trained and committed to
+    `report`. `ready`/`go`: it says when it is ready and waits for the go before it touches the store.
+    `rounds`: several such runs, one after another in the same process (`path` etc. then unused)."""
+    if rounds is None:
+        rounds = [{"store": path, "start": start, "stop": stop, "report": report, "started": started,
+                   "ready": ready, "go": go}]
+    rounds = [{key: str(value) if isinstance(value, Path) else value for key, value in run.items()}
+              for run in rounds]
+    spec = {"data": str(data), "pack": pack, "lease_s": lease_s, "pause_s": pause_s, "poll_s": POLL_S,
+            "rounds": rounds}
+    spec_path = report.with_suffix(".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    log = report.with_suffix(".log").open("w")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(spec_path)], stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    log.close()
     return proc, report
+
+
+def wait_for(path: Path, workers, timeout=120.0) -> None:
+    """Until `path` exists; a worker that dies first fails the test with its log."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        for proc, report in workers:
+            if proc.poll() is not None:
+                pytest.fail(f"worker exited {proc.returncode} before {path.name}:\n"
+                            + report.with_suffix(".log").read_text())
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.01)
 
 
 def finish(workers, timeout=120) -> list[dict]:
     for proc, _ in workers:
-        proc.join(timeout)
-        if proc.is_alive():
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            proc.join()
-    assert [proc.exitcode for proc, _ in workers] == [0] * len(workers)
-    return [json.loads(report.read_text()) for _, report in workers]
+            proc.wait()
+    codes = [proc.returncode for proc, _ in workers]
+    logs = "\n".join(report.with_suffix(".log").read_text() for _, report in workers)
+    assert codes == [0] * len(workers), logs
+    return [json.loads(report.read_text()) if report.exists() else None for _, report in workers]
+
+
+def started_seeds(started: Path, worker) -> list[int]:
+    wait_for(started, [worker], timeout=60)
+    return json.loads(started.read_text())
 
 
 def assert_stored_once(path, seeds) -> None:
@@ -94,17 +104,30 @@ def assert_stored_once(path, seeds) -> None:
 RANGES = {"equal": [(0, 6)] * 3, "overlapping": [(0, 4), (2, 6), (4, 8)]}
 
 
-def test_three_workers_started_together_on_a_new_store_train_every_seed_once(job, tmp_path):
+def test_three_workers_started_together_on_a_new_store_train_every_seed_once(data, tmp_path):
     """Issue #12's acceptance, 10 races: records = seeds, no duplicates, integrity ok, every worker
-    done (it returns only when the whole range is stored, whoever trained it)."""
+    done (it returns only when the whole range is stored, whoever trained it). Three processes run
+    the ten races one after another; each race starts when all three are ready for it."""
+    races = [("equal" if race % 2 == 0 else "overlapping") for race in range(10)]
+    rounds = [[{"store": tmp_path / f"race{race}" / "s.sqlite", "start": RANGES[shape][i][0],
+                "stop": RANGES[shape][i][1], "report": tmp_path / f"race{race}-{i}.json", "started": None,
+                "ready": tmp_path / f"race{race}-{i}.ready", "go": tmp_path / f"race{race}.go"}
+               for race, shape in enumerate(races)] for i in range(3)]
+    workers = [launch(data, None, None, None, tmp_path / f"worker{i}.json", rounds=rounds[i]) for i in range(3)]
+    try:
+        for race in range(len(races)):
+            for i in range(3):
+                wait_for(rounds[i][race]["ready"], workers)
+            (tmp_path / f"race{race}.go").touch()  # all three at the store's door: they reach it together
+    except BaseException:
+        for proc, _ in workers:
+            proc.kill()
+        raise
+    finish(workers)  # every process exits 0 (else the test fails with their logs)
     shared = 0
-    for race in range(10):
-        shape = "equal" if race % 2 == 0 else "overlapping"
+    for race, shape in enumerate(races):
         path = tmp_path / f"race{race}" / "s.sqlite"
-        barrier = FORK.Barrier(3)
-        workers = [launch(job, path, a, b, tmp_path / f"race{race}-{i}.json", barrier=barrier)
-                   for i, (a, b) in enumerate(RANGES[shape])]
-        reports = finish(workers)
+        reports = [json.loads(rounds[i][race]["report"].read_text()) for i in range(3)]
         seeds = set().union(*(range(a, b) for a, b in RANGES[shape]))
         assert all(r["complete"] for r in reports)
         trained = sorted(s for r in reports for s in r["trained"])
@@ -115,30 +138,35 @@ def test_three_workers_started_together_on_a_new_store_train_every_seed_once(job
     assert shared >= 2  # the workers did race: the work was split, not done by whoever came first
 
 
-def test_a_worker_killed_mid_pack_loses_nothing_and_its_seeds_are_trained_once(job, tmp_path):
+def test_a_worker_killed_mid_pack_loses_nothing_and_its_seeds_are_trained_once(data, tmp_path):
     """SIGKILL while a pack trains: the pack was never committed; its seeds go to the next worker at
     once (its process is gone: no need to wait out the 60-s lease), nothing lost, nothing twice."""
     path = tmp_path / "s.sqlite"
-    receive, send = FORK.Pipe(duplex=False)
-    victim = launch(job, path, 0, 6, tmp_path / "victim.json", pack=3, pause_s=60, started=send)
-    assert receive.poll(60) and receive.recv() == [0, 1, 2]
-    os.kill(victim[0].pid, signal.SIGKILL)
-    victim[0].join()
+    victim = launch(data, path, 0, 6, tmp_path / "victim.json", pack=3, pause_s=60, started=tmp_path / "started")
+    survivor = launch(data, path, 0, 6, tmp_path / "survivor.json", ready=tmp_path / "ready", go=tmp_path / "go")
+    assert started_seeds(tmp_path / "started", victim) == [0, 1, 2]
+    wait_for(tmp_path / "ready", [survivor])
+    victim[0].kill()
+    victim[0].wait()
     t0 = time.monotonic()
-    (survivor,) = finish([launch(job, path, 0, 6, tmp_path / "survivor.json")])
-    assert survivor["complete"] and sorted(survivor["trained"]) == [0, 1, 2, 3, 4, 5]
-    assert time.monotonic() - t0 < 60  # not after the lease: the dead process's claims were dropped
+    (tmp_path / "go").touch()
+    (report,) = finish([survivor])
+    assert report["complete"] and sorted(report["trained"]) == [0, 1, 2, 3, 4, 5]
+    assert time.monotonic() - t0 < 30  # not after the lease: the dead process's claims were dropped
     assert_stored_once(path, range(6))
 
 
-def test_a_lease_is_renewed_while_a_long_pack_trains(job, tmp_path):
-    """A pack that trains for 4 leases keeps its seeds: a second worker trains the others and waits
+def test_a_lease_is_renewed_while_a_long_pack_trains(data, tmp_path):
+    """A pack that trains for 5 leases keeps its seeds: a second worker trains the others and waits
     for them, never trains them too."""
     path = tmp_path / "s.sqlite"
-    receive, send = FORK.Pipe(duplex=False)
-    slow = launch(job, path, 0, 6, tmp_path / "slow.json", pack=2, lease_s=1.5, pause_s=6.0, started=send)
-    assert receive.poll(60) and receive.recv() == [0, 1]
-    other = launch(job, path, 0, 6, tmp_path / "other.json", pack=2, lease_s=1.5)
+    slow = launch(data, path, 0, 6, tmp_path / "slow.json", pack=2, lease_s=1.5, pause_s=7.5,
+                  started=tmp_path / "started")
+    other = launch(data, path, 0, 6, tmp_path / "other.json", pack=2, lease_s=1.5, ready=tmp_path / "ready",
+                   go=tmp_path / "go")
+    assert started_seeds(tmp_path / "started", slow) == [0, 1]
+    wait_for(tmp_path / "ready", [other])
+    (tmp_path / "go").touch()  # while the slow pack still has leases to run
     slow_report, other_report = finish([slow, other])
     assert set(slow_report["trained"]) & set(other_report["trained"]) == set()
     assert {0, 1} <= set(slow_report["trained"])
@@ -147,21 +175,25 @@ def test_a_lease_is_renewed_while_a_long_pack_trains(job, tmp_path):
     assert_stored_once(path, range(6))
 
 
-def test_a_frozen_workers_seeds_are_taken_over_when_its_lease_runs_out(job, tmp_path):
+def test_a_frozen_workers_seeds_are_taken_over_when_its_lease_runs_out(data, tmp_path):
     """A worker that stops renewing (a machine lost, a process frozen) but still exists keeps its
     seeds for its lease, then loses them to a worker that asks; the range completes without it."""
     path = tmp_path / "s.sqlite"
-    receive, send = FORK.Pipe(duplex=False)
-    frozen = launch(job, path, 0, 4, tmp_path / "frozen.json", pack=2, lease_s=1.5, pause_s=60, started=send)
-    assert receive.poll(60) and receive.recv() == [0, 1]
+    frozen = launch(data, path, 0, 4, tmp_path / "frozen.json", pack=2, lease_s=1.5, pause_s=60,
+                    started=tmp_path / "started")
+    taker = launch(data, path, 0, 4, tmp_path / "taker.json", lease_s=1.5, ready=tmp_path / "ready",
+                   go=tmp_path / "go")
+    assert started_seeds(tmp_path / "started", frozen) == [0, 1]
+    wait_for(tmp_path / "ready", [taker])
     os.kill(frozen[0].pid, signal.SIGSTOP)  # the lease thread stops too: no more renewals
     try:
         t0 = time.monotonic()
-        (taker,) = finish([launch(job, path, 0, 4, tmp_path / "taker.json", lease_s=1.5)])
+        (tmp_path / "go").touch()
+        (report,) = finish([taker])
         waited = time.monotonic() - t0
     finally:
-        os.kill(frozen[0].pid, signal.SIGKILL)
-        frozen[0].join()
-    assert taker["complete"] and sorted(taker["trained"]) == [0, 1, 2, 3]
+        frozen[0].kill()
+        frozen[0].wait()
+    assert report["complete"] and sorted(report["trained"]) == [0, 1, 2, 3]
     assert waited >= 1.0  # seeds 0 and 1 came only when the frozen worker's lease had run out
     assert_stored_once(path, range(4))

@@ -16,8 +16,15 @@ from fastseed import FastseedError
 from fastseed.workers.pool import pool_devices
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from test_scan import (STOP_TIMEOUT_S, assert_complete, committed, run_scan, scan_argv,  # noqa: E402
-                       start_scan, wait_until)
+from test_scan import (
+    STOP_TIMEOUT_S,
+    assert_complete,
+    committed,
+    run_scan,
+    scan_argv,
+    start_scan,
+    wait_until,
+)
 
 
 def children(pid: int) -> list[int]:

@@ -29,7 +29,7 @@ from fastseed.workers.local import Outcome, StopFlag, scan_here
 from fastseed.workers.ray import actor_plan, scan_ray
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from test_scan import assert_complete, committed  # noqa: E402
+from test_scan import assert_complete, committed
 
 SMOKE = get_preset("smoke")
 TINY = SMOKE.variant(width=0.0625, train_size=200, test_size=200, batch_size=100, chunk_size=100, epochs=2,
