@@ -8,6 +8,8 @@ options must be spelled out (`allow_abbrev=False`): argparse would otherwise rea
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 from fastseed import FastseedError
 
@@ -21,3 +23,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):  # one line and exit 2, instead of argparse's usage block
         raise FastseedError(message)
+
+
+def one_line_errors(command: str, run: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
+    """`run(argv)`, with a refusal printed as `<command>: error: ...` on stderr and exit code 2."""
+    try:
+        return run(argv)
+    except FastseedError as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE

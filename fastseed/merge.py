@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fastseed import FastseedError
-from fastseed.cli import Parser
+from fastseed.cli import Parser, one_line_errors
 
 EXIT_CONFLICTS, EXIT_USAGE = 1, 2
 
@@ -189,11 +189,7 @@ def run(argv) -> int:
 
 
 def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except FastseedError as e:
-        print(f"fastseed.merge: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    return one_line_errors("fastseed.merge", run, argv)
 
 
 if __name__ == "__main__":

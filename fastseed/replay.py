@@ -15,7 +15,7 @@ import math
 import sys
 
 from fastseed import FastseedError
-from fastseed.cli import Parser
+from fastseed.cli import Parser, one_line_errors
 
 EXIT_DIFFERENT, EXIT_USAGE = 1, 2
 COMPARED = ("status", "test_acc", "test_loss", "headline_epoch", "eval_curve", "train_curve", "predictions")
@@ -94,11 +94,7 @@ def run(argv) -> int:
 
 
 def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except FastseedError as e:
-        print(f"fastseed.replay: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    return one_line_errors("fastseed.replay", run, argv)
 
 
 if __name__ == "__main__":

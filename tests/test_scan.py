@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,17 @@ def start_scan(argv, cwd: Path) -> subprocess.Popen:
     with open(cwd / "scan.stdout", "w") as stdout, open(cwd / "scan.stderr", "w") as stderr:
         return subprocess.Popen(argv, cwd=cwd, env=scan_env(), stdin=subprocess.DEVNULL,
                                 stdout=stdout, stderr=stderr)
+
+
+@contextmanager
+def reaped(proc: subprocess.Popen):
+    """The block, then the process killed and waited for if it still runs (a failed test leaves none)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def committed(out: Path) -> list:
@@ -144,17 +156,13 @@ def test_signal_commits_the_seed_in_flight_and_exits(real_cifar_root, tmp_path, 
     argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--no-progress")
     proc = start_scan(argv, tmp_path)
     stdout = tmp_path / "scan.stdout"
-    try:
+    with reaped(proc):
         # "seed 0: ok" is printed just after seed 0 commits; a second later seed 1 is surely training
         # (and far from done: a smoke seed takes ~5 s on one thread)
         wait_until(proc, tmp_path, lambda: "seed 0: ok" in stdout.read_text(), "seed 0 to be committed")
         time.sleep(1.0)
         proc.send_signal(signum)
         assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     stderr = (tmp_path / "scan.stderr").read_text()
     assert "Traceback" not in stderr
     assert signal.Signals(signum).name in stderr
@@ -382,16 +390,12 @@ def test_a_gpu_preset_on_a_cpu_says_so_before_its_first_seed_ends_and_ctrl_c_say
     argv[argv.index("smoke")] = "resnet18-exp1"
     proc = start_scan(argv, tmp_path)
     stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
-    try:
+    with reaped(proc):
         wait_until(proc, tmp_path, lambda: "pace:" in stdout.read_text(), "the pace line")
         proc.send_signal(signal.SIGINT)
         wait_until(proc, tmp_path, lambda: "more)" in stderr.read_text(), "the first Ctrl-C's message")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     pace = next(line for line in stdout.read_text().splitlines() if line.startswith("pace:"))
     per_step = float(pace.split()[1])
     assert 0 < per_step < 60 and "s per training step on cpu" in pace

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,9 @@ from fastseed.engine.checkpoint import checkpoint_path
 from fastseed.models.imagenet import build_backbone
 from fastseed.replay import COMPARED
 from fastseed.store import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_scan import reaped
 
 STOP_TIMEOUT_S = 120
 
@@ -48,7 +52,7 @@ def test_ctrl_c_checkpoints_the_seed_in_flight_and_the_rerun_resumes_it_to_the_s
         proc = subprocess.Popen([sys.executable, "-m", "fastseed.scan", *argv, "--out", str(out), "--no-progress",
                                  "--checkpoint-every", "0.0001"],  # a checkpoint after every step
                                 cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 300
         while not list(folder.glob("*.pt")):
             assert proc.poll() is None, (tmp_path / "stderr").read_text()
@@ -56,10 +60,6 @@ def test_ctrl_c_checkpoints_the_seed_in_flight_and_the_rerun_resumes_it_to_the_s
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     printed, errors = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
     assert "SIGINT: checkpointing the seed in flight, then stopping" in errors and "Traceback" not in errors
     assert "rerun the same command to resume" in errors

@@ -20,6 +20,7 @@ from test_scan import (
     STOP_TIMEOUT_S,
     assert_complete,
     committed,
+    reaped,
     run_scan,
     scan_argv,
     start_scan,
@@ -42,15 +43,11 @@ def test_two_cpu_workers_share_the_range_with_one_bar_and_a_killed_one_gives_its
     out = tmp_path / "s.sqlite"
     proc = start_scan(scan_argv(real_cifar_root, out, "--seeds", 2, "--workers", 2), tmp_path)
     stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
-    try:
+    with reaped(proc):
         wait_until(proc, tmp_path, both_training(stdout), "both workers to train")
         victim = max(children(proc.pid))  # the worker started second: cpu#1
         os.kill(victim, signal.SIGKILL)
         assert proc.wait(timeout=300) == 0  # the other worker trained both seeds: the range is complete
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     printed, bar = stdout.read_text(), stderr.read_text()
     assert f"worker cpu#1 (pid {victim}) stopped: killed by SIGKILL; its claimed seeds go back to the pool" in printed
     assert "2 workers: cpu#0, cpu#1" in printed
@@ -69,14 +66,10 @@ def test_ctrl_c_stops_every_worker_after_its_seed_in_flight_and_the_rerun_comple
     argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--workers", 2, "--no-progress")
     proc = start_scan(argv, tmp_path)
     stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
-    try:
+    with reaped(proc):
         wait_until(proc, tmp_path, both_training(stdout), "both workers to train")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     errors = stderr.read_text()
     assert "SIGINT: stopping the 2 workers once they commit their packs in flight" in errors
     assert "rerun the same command to resume" in errors and "Traceback" not in errors + stdout.read_text()
