@@ -30,6 +30,8 @@ clipped to the accuracies' bounds, which hold the mean.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from fastseed import FastseedError
@@ -64,7 +66,7 @@ def check_alpha(alpha) -> float:
     return float(alpha)
 
 
-class ConfidenceSequence:
+class ConfidenceSequence(ABC):
     """Anytime-valid (1 − α) interval for the mean of i.i.d. values in `bounds`, after every value.
 
     `shape` holds that many independent streams (a study each); `add(x, where)` adds one value to the
@@ -97,8 +99,9 @@ class ConfidenceSequence:
         take = where & ~nan
         self._update(np.where(take, x, lo), take)
 
+    @abstractmethod
     def _update(self, x, take) -> None:
-        raise NotImplementedError
+        """Take the values `x` where `take` is true into the running sums and narrow the interval."""
 
     def _narrow(self, lower, upper) -> None:
         """Intersect the interval so far with [lower, upper] (running intersection)."""
