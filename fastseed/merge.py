@@ -30,7 +30,7 @@ import numpy as np
 from fastseed import FastseedError
 from fastseed.cli import Parser, one_line_errors
 
-EXIT_CONFLICTS, EXIT_USAGE = 1, 2
+EXIT_CONFLICTS = 1
 
 
 def parse(argv):

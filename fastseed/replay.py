@@ -17,7 +17,7 @@ import sys
 from fastseed import FastseedError
 from fastseed.cli import Parser, one_line_errors
 
-EXIT_DIFFERENT, EXIT_USAGE = 1, 2
+EXIT_DIFFERENT = 1
 COMPARED = ("status", "test_acc", "test_loss", "headline_epoch", "eval_curve", "train_curve", "predictions")
 
 
@@ -49,7 +49,6 @@ def run(argv) -> int:
     p.add_argument("--loader-threads", type=int, default=4, metavar="N", help="ImageNet stores: DALI CPU threads")
     a = p.parse_args(argv)
 
-    from fastseed.engine.pack import get_strategy
     from fastseed.jobs import Options, make_job
     from fastseed.presets import protocol_from_json
     from fastseed.store import Store
@@ -73,10 +72,10 @@ def run(argv) -> int:
     # the record's pack layout: the same partners in the same slots with the same strategy (a
     # one-after-another pack's partners never touch the seed: it trains alone)
     strategy = pack.get("strategy", "sequential")
-    seeds = pack.get("seeds", [a.seed]) if get_strategy(strategy).together else [a.seed]
     options = Options(device=a.device or prov.get("device_type", "auto"), dtype=prov.get("dtype"),
                       strategy=strategy, data_dir=a.data_dir, weights=a.weights, loader_threads=a.loader_threads)
     job = make_job(protocol, options)  # an ImageNet job checks --weights against the protocol's digest
+    seeds = pack.get("seeds", [a.seed]) if job.together else [a.seed]
     job.load()
     print(f"replaying seed {a.seed} of {protocol.name} on {job.device}: {strategy} pack of {len(seeds)} {seeds}",
           flush=True)

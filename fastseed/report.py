@@ -21,10 +21,9 @@ import numpy as np
 import pandas as pd
 
 from fastseed import FastseedError
-from fastseed.cli import Parser
+from fastseed.cli import Parser, one_line_errors
 from fastseed.document import Document, csv_bytes, formatted, listing, num, p_value, signed
 
-EXIT_USAGE = 2
 SECTION_SEEDS = {"summary": 11, "compare": 12, "factors": 13, "ensembles": 14,  # independent rngs
                  "testset": 15, "calibration": 16, "soft": 17, "estimators": 18}
 PUBLISHED = {  # what the paper reports for a preset (PROTOCOLS.md), shown beside the measurement
@@ -394,23 +393,23 @@ def build(groups, top: int = 5, n_boot: int | None = None, data_dir=None) -> Doc
     return doc
 
 
-def main(argv=None) -> int:
-    try:
-        a = parse(argv)
-        groups = open_runs(a.stores, a.label)
-        out = Path(a.out) if a.out else Path(a.stores[0]).with_name(Path(a.stores[0]).stem + "-report")
-        if out.exists() and not out.is_dir():
-            raise FastseedError(f"--out {out} is a file, not a folder")
-        doc = build(groups, top=a.top, n_boot=a.boot, data_dir=a.data_dir)
-        doc.write(out)
-    except FastseedError as e:
-        print(f"fastseed.report: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+def run(argv=None) -> int:
+    a = parse(argv)
+    groups = open_runs(a.stores, a.label)
+    out = Path(a.out) if a.out else Path(a.stores[0]).with_name(Path(a.stores[0]).stem + "-report")
+    if out.exists() and not out.is_dir():
+        raise FastseedError(f"--out {out} is a file, not a folder")
+    doc = build(groups, top=a.top, n_boot=a.boot, data_dir=a.data_dir)
+    doc.write(out)
     n = sum(len(g) for g in groups)
     print(f"report of {n:,} runs ({', '.join(g.label for g in groups)}) → {out / 'report.html'} "
           f"({sum(f.endswith('.png') for f in doc.files)} figures, "
           f"{sum(f.endswith('.csv') for f in doc.files)} tables)")
     return 0
+
+
+def main(argv=None) -> int:
+    return one_line_errors("fastseed.report", run, argv)
 
 
 if __name__ == "__main__":

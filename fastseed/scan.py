@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from fastseed import FastseedError
-from fastseed.cli import Parser
-from fastseed.workers.local import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, StopFlag
+from fastseed.cli import EXIT_USAGE, Parser
+from fastseed.workers.local import EXIT_INTERRUPTED, Interrupted, StopFlag
 
 EXIT_FAILED = 1
 # A range [start, stop) is handed to the store as SQLite INTEGERs, signed 64-bit: stop ≤ 2**63 - 1.

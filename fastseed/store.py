@@ -311,6 +311,8 @@ class Store:
 
     def record(self, seed: int) -> Record | None:
         """Seed `seed`'s record, None if not stored; one line naming the seed if its row is malformed."""
+        if not -2**63 <= seed < 2**63:  # not an SQLite INTEGER: never stored
+            return None
         with self._reading() as conn:
             row = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? AND "
                                f"seed = ?", (self.protocol_hash, seed)).fetchone()

@@ -42,6 +42,7 @@ def test_tampered_record_is_reported_as_different(store, real_cifar_root, tmp_pa
 
 @pytest.mark.parametrize("argv,phrase", [
     (["{store}", "--seed", "99"], "seed 99 is not in"),
+    (["{store}", "--seed", str(2**70)], f"seed {2**70} is not in"),  # beyond SQLite's integers: no traceback
     (["{missing}", "--seed", "0"], "no store at"),
     (["{store}"], "--seed"),
 ])

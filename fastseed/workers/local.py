@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fastseed import FastseedError
+from fastseed.cli import EXIT_USAGE
 
 LEASE_S = float(os.environ.get("FASTSEED_LEASE_S", "600"))
 WAIT_S = 1.0  # how often a worker with nothing to claim looks again (the rest is claimed by others)
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_INTERRUPTED = 130
 
 
 class Interrupted(KeyboardInterrupt):
