@@ -165,7 +165,7 @@ def options(a, device: str, out: Path):
     return Options(device=device, dtype=a.dtype, strategy=a.strategy, pack=a.pack, compile=a.compile,
                    graphs=not a.no_graphs, data_dir=a.data_dir, download=a.download, weights=a.weights,
                    loader_threads=a.loader_threads, keep_logits=a.keep == "logits",
-                   checkpoint_every=a.checkpoint_every, checkpoints=str(out))
+                   checkpoint_every=a.checkpoint_every, checkpoints=str(Path(out).absolute()))
 
 
 def build(a, device: str):

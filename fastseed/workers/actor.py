@@ -77,6 +77,7 @@ class Trainer:
         and goes on with the seeds not trained; `pack` tells the driver the size that fitted (None:
         the pack as it came)."""
         from fastseed.engine.autopack import is_oom
+        from fastseed.engine.checkpoint import Interrupted as SeedStopped
         self._ready(data)
         records, left, k = [], list(seeds), len(seeds)
         self.training = list(seeds)
@@ -86,6 +87,8 @@ class Trainer:
                 self.pace.start(len(part) if self.job.together else 1)
                 try:
                     self.job.train(part, records.append, self.stop, self.pace.step)
+                except SeedStopped:
+                    break  # halted mid-seed (a long seed): its state is in its checkpoint; the seed goes back
                 except RuntimeError as e:
                     if not (is_oom(e) and k > 1):
                         raise

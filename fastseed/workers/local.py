@@ -304,11 +304,7 @@ def child_main(spec: dict) -> int:
     options, the loop run on its device until the range is stored. Exit 0: the range is complete;
     130: stopped by a signal; 2: bad input (one line on stderr)."""
     stop_flag = StopFlag()
-    with stop_flag.installed():
-        try:
-            os.setpgrp()  # the parent forwards Ctrl-C: the terminal's own SIGINT must not reach us twice
-        except OSError:
-            pass
+    with stop_flag.installed():  # its own session (pool._spawn): only the parent's forwarded Ctrl-C reaches it
         try:
             return _child(spec, stop_flag)
         except FastseedError as e:

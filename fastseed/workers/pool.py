@@ -128,7 +128,6 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
     from fastseed.store import Store, worker_id
     from fastseed.workers.progress import Progress, summary
     protocol, total = job.protocol, stop - start
-    Store.check(out, protocol.name, protocol.hash)
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:  # made once, here
         stored, live = store.progress(start, stop)
         # a worker's name is its device, numbered when several share one (CPU workers always do)

@@ -67,6 +67,27 @@ def test_a_halted_actor_returns_a_queued_pack_untrained(data):
     assert actor.hello()["training"] is None
 
 
+def test_an_actor_halted_mid_seed_returns_the_seeds_before_it_and_raises_nothing(data, monkeypatch):
+    """A long seed (ImageNet) halted by a Ctrl-C checkpoints and raises the engine's Interrupted: the
+    actor returns what it committed before it, so the driver releases the rest (not an actor failure)."""
+    from fastseed.engine.checkpoint import Interrupted
+    actor = trainer(pack=1)
+    actor.prepare(3, data)
+    train = actor.job.train
+
+    def halted_on_the_second(seeds, commit, stop, on_step=None):  # one seed after another, as ImageNet's
+        for seed in seeds:
+            if seed == 2:
+                actor.halt()
+                raise Interrupted(seed, 40, 100, None)
+            train([seed], commit, stop, on_step)
+
+    monkeypatch.setattr(actor.job, "train", halted_on_the_second)
+    back = actor.train([1, 2, 3], data)
+    assert [r["seed"] for r in back["records"]] == [1] and back["pack"] is None
+    assert actor.hello()["training"] is None
+
+
 def test_an_actor_that_cannot_build_its_job_refuses_every_call_in_one_line(data):
     actor = trainer(weights="/nowhere/rn50.pth")
     for call in (lambda: actor.prepare(4, data), actor.hello, lambda: actor.train([0], data)):
