@@ -182,21 +182,30 @@ class CifarJob:
 
 def choose_strategy(protocol, asked: str | None, log: Callable[[str], None]):
     """The pack strategy: the one asked, else the default. A user's model is built (its seed-0 init)
-    and checked: with no --strategy it trains fused only if it fuses (else streams, said in one line),
-    and `--strategy fused` for a model that cannot fuse is refused in one line naming the layer. The
-    built-in models all fuse (tests/engine/test_pack.py)."""
-    from fastseed.engine.pack import DEFAULT_STRATEGY, default_strategy, fusion_problem, get_strategy
+    and checked: a model that draws random numbers while training (dropout) trains its seeds one after
+    another (each from its own `dropout` stream; a pack would share one generator), and a strategy that
+    packs is refused for it; otherwise with no --strategy it trains fused only if it fuses (else streams,
+    said in one line), and `--strategy fused` for a model that cannot fuse is refused in one line naming
+    the layer. The built-in models all fuse and draw nothing (tests/engine/test_pack.py)."""
+    from fastseed.engine.pack import DEFAULT_STRATEGY, draws_in_training, fusion_problem, get_strategy
     strategy = get_strategy(asked or DEFAULT_STRATEGY)
-    if ":" not in protocol.model or not (asked is None or strategy.name == "fused"):
+    if ":" not in protocol.model or (asked is not None and not strategy.together):
         return strategy
     from fastseed.engine.train import init_model
     model = init_model(protocol, protocol.seed(0))
-    if asked is None:
-        name = default_strategy(model)
-        if name != strategy.name:
-            log(f"{protocol.model} trains with strategy {name}: {fusion_problem(model)}")
-        return get_strategy(name)
+    if draws_in_training(model):
+        why = "it draws random numbers while training (dropout?), so its seeds cannot share a pack"
+        if asked is not None:
+            raise FastseedError(f"--strategy {asked}: {protocol.model} {why}; use --strategy sequential")
+        log(f"{protocol.model} trains with strategy sequential: {why}")
+        return get_strategy("sequential")
+    if asked is not None and strategy.name != "fused":
+        return strategy
     problem = fusion_problem(model)
+    if asked is None:
+        if problem is not None:
+            log(f"{protocol.model} trains with strategy streams: {problem}")
+        return get_strategy("fused" if problem is None else "streams")
     if problem:
         raise FastseedError(f"--strategy fused: {problem}")
     return strategy

@@ -218,6 +218,24 @@ def fusion_problem(model: nn.Module, image_shape: tuple = (3, 32, 32)) -> str | 
     return None
 
 
+def draws_in_training(model: nn.Module, image_shape: tuple = (3, 32, 32)) -> bool:
+    """Whether `model`'s training forward draws random numbers (dropout, stochastic depth): the same
+    images under two seeds of torch's global generator give different outputs. A pack draws them for
+    all its seeds from one generator, so such a model's seeds cannot share a pack."""
+    model = copy.deepcopy(model).to("cpu", torch.float64).train()
+    x = torch.randn((4, *image_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    outputs = []
+    with torch.no_grad():
+        for seed in (1, 2):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                try:
+                    outputs.append(model(x))
+                except Exception:  # noqa: BLE001 -- a model that fails here fails in fusion_problem, said there
+                    return False
+    return not torch.equal(*outputs)
+
+
 def default_strategy(model: nn.Module) -> str:
     """The strategy for `--pack auto` when none is asked: fused when the model fuses, else streams."""
     return "fused" if fusion_problem(model) is None else "streams"

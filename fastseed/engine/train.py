@@ -202,6 +202,20 @@ def evaluate(pack, protocol, images, labels, dtype, logits_out: list | None = No
     return [(accs[k], losses[k], as_bytes[k].tobytes()) for k in range(pack.k)]
 
 
+@contextmanager
+def training_draws(seeds: list[Seed], epoch: int, device: torch.device, graphs: bool):
+    """What a model's training forward draws from torch's global generators (a user model's dropout;
+    the built-in models draw nothing there): for a seed trained alone, from its `dropout` stream at this
+    epoch, so a replay draws the same. (A pack never holds such a model: jobs.choose_strategy; CUDA
+    graphs keep the generator state they were captured with.)"""
+    if len(seeds) != 1 or graphs:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seeds[0].key("dropout", epoch))
+        yield
+
+
 def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: torch.dtype,
                 strategy: str, packs: list[dict], models_out: list | None = None, *,
                 compile: str | None = None, graphs: bool = False,
@@ -236,18 +250,19 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
             changed |= p.requires_grad == (name in frozen)
             p.requires_grad_(name not in frozen)  # frozen: no gradient, so no update, decay or momentum
         step.new_epoch(recapture=sched is not None or changed)
-        for i in range(steps):
-            if sched is None:
-                opt.set_lr_multiplier(step_lr_multiplier(protocol, done, total))
-            idx = order[:, i * B: (i + 1) * B]
-            losses, right = step(idx, [p.gather(1, idx) for p in params])
-            loss_sum += losses.double()
-            correct += right
-            done += 1
-            if on_step is not None:
-                on_step(done, total)
-            if lookahead is not None and done % protocol.lookahead_every == 0:
-                lookahead.update(lookahead_decay(protocol, done, total))
+        with training_draws(seeds, epoch, device, graphs):
+            for i in range(steps):
+                if sched is None:
+                    opt.set_lr_multiplier(step_lr_multiplier(protocol, done, total))
+                idx = order[:, i * B: (i + 1) * B]
+                losses, right = step(idx, [p.gather(1, idx) for p in params])
+                loss_sum += losses.double()
+                correct += right
+                done += 1
+                if on_step is not None:
+                    on_step(done, total)
+                if lookahead is not None and done % protocol.lookahead_every == 0:
+                    lookahead.update(lookahead_decay(protocol, done, total))
         if lookahead is not None and done == total:
             lookahead.finish()  # the run's weights are the slow copy
         if sched is not None:

@@ -13,7 +13,8 @@ from fastseed import FastseedError
 from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
-from fastseed.engine.pack import default_strategy, fusion_problem
+from fastseed.engine.pack import default_strategy, draws_in_training, fusion_problem
+from fastseed.jobs import choose_strategy
 from fastseed.models import create_model
 from fastseed.overrides import resolve_protocol
 from fastseed.protocol import Protocol
@@ -79,6 +80,10 @@ class ChannelSoftmax(nn.Module):  # parameter-free, but mixes every channel, hen
 
 def make_mixer():
     return Net(extra=ChannelSoftmax())
+
+
+def make_dropout():
+    return Net(extra=nn.Dropout(0.5))
 
 
 def seven_classes():
@@ -202,3 +207,27 @@ def test_code_that_mixes_channels_is_caught_by_the_numeric_check(nets):
     p = resolve_protocol("smoke", TINY, model=f"{nets}:make_mixer")
     problem = fusion_problem(create_model(p))
     assert problem is not None and "does not keep the seeds" in problem and "--strategy streams" in problem
+
+
+def test_a_model_with_dropout_trains_each_seed_alone_from_its_own_stream(nets, data):
+    """Dropout draws from torch's global generator while training: a seed trained alone draws from its
+    own `dropout` stream (the same record again, whatever the global state, and in a one-after-another
+    pack), and a pack that would share one generator between its seeds is refused in one line."""
+    p = resolve_protocol("smoke", TINY, model=f"{nets}:make_dropout")
+    assert draws_in_training(create_model(p))
+    assert not draws_in_training(create_model(resolve_protocol("smoke", TINY, model=f"{nets}:make")))
+    first = train_pack(p, [4], data, "cpu", dtype="float64", strategy="sequential")[0]
+    torch.manual_seed(12345)  # another global state before the same seed
+    again = train_pack(p, [4], data, "cpu", dtype="float64", strategy="sequential")[0]
+    records_agree(again, first)
+    assert again.test_loss == first.test_loss
+    paired = train_pack(p, [9, 4], data, "cpu", dtype="float64", strategy="sequential")
+    records_agree(paired[1], first)
+    assert paired[0].train_curve != first.train_curve
+    said = []
+    assert choose_strategy(p, None, said.append).name == "sequential"
+    assert len(said) == 1 and "draws random numbers while training" in said[0]
+    for asked in ("fused", "streams"):
+        with pytest.raises(FastseedError, match=rf"^--strategy {asked}: .* use --strategy sequential$"):
+            choose_strategy(p, asked, said.append)
+    assert choose_strategy(p, "sequential", said.append).name == "sequential"
