@@ -14,7 +14,7 @@ from scipy import integrate, optimize, stats
 from fastseed.stats.confseq import CAP, PRIOR_PRECISION, PRIOR_SPREAD, BoundedCS, NormalCS
 
 ALPHA, STUDIES = 0.05, 500
-SLACK = ALPHA + 3 * np.sqrt(ALPHA * (1 - ALPHA) / STUDIES)
+SLACK = ALPHA  # "stays under the nominal 5 %", asserted as such: the sequences are conservative (rates of 0-2 % here)
 PICARD = (90.02, 0.23)  # Picard 2021, CIFAR-10 short runs: mean ± std of 10^4 seeds' accuracy (percent)
 
 
