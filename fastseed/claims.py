@@ -46,12 +46,23 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def machine() -> str:
+    """This process's machine as the claims name it: its host name and its pid namespace (two
+    containers of one host may share a host name, never their pids), so a claim's pid is only judged
+    dead by a process that can see it."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux: a host's processes share one pid space
+        return socket.gethostname()
+    return f"{socket.gethostname()}/pidns:{namespace}"
+
+
 def claim(conn: sqlite3.Connection, protocol_hash: str, start: int, stop: int, k: int, worker: str,
           lease_s: float) -> list[int]:
     """Up to k free seeds of [start, stop), lowest first, now claimed by `worker` (expired claims are
     taken over)."""
-    now = time.time()
-    release_dead(conn, socket.gethostname())
+    now, host, pid = time.time(), machine(), os.getpid()
+    release_dead(conn, host)
     seeds: list[int] = []
     runs = conn.execute(FREE_RUNS, {"start": start, "stop": stop, "hash": protocol_hash, "now": now})
     for first, end in runs:
@@ -59,7 +70,6 @@ def claim(conn: sqlite3.Connection, protocol_hash: str, start: int, stop: int, k
         if len(seeds) == k:
             break
     runs.close()
-    host, pid = socket.gethostname(), os.getpid()
     conn.executemany(
         "INSERT INTO claims VALUES (?, ?, ?, ?, ?) ON CONFLICT (seed) DO UPDATE SET "
         "worker = excluded.worker, host = excluded.host, pid = excluded.pid, expires = excluded.expires",
@@ -78,10 +88,10 @@ def _alive(pid: int) -> bool:
 
 
 def release_dead(conn: sqlite3.Connection, host: str) -> None:
-    """Drop the claims of processes of `host` (this machine) that no longer exist: a worker killed
+    """Drop the claims of processes of `host` (this machine: `machine()`) that no longer exist: a worker killed
     with SIGKILL, or crashed, gives its seeds back now rather than when its lease runs out, so a rerun
     right after `kill -9` resumes at once. A frozen process still exists and keeps its lease; workers
-    of other machines keep theirs (their pids mean nothing here)."""
+    of other machines, or of another pid namespace here, keep theirs (their pids mean nothing here)."""
     pids = [pid for (pid,) in conn.execute("SELECT DISTINCT pid FROM claims WHERE host = ?", (host,))
             if not _alive(pid)]
     conn.executemany("DELETE FROM claims WHERE host = ? AND pid = ?", [(host, pid) for pid in pids])

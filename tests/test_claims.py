@@ -143,3 +143,21 @@ def test_a_store_opened_read_only_claims_nothing(tmp_path):
     with pytest.raises(FastseedError):
         Store.open(path).renew("w", 60)
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_a_dead_process_claims_are_freed_at_once_and_other_machines_claims_are_kept(tmp_path, clock):
+    """A claim names its machine (host and pid namespace) and pid: a claim of a pid that no longer
+    exists on this machine is freed at the next claim, long before its lease ends; the same pid
+    under another machine's name (another host, or a container with its own pids) keeps its lease."""
+    import socket
+    import subprocess
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    with new_store(tmp_path / "s.sqlite") as store:
+        with sqlite3.connect(store.path) as db:
+            db.executemany("INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
+                           [(0, "gone:1:aa", claims.machine(), pid, clock.now + 3600),
+                            (1, "far:1:bb", claims.machine() + "-elsewhere", pid, clock.now + 3600)])
+        assert store.claim(0, 4, 4, worker_id(), lease_s=60) == [0, 2, 3]
+    assert claims.machine().startswith(socket.gethostname())
