@@ -282,18 +282,25 @@ class Store:
                 (self.protocol_hash, start, stop)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.float64)  # None (a NaN stored) → nan
 
-    def _select(self, conn) -> str:
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(records)")}
-        return ", ".join(c if c in columns else f"NULL AS {c}" for c in RECORD_COLUMNS)
+    # without the blobs: a blob's type only (SQLite types a value without reading it); a value of
+    # another type is passed on, for the row to be named malformed
+    BLOBLESS = {"predictions": "CASE WHEN typeof(predictions) = 'blob' THEN X'' ELSE predictions END",
+                "logits": "CASE WHEN typeof(logits) IN ('blob', 'null') THEN NULL ELSE logits END"}
 
-    def iter_records(self):
+    def _select(self, conn, blobs: bool = True) -> str:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(records)")}
+        return ", ".join(f"NULL AS {c}" if c not in columns else c if blobs or c not in self.BLOBLESS
+                         else f"{self.BLOBLESS[c]} AS {c}" for c in RECORD_COLUMNS)
+
+    def iter_records(self, blobs: bool = True):
         """The records in seed order, read ROWS_PER_READ at a time (a store with logits may not fit
-        in memory). Rows that do not decode are skipped and listed in `skipped_rows` as (seed, reason)."""
+        in memory). Rows that do not decode are skipped and listed in `skipped_rows` as (seed, reason).
+        `blobs=False`: without predictions (empty) and logits (None), only to see which rows decode."""
         self.skipped_rows = []
         after = ()  # the last seed read: each batch is one short query, so no statement stays open
         while True:
             with self._reading() as conn:
-                rows = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? "
+                rows = conn.execute(f"SELECT {self._select(conn, blobs)} FROM records WHERE protocol_hash = ? "
                                     f"{'AND seed > ? ' * len(after)}ORDER BY seed LIMIT {self.ROWS_PER_READ}",
                                     (self.protocol_hash, *after)).fetchall()
             for row in rows:

@@ -370,6 +370,27 @@ def insert_raw(path: Path, seed: int, **columns) -> None:
     conn.close()
 
 
+def test_rows_checked_without_their_blobs_are_named_malformed_alike(tmp_path):
+    """The scan's start-up check types the blobs instead of reading them (a store of 10^5 seeds with
+    logits holds ~18 GB): the same rows are skipped, for the same reasons, as when they are read."""
+    path = tmp_path / "s.sqlite"
+    with new_store(path) as store:
+        for seed in (0, 2, 4):
+            store.add(dataclasses.replace(make_record(seed), logits=bytes(range(seed + 3))))
+    insert_raw(path, 1, predictions="0123")
+    insert_raw(path, 3, logits=42)
+    insert_raw(path, 5, eval_curve="{not json")
+    insert_raw(path, 6)  # no logits: fine
+    with Store.open(path) as store:
+        light = list(store.iter_records(blobs=False))
+        skipped = store.skipped_rows
+        full = list(store.iter_records())
+        assert [r.seed for r in light] == [r.seed for r in full] == [0, 2, 4, 6]
+        assert skipped == store.skipped_rows and [seed for seed, _ in skipped] == [1, 3, 5]
+        assert all(r.predictions == b"" and r.logits is None for r in light)
+        assert full[1].logits == bytes(range(5)) and full[3].logits is None
+
+
 def test_malformed_rows_are_skipped_and_named_and_one_record_names_its_seed(tmp_path):
     """Issue #11.9: one bad row must not stop a report or a scan, and must not go unnoticed."""
     from fastseed.stats.runs import load_runs
