@@ -78,6 +78,7 @@ class Trainer:
         the pack as it came)."""
         from fastseed.engine.autopack import is_oom
         from fastseed.engine.checkpoint import Interrupted as SeedStopped
+        from fastseed.workers.local import back_off
         self._ready(data)
         records, left, k = [], list(seeds), len(seeds)
         self.training = list(seeds)
@@ -92,11 +93,7 @@ class Trainer:
                 except RuntimeError as e:
                     if not (is_oom(e) and k > 1):
                         raise
-                    k //= 2
-                    if self.job.device.type == "cuda":
-                        import torch
-                        torch.cuda.empty_cache()
-                    self.say(f"out of memory: backing off to packs of {k}")
+                    k = back_off(self.job, k, self.say)
                     continue
                 finally:
                     done = {r.seed for r in records}

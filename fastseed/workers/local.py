@@ -170,18 +170,20 @@ def work(job, store, start: int, stop: int, *, pack: int, worker: str, stop_flag
             _release(store, worker, left)
             if not (isinstance(e, RuntimeError) and is_oom(e) and pack > 1):
                 raise
-            pack //= 2  # the pack's seeds were not committed: retry them in smaller packs
-            _empty_cache(job)
-            log(f"out of memory: backing off to packs of {pack}")
+            pack = back_off(job, pack, log)  # the pack's seeds were not committed: retry them in smaller packs
             continue
         _release(store, worker, left)  # stopped between the seeds of a one-after-another pack
     return store.progress(start, stop)[0] >= stop - start
 
 
-def _empty_cache(job) -> None:
+def back_off(job, pack: int, log: Callable[[str], None]) -> int:
+    """After a pack of `pack` seeds ran out of memory: half the pack, the device's cache emptied."""
     import torch
     if getattr(job, "device", None) is not None and job.device.type == "cuda":
         torch.cuda.empty_cache()
+    pack //= 2
+    log(f"out of memory: backing off to packs of {pack}")
+    return pack
 
 
 @dataclass(frozen=True)
