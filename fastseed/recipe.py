@@ -79,8 +79,6 @@ def type_ok(value, hint) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if dataclasses.is_dataclass(hint):
-        return isinstance(value, hint)
     return isinstance(value, hint)
 
 
