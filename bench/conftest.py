@@ -86,6 +86,6 @@ def peak_flops(device, quick) -> float:
 
 def pytest_terminal_summary(terminalreporter):
     from fastseed.engine.flops import seed_flops
-    from fastseed.presets import get_preset
+    from fastseed.recipe.presets import get_preset
     terminalreporter.section("FLOPs of one picard-short seed (forward + backward, every layer)")
     terminalreporter.write_line(seed_flops(get_preset("picard-short")).table())

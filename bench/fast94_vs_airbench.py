@@ -79,7 +79,7 @@ def run_fastseed(a, data, out: Path, log) -> dict:
     from fastseed.engine import compute_dtype, train_pack
     from fastseed.engine.autopack import choose_pack
     from fastseed.engine.pack import get_strategy
-    from fastseed.presets import get_preset
+    from fastseed.recipe.presets import get_preset
     from fastseed.store import Store
 
     protocol, device = get_preset("fast94"), torch.device("cuda")

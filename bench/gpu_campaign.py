@@ -119,7 +119,7 @@ class Scale:
     fallback: tuple            # (strategy, K) for d when phase c measured nothing (e: sequential)
 
     def protocol_for(self):
-        from fastseed.presets import get_preset
+        from fastseed.recipe.presets import get_preset
         protocol = get_preset(self.protocol)
         if self.name == "rehearsal":  # 2 epochs of 4 steps of 100 images, 500 test images: ~1 s a seed
             protocol = protocol.variant(epochs=2, train_size=400, test_size=500, batch_size=100, chunk_size=100,

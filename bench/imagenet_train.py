@@ -29,7 +29,7 @@ from fastseed.data.imagenet import index_imagenet
 from fastseed.data.synthetic import write_imagenet_folder
 from fastseed.engine.finetune import ImagenetData, amp_dtype, evaluate, train_finetune
 from fastseed.models.imagenet import build_backbone
-from fastseed.presets import PRESETS
+from fastseed.recipe.presets import PRESETS
 
 log = logging.getLogger("imagenet_train")
 PAPER_V100_HOURS = {"imagenet-rn50": 2.0, "imagenet-dino-rn50": 3.0, "imagenet-dino-vits16": 3 + 40 / 60}
@@ -47,7 +47,7 @@ def measure(protocol, data, backbone, device, steps: int, warmup: int, compile: 
     phases = protocol.run_phases()
     ends = [sum(p.steps for p in phases[: i + 1]) for i in range(len(phases))]
 
-    def on_step(opt):  # called before each update; marks fall after `warmup` steps and at phase ends
+    def before_update(opt):  # called before each update; marks fall after `warmup` steps and at phase ends
         count[0] += 1
         start = [e - p.steps + warmup + 1 for e, p in zip(ends, phases)]
         if count[0] in start or count[0] in ends:
@@ -57,7 +57,7 @@ def measure(protocol, data, backbone, device, steps: int, warmup: int, compile: 
     models = []
     t0 = time.perf_counter()
     record = train_finetune(protocol, 0, data, backbone, device, compile=compile, num_threads=threads,
-                            on_step=on_step, models_out=models)
+                            before_update=before_update, models_out=models)
     total = time.perf_counter() - t0
     out = {"status": record.status, "wall_s_incl_evals": total, "phases": []}
     for i, p in enumerate(phases):

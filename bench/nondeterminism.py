@@ -26,7 +26,7 @@ import torch
 
 from fastseed.data.cifar import load_cifar10, to_tensors
 from fastseed.engine import resolve_device, train_pack
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 log = logging.getLogger("nondeterminism")
 

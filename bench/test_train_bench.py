@@ -16,7 +16,7 @@ from fastseed.engine.autopack import time_pack
 from fastseed.engine.flops import seed_flops
 from fastseed.engine.pack import STRATEGIES, get_strategy
 from fastseed.engine.train import compute_dtype, train_pack
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 FULL_PACKS, QUICK_PACKS = (1, 4, 8, 16, 32), (1, 2)
 E2E_FULL = [("sequential", 1), ("fused", 1), ("fused", 16), ("streams", 16), ("fused", 32)]

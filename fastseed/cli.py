@@ -11,9 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from fastseed import FastseedError
-
-EXIT_USAGE = 2
+from fastseed import EXIT_USAGE, FastseedError
 
 
 class Parser(argparse.ArgumentParser):

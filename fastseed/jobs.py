@@ -1,10 +1,10 @@
 """What a scan trains: a job built from a protocol and plain options, never from a command line.
 
-    protocol = protocol_variant(get_preset("smoke"), augment="image", fix=("init",))
+    protocol = protocol_variant(get_preset("smoke"), augment="image", fix=("init",))   # fastseed.recipe
     job = make_job(protocol, Options(device="cpu"))
     labels = job.load()                      # the data, once per process; the test labels for the store
     k = job.pack_size(remaining=100, log=print)
-    job.train([0, 1], commit, stop)          # commit(record) as each seed finishes
+    job.train([0, 1], commit, stop_flag)     # commit(record) as each seed finishes
 
 A job is what a worker needs to turn claimed seeds into records, so every way of running (this
 process, one process per GPU, a Ray actor) builds the same job from the same two plain values: the
@@ -15,20 +15,19 @@ never part of the hash). A new flag is one `Options` field, read by the job that
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from fastseed import FastseedError
+from fastseed import FastseedError, engine  # engine.train_pack looked up at call time: tests replace it
+from fastseed.data.cifar import load_cifar10, to_tensors
+from fastseed.engine import compute_dtype, resolve_device
+from fastseed.engine.autopack import choose_pack, cpu_pack_cap
+from fastseed.engine.checkpoint import checkpoint_path, remove_checkpoint
+from fastseed.engine.finetune import load_finetune, train_finetune
+from fastseed.engine.pack import choose_strategy, get_strategy
+from fastseed.models.imagenet import weights_digest
 
 CHECKPOINT_EVERY_MIN = 10.0  # ImageNet: a kill costs at most this much of a seed's hours
-
-
-def flag(name: str) -> str:
-    """The command-line spelling of an option or protocol knob, for messages: loader_threads → --loader-threads."""
-    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -53,67 +52,16 @@ class Options:
         return dataclasses.asdict(self)
 
 
-# ---- the protocol: a preset, the user's changes and the flags that make a variant of it -------------
-
-def flag_sets(*, augment: str | None = None, fix: tuple = (), fix_seed: int | None = None,
-              deterministic: bool = False, classes: int | None = None, limit_steps: int | None = None,
-              limit_batch: int | None = None) -> list[str]:
-    """The scan's variation flags as the `--set KEY=VALUE` texts they stand for (fastseed.overrides
-    names these knobs as the flags always did, so each flag keeps its protocol's name and hash).
-    None/()/False mean "as the preset has it"; `fix_seed` counts only with `fix`."""
-    sets = [f"augment={augment}"] if augment is not None else []
-    if fix:
-        sets += [f"fixed={','.join(sorted(set(fix)))}"] + ([f"fix_seed={fix_seed}"] if fix_seed is not None else [])
-    sets += ["deterministic=true"] if deterministic else []
-    given = dict(classes=classes, limit_steps=limit_steps, limit_batch=limit_batch)
-    return sets + [f"{k}={v}" for k, v in given.items() if v is not None]
-
-
-def resolve_variant(preset: str, *, sets=(), protocol_file=None, model: str | None = None, **flags):
-    """The recipe a scan trains (a `fastseed.overrides.Resolved`): preset `preset` (or the protocol
-    file's base), the file, each `--set`, `--model`, then the scan's variation flags (`flag_sets`).
-    A flag the protocol's kind has no knob for, or a `fix` stream it never draws from, is refused in
-    one line naming the flag."""
-    from fastseed.overrides import read_protocol_file, resolve
-    from fastseed.presets import PRESETS
-    base = read_protocol_file(protocol_file).get("base") if protocol_file is not None else preset
-    if isinstance(base, str) and base in PRESETS:  # else resolve() says what is wrong with it
-        check_flags(PRESETS[base], **flags)
-    return resolve(preset, list(sets) + flag_sets(**flags), protocol_file, model)
-
-
-def check_flags(base, *, augment=None, fix=(), classes=None, limit_steps=None, limit_batch=None, **_):
-    kind = JOBS[base.dataset]
-    foreign = [flag(n) for n, v in (("augment", augment), ("classes", classes), ("limit_steps", limit_steps),
-                                    ("limit_batch", limit_batch)) if v is not None and n not in kind.knobs]
-    if foreign:
-        raise FastseedError(f"{' '.join(foreign)}: not a knob of {base.name} ({kind.what})")
-    unknown = sorted(set(fix) - set(kind.streams))
-    if unknown:
-        raise FastseedError(f"--fix {','.join(unknown)}: {base.name} draws no {' or '.join(unknown)} stream; "
-                            f"its streams are {', '.join(kind.streams)}")
-
-
-def protocol_variant(base, **flags):
-    """Preset `base` with the scan's variation flags (see `flag_sets`): the same protocol, name and hash
-    as `--set` of the same knobs. `base` must be a preset (it is looked up by its name)."""
-    return resolve_variant(base.name, **flags).protocol
-
-
 # ---- CIFAR: GPU-resident tensors, seeds trained in packs -------------------------------------------
 
 class CifarJob:
     """A CIFAR protocol: the data set resident on the device, seeds trained in packs by the pack engine."""
-    what = "a CIFAR-10 protocol"
-    knobs = ("augment",)
-    streams = ("init", "order", "augment")  # the seed streams the CIFAR engine draws from
 
     long_seeds = False  # a seed takes seconds to minutes: no bar of its steps
     stops_mid_seed = False  # a stop finishes the pack in flight
     on_stop = "finishing the seeds in flight"
 
     def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
-        from fastseed.engine import compute_dtype, resolve_device
         if options.weights is not None:
             raise FastseedError(f"--weights: only for the imagenet-* presets, not {protocol.name}")
         if options.checkpoint_every is not None:
@@ -139,20 +87,17 @@ class CifarJob:
     def read(self):
         """The data set as plain arrays (checked against its digests), small enough to travel: a Ray
         scan reads it once where it starts and ships it to its actors."""
-        from fastseed.data.cifar import load_cifar10
         return load_cifar10(self.options.data_dir, download=self.options.download)
 
     def load(self, data=None):
         """The data set, on the device (`data`: what `read` returned elsewhere, else read here); returns
         the test labels the records' predictions refer to."""
-        from fastseed.data.cifar import to_tensors
         self.data = to_tensors(self.read() if data is None else data, self.device)
         return self.data.test_y[: self.protocol.test_size].cpu().numpy()
 
     def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
         """Seeds to claim and train at once: never more than remain. `--pack auto` measures a GPU (1
         on a CPU); an explicit pack on a CPU is capped by an estimate of the memory a seed needs."""
-        from fastseed.engine.autopack import choose_pack, cpu_pack_cap
         remaining = max(1, remaining)
         asked = self.options.pack
         if asked == "auto":
@@ -170,95 +115,24 @@ class CifarJob:
             log(f"--pack {asked}: capped at {k}, the seeds left to train")
         return k
 
-    def train(self, seeds: list[int], commit: Callable, stop, on_step: Callable[[int, int], None] | None = None):
-        """Train `seeds` as one pack; `commit(record)` as each finishes. `stop` is polled between the
-        seeds of a one-after-another pack; `on_step(done, total)` after every training step."""
-        from fastseed import engine  # looked up at call time: tests replace engine.train_pack
+    def train(self, seeds: list[int], commit: Callable, stop_flag, on_progress: Callable[[int, int], None] | None = None):
+        """Train `seeds` as one pack; `commit(record)` as each finishes. `stop_flag` is polled between the
+        seeds of a one-after-another pack; `on_progress(done, total)` after every training step."""
         engine.train_pack(self.protocol, seeds, self.data, self.device, dtype=self.options.dtype,
                           strategy=self.strategy.name, compile=self.options.compile, graphs=self.graphs,
-                          on_record=commit, should_stop=lambda: bool(stop), on_step=on_step,
+                          on_record=commit, should_stop=lambda: bool(stop_flag), on_progress=on_progress,
                           keep_logits=self.options.keep_logits)
-
-
-def choose_strategy(protocol, asked: str | None, log: Callable[[str], None]):
-    """The pack strategy: the one asked, else the default. A user's model is built (its seed-0 init)
-    and checked: a model that draws random numbers while training (dropout) trains its seeds one after
-    another (each from its own `dropout` stream; a pack would share one generator), and a strategy that
-    packs is refused for it; otherwise with no --strategy it trains fused only if it fuses (else streams,
-    said in one line), and `--strategy fused` for a model that cannot fuse is refused in one line naming
-    the layer. The built-in models all fuse and draw nothing (tests/engine/test_pack.py)."""
-    from fastseed.engine.pack import DEFAULT_STRATEGY, draws_in_training, fusion_problem, get_strategy
-    strategy = get_strategy(asked or DEFAULT_STRATEGY)
-    if ":" not in protocol.model or (asked is not None and not strategy.together):
-        return strategy
-    from fastseed.engine.train import init_model
-    model = init_model(protocol, protocol.seed(0))
-    if draws_in_training(model):
-        why = "it draws random numbers while training (dropout?), so its seeds cannot share a pack"
-        if asked is not None:
-            raise FastseedError(f"--strategy {asked}: {protocol.model} {why}; use --strategy sequential")
-        log(f"{protocol.model} trains with strategy sequential: {why}")
-        return get_strategy("sequential")
-    if asked is not None and strategy.name != "fused":
-        return strategy
-    problem = fusion_problem(model)
-    if asked is None:
-        if problem is not None:
-            log(f"{protocol.model} trains with strategy streams: {problem}")
-        return get_strategy("fused" if problem is None else "streams")
-    if problem:
-        raise FastseedError(f"--strategy fused: {problem}")
-    return strategy
 
 
 # ---- ImageNet: a DALI pipeline per seed, one seed at a time -----------------------------------------
 
-def file_sha256(path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise FastseedError(f"--weights {path}: no such file")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_finetune(protocol, data_dir, weights, log: Callable[[str], None] = print):
-    """The indexed ImageNet folders (the protocol's classes) and the pretrained backbone."""
-    from fastseed.data.imagenet import index_imagenet
-    from fastseed.engine.finetune import ImagenetData
-    from fastseed.models.imagenet import load_backbone
-    root = Path(data_dir or Path(os.environ.get("FASTSEED_DATA") or "data") / "imagenet")
-    data = ImagenetData(index_imagenet(root, "train", classes=protocol.classes),
-                        index_imagenet(root, "val", classes=protocol.classes))
-    if len(data.train.wnids) != protocol.classes:
-        raise FastseedError(f"{root}: {len(data.train.wnids)} classes, {protocol.name} needs "
-                            f"{protocol.classes} (use --classes to train on fewer)")
-    for split, index in (("train", data.train), ("val", data.val)):
-        if index.skipped:
-            path, why = index.skipped[0]
-            log(f"{split}: skipped {len(index.skipped)} unreadable file(s), e.g. {path}: {why}")
-    backbone, report = load_backbone(protocol.backbone, weights)
-    log(f"{weights}: {report.loaded} tensors loaded"
-        + (f", {len(report.dropped)} classifier keys dropped" if report.dropped else "")
-        + (f", {len(report.unexpected)} unexpected keys ignored (e.g. {report.unexpected[0]})"
-           if report.unexpected else ""))
-    return data, backbone
-
-
 class FinetuneJob:
     """An ImageNet fine-tune: seeds train one at a time from their own DALI pipeline, all from the
     same pretrained backbone, whose file's sha256 is part of the protocol."""
-    what = "an ImageNet fine-tune"
-    knobs = ("classes", "limit_steps", "limit_batch")
-    streams = ("head", "order", "augment")  # head init, data order, crops and flips
     together = False
     long_seeds = True  # hours a seed: the scan shows a bar of the steps of the seed in flight
 
     def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
-        from fastseed.engine import resolve_device
-        from fastseed.engine.pack import get_strategy
         wrong = [flag for flag, bad in (("--download", options.download),
                                         ("--strategy", options.strategy is not None
                                          and get_strategy(options.strategy).together),
@@ -280,7 +154,7 @@ class FinetuneJob:
         if options.checkpoint_every is not None and not options.checkpoint_every > 0:
             raise FastseedError(f"--checkpoint-every must be a positive number of minutes, got "
                                 f"{options.checkpoint_every}")
-        digest = file_sha256(options.weights)
+        digest = weights_digest(options.weights)
         if protocol.weights and protocol.weights != digest:  # a replay, or a worker of a running scan
             raise FastseedError(f"--weights {options.weights} is not the file the scan used (sha256 "
                                 f"{digest[:12]}…, the store's protocol has {protocol.weights[:12]}…)")
@@ -315,16 +189,14 @@ class FinetuneJob:
     def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
         return 1
 
-    def train(self, seeds: list[int], commit: Callable, stop, on_step: Callable[[int, int], None] | None = None):
+    def train(self, seeds: list[int], commit: Callable, stop_flag, on_progress: Callable[[int, int], None] | None = None):
         """Train `seeds` one after another; `commit(record)` as each finishes. With checkpoints, a seed
-        resumes from its checkpoint, saves one every --checkpoint-every minutes, and on `stop` saves one
-        and raises fastseed.engine.checkpoint.Interrupted at once; its file is removed once the record
-        is committed. `on_step(done, total)` after every step, counted from the resumed step."""
-        from fastseed.engine.checkpoint import checkpoint_path, remove_checkpoint
-        from fastseed.engine.finetune import train_finetune
+        resumes from its checkpoint, saves one every --checkpoint-every minutes, and on `stop_flag` saves one
+        and raises fastseed.engine.checkpoint.SeedStopped at once; its file is removed once the record
+        is committed. `on_progress(done, total)` after every step, counted from the resumed step."""
         every_s = 60 * (self.options.checkpoint_every or CHECKPOINT_EVERY_MIN)
         for seed in seeds:
-            if stop:
+            if stop_flag:
                 break
             path = None
             if self.stops_mid_seed:
@@ -334,8 +206,8 @@ class FinetuneJob:
             commit(train_finetune(self.protocol, seed, self.data, self.backbone, self.device,
                                   dtype=self.options.dtype, compile=self.options.compile,
                                   num_threads=self.options.loader_threads, checkpoint=path,
-                                  checkpoint_every_s=every_s, should_stop=(lambda: bool(stop)) if path else None,
-                                  on_progress=on_step))
+                                  checkpoint_every_s=every_s, should_stop=(lambda: bool(stop_flag)) if path else None,
+                                  on_progress=on_progress))
             if path is not None:
                 remove_checkpoint(path)  # only now: the record is committed
 

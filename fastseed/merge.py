@@ -147,7 +147,7 @@ def run(argv) -> int:
     import sqlite3
 
     from fastseed.store import Store
-    from fastseed.storefile import build_store_file, new_meta, publish_store_file, temp_beside
+    from fastseed.store.file import build_store_file, new_meta, publish_store_file, temp_beside
 
     a = parse(argv)
     sources = open_sources(a.inputs)

@@ -50,7 +50,7 @@ def run(argv) -> int:
     a = p.parse_args(argv)
 
     from fastseed.jobs import Options, make_job
-    from fastseed.presets import protocol_from_json
+    from fastseed.recipe.protocol import protocol_from_json
     from fastseed.store import Store
 
     with Store.open(a.store) as store:
@@ -80,7 +80,7 @@ def run(argv) -> int:
     print(f"replaying seed {a.seed} of {protocol.name} on {job.device}: {strategy} pack of {len(seeds)} {seeds}",
           flush=True)
     records = []
-    job.train(seeds, records.append, stop=False)
+    job.train(seeds, records.append, stop_flag=False)
     new = next(r for r in records if r.seed == a.seed)
     diffs = differences(stored, new)
     if not diffs:

@@ -21,18 +21,17 @@ import re
 import sys
 from pathlib import Path
 
-from fastseed import FastseedError
-from fastseed.cli import EXIT_USAGE, Parser
-from fastseed.workers.local import EXIT_INTERRUPTED, Interrupted, StopFlag
+from fastseed import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FastseedError
+from fastseed.cli import Parser
+from fastseed.workers.local import StartupInterrupted, StopFlag
 
-EXIT_FAILED = 1
-# A range [start, stop) is handed to the store as SQLite INTEGERs, signed 64-bit: stop ≤ 2**63 - 1.
+# A range [start, end) is handed to the store as SQLite INTEGERs, signed 64-bit: end ≤ 2**63 - 1.
 RANGE_END = 2**63 - 1
 
 
 def parse(argv):
     from fastseed.engine import STRATEGIES
-    from fastseed.presets import PRESETS
+    from fastseed.recipe.presets import PRESETS
     p = Parser(prog="python -m fastseed.scan", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=10000, metavar="N", help="number of seeds (default 10000)")
     p.add_argument("--start", type=int, default=0, metavar="S", help="first seed (default 0)")
@@ -141,9 +140,9 @@ def parse(argv):
 
 
 def resolved(a):
-    """The protocol the command line asks for (fastseed.overrides.Resolved): the preset or protocol
+    """The protocol the command line asks for (fastseed.recipe.overrides.Resolved): the preset or protocol
     file, each --set, --model, then the variation flags."""
-    from fastseed.jobs import resolve_variant
+    from fastseed.recipe.overrides import resolve_variant
     return resolve_variant(a.preset, sets=a.set, protocol_file=a.protocol, model=a.model, augment=a.augment,
                            fix=a.fix, fix_seed=a.fix_seed, deterministic=a.deterministic, classes=a.classes,
                            limit_steps=a.limit_steps, limit_batch=a.limit_batch)
@@ -175,7 +174,7 @@ def build(a, device: str):
     return make_job(protocol, options(a, device, out_path(a, protocol)), log=lambda line: print(line, flush=True))
 
 
-def run(a, stop: StopFlag) -> int:
+def run(a, stop_flag: StopFlag) -> int:
     from fastseed.engine.provenance import code_version
     from fastseed.workers.pool import pool_devices
     if a.show_protocol:  # before any data, device or store
@@ -200,14 +199,14 @@ def run(a, stop: StopFlag) -> int:
         if a.ray is not None:
             from fastseed.workers.ray import scan_ray
             outcome = scan_ray(job, out, start, end, address=a.ray, device=a.device, workers=a.workers,
-                               stop_flag=stop, quiet=a.no_progress, log=say, until=until)
+                               stop_flag=stop_flag, quiet=a.no_progress, log=say, until=until)
         elif len(devices) == 1:
             from fastseed.workers.local import scan_here
-            outcome = scan_here(job, out, start, end, stop_flag=stop, quiet=a.no_progress, log=say,
+            outcome = scan_here(job, out, start, end, stop_flag=stop_flag, quiet=a.no_progress, log=say,
                                 stopping=stopping, versus=versus)
         else:
             from fastseed.workers.pool import scan_pool
-            outcome = scan_pool(job, out, start, end, devices, stop_flag=stop, quiet=a.no_progress, log=say,
+            outcome = scan_pool(job, out, start, end, devices, stop_flag=stop_flag, quiet=a.no_progress, log=say,
                                 until=until)
         if stopping is not None:
             stopping.decided()  # the commits of the last packs in flight are read too
@@ -231,7 +230,7 @@ def run(a, stop: StopFlag) -> int:
         if stopping is not None:
             say(f"the stopping rule did not decide within the {a.seeds} seeds of --seeds")
         return 0
-    if stop:
+    if stop_flag:
         print("stopped early: rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"{outcome.total - outcome.stored} seeds not trained ({outcome.failed} worker(s) failed): "
@@ -240,14 +239,14 @@ def run(a, stop: StopFlag) -> int:
 
 
 def main(argv=None) -> int:
-    stop = StopFlag()  # installed first: a signal during the slow start-up stops it with one line
-    with stop.installed():
+    stop_flag = StopFlag()  # installed first: a signal during the slow start-up stops it with one line
+    with stop_flag.installed():
         try:
-            return run(parse(argv), stop)
+            return run(parse(argv), stop_flag)
         except FastseedError as e:
             print(f"fastseed.scan: error: {e}", file=sys.stderr)
             return EXIT_USAGE
-        except Interrupted as e:
+        except StartupInterrupted as e:
             print(f"fastseed.scan: {e}", file=sys.stderr)
             return EXIT_INTERRUPTED
 

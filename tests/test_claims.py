@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastseed import FastseedError, claims
-from fastseed.store import Store, worker_id
+from fastseed import FastseedError
+from fastseed.store import claims
+from fastseed.store import Store
+from fastseed.store.claims import worker_id
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_store import make_record, new_store, refused  # noqa: E402

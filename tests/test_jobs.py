@@ -1,6 +1,6 @@
-"""Jobs: built from a protocol and a frozen, plain Options (never a command line's Namespace); the flag
-values that vary a preset become a protocol in one function; a strategy is decided in one registry;
-an explicit pack is capped by the seeds left and, on a CPU, by the memory a seed needs."""
+"""Jobs: built from a protocol and a frozen, plain Options (never a command line's Namespace); a
+strategy is decided in one registry; an explicit pack is capped by the seeds left and, on a CPU, by the
+memory a seed needs."""
 
 import dataclasses
 import inspect
@@ -13,9 +13,9 @@ import torch
 from fastseed import FastseedError
 from fastseed.engine import autopack, train_pack
 from fastseed.engine.pack import DEFAULT_STRATEGY, STRATEGIES, Fused, get_strategy, register_strategy
-from fastseed.jobs import CifarJob, FinetuneJob, Options, make_job, protocol_variant
-from fastseed.models import build_model, set_dtype
-from fastseed.presets import get_preset
+from fastseed.jobs import CifarJob, FinetuneJob, Options, make_job
+from fastseed.models import create_model, set_dtype
+from fastseed.recipe.presets import get_preset
 
 SMOKE = get_preset("smoke")
 
@@ -31,7 +31,7 @@ def test_a_job_is_made_for_the_protocols_data_set():
     assert isinstance(make_job(SMOKE, Options(device="cpu")), CifarJob)
     with pytest.raises(FastseedError, match="needs --weights PATH"):
         make_job(get_preset("imagenet-rn50"), Options(device="cpu"))  # an ImageNet job, asking its file
-    # (a Protocol validates its data set, so a recipe of another kind stands in for one)
+    # (a CifarProtocol validates its data set, so a recipe of another kind stands in for one)
     with pytest.raises(FastseedError, match="no job trains data set 'mnist'"):
         make_job(types.SimpleNamespace(name="digits", dataset="mnist"), Options(device="cpu"))
 
@@ -62,33 +62,6 @@ def test_a_registered_strategy_trains_through_every_layer(real_cifar_root, monke
     assert parse(["--strategy", "fused-again"]).strategy == "fused-again"
 
 
-def test_flags_vary_a_preset_into_the_protocols_they_always_made():
-    """Same names, same hashes, same stores as before the flags left the command line."""
-    assert protocol_variant(SMOKE) is SMOKE
-    image = protocol_variant(SMOKE, augment="image")
-    assert image == SMOKE.variant(augment="image") and image.name == "smoke[augment=image]"
-    fixed = protocol_variant(SMOKE, fix=("order", "init"), fix_seed=7)
-    assert fixed == SMOKE.variant(fixed=("init", "order"), fix_seed=7)
-    exp2 = get_preset("resnet18-exp2")
-    assert protocol_variant(exp2, fix_seed=5) is exp2  # no --fix: the preset's own fixed streams and seed
-    assert protocol_variant(SMOKE, deterministic=True).deterministic
-    rn50 = protocol_variant(get_preset("imagenet-rn50"), classes=3, limit_steps=1, fix=("head",))
-    assert (rn50.classes, rn50.limit_steps, rn50.fixed) == (3, 1, ("head",))
-
-
-@pytest.mark.parametrize("preset,changes,phrase", [
-    ("smoke", dict(fix=("head",)), "--fix head: smoke draws no head stream; its streams are init, order, augment"),
-    ("imagenet-rn50", dict(fix=("init", "order")),
-     "--fix init: imagenet-rn50 draws no init stream; its streams are head, order, augment"),
-    ("smoke", dict(limit_batch=4), "--limit-batch: not a knob of smoke (a CIFAR-10 protocol)"),
-    ("imagenet-rn50", dict(augment="image"), "--augment: not a knob of imagenet-rn50 (an ImageNet fine-tune)"),
-])
-def test_variations_a_protocol_has_no_knob_for_are_refused_in_one_line(preset, changes, phrase):
-    with pytest.raises(FastseedError) as e:
-        protocol_variant(get_preset(preset), **changes)
-    assert str(e.value) == phrase or str(e.value).startswith(phrase)
-
-
 @pytest.mark.parametrize("options,phrase", [
     (Options(device="cpu", pack=4), "--pack: not for imagenet-rn50"),
     (Options(device="cpu", strategy="fused"), "--strategy: not for imagenet-rn50"),
@@ -117,7 +90,7 @@ def test_the_memory_of_a_seed_is_its_activations_and_four_copies_of_its_weights(
     """Against an independent count: the estimate is linear in the batch (activations) plus 4 × the
     parameter bytes of the real model, counted here on the CPU (and a few per-channel statistics
     BatchNorm saves whatever the batch)."""
-    weights = sum(p.numel() * p.element_size() for p in set_dtype(build_model(SMOKE), torch.float32).parameters())
+    weights = sum(p.numel() * p.element_size() for p in set_dtype(create_model(SMOKE), torch.float32).parameters())
     at = lambda batch: autopack.seed_bytes(SMOKE.variant(batch_size=batch), torch.float32)
     one, two, three = at(100), at(200), at(300)
     assert two - one == three - two > 0  # activations grow with the batch, exactly linearly

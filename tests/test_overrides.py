@@ -5,11 +5,12 @@ base's value is no change; `--show-protocol` lists every knob and where its valu
 import pytest
 
 from fastseed import FastseedError
-from fastseed.overrides import describe_protocol, resolve, resolve_protocol
-from fastseed.presets import get_preset
-from fastseed.protocol import Finetune, Protocol, protocol_from_json
+from fastseed.recipe.overrides import describe_protocol, protocol_variant, resolve, resolve_protocol
+from fastseed.recipe.presets import get_preset
+from fastseed.recipe.protocol import CifarProtocol, Finetune, protocol_from_json
 
 PICARD = get_preset("picard-short")
+SMOKE = get_preset("smoke")
 
 
 def test_set_parses_each_knob_to_its_type():
@@ -118,7 +119,7 @@ def test_a_protocol_file_is_the_same_recipe_as_its_sets_under_its_own_name(tmp_p
     q = resolve_protocol("picard-short", ["width=2", "cutout=0", "lr=0.3"])
     assert p.name == "wide-picard" and q.name == "picard-short+cutout=0,lr=0.3,width=2.0"
     assert {k: v for k, v in vars(p).items() if k != "name"} == {k: v for k, v in vars(q).items() if k != "name"}
-    assert Protocol.from_json(p.to_json()).hash == p.hash
+    assert CifarProtocol.from_json(p.to_json()).hash == p.hash
     later = resolve(None, ["lr=0.4", "augment=image"], protocol_file=path)
     assert later.protocol.lr == 0.4 and later.protocol.name == "wide-picard+lr=0.4[augment=image]"
     assert later.origins == {"width": "file wide.toml", "cutout": "file wide.toml", "lr": "--set",
@@ -165,7 +166,7 @@ def test_show_protocol_lists_every_knob_its_value_and_where_it_came_from(tmp_pat
     r = resolve(None, ["lr=0.4"], protocol_file=path)
     text = r.describe()
     lines = {line.split()[0]: line for line in text.splitlines()[3:]}
-    assert set(lines) == {f for f, field in Protocol.__dataclass_fields__.items() if field.metadata["settable"]}
+    assert set(lines) == {f for f, field in CifarProtocol.__dataclass_fields__.items() if field.metadata["settable"]}
     assert "--set (preset: 0.2)" in lines["lr"] and "0.4" in lines["lr"]
     assert "file wide.toml (preset: 1.0)" in lines["width"] and lines["momentum"].endswith("preset")
     assert text.startswith(f"protocol wide-picard+lr=0.4  (hash {r.protocol.hash[:12]})")
@@ -174,3 +175,31 @@ def test_show_protocol_lists_every_knob_its_value_and_where_it_came_from(tmp_pat
     assert all(line.endswith("preset") for line in plain.splitlines()[3:])
     imagenet = describe_protocol(resolve_protocol("imagenet-rn50", ["head.lr=0.05"]), get_preset("imagenet-rn50"))
     assert "head.lr" in imagenet and "full.steps" in imagenet
+
+
+# --- the scan's variation flags (--augment, --fix, …): the same protocols as the --set of their knobs ---
+def test_flags_vary_a_preset_into_the_protocols_they_always_made():
+    """Same names, same hashes, same stores as before the flags left the command line."""
+    assert protocol_variant(SMOKE) is SMOKE
+    image = protocol_variant(SMOKE, augment="image")
+    assert image == SMOKE.variant(augment="image") and image.name == "smoke[augment=image]"
+    fixed = protocol_variant(SMOKE, fix=("order", "init"), fix_seed=7)
+    assert fixed == SMOKE.variant(fixed=("init", "order"), fix_seed=7)
+    exp2 = get_preset("resnet18-exp2")
+    assert protocol_variant(exp2, fix_seed=5) is exp2  # no --fix: the preset's own fixed streams and seed
+    assert protocol_variant(SMOKE, deterministic=True).deterministic
+    rn50 = protocol_variant(get_preset("imagenet-rn50"), classes=3, limit_steps=1, fix=("head",))
+    assert (rn50.classes, rn50.limit_steps, rn50.fixed) == (3, 1, ("head",))
+
+
+@pytest.mark.parametrize("preset,changes,phrase", [
+    ("smoke", dict(fix=("head",)), "--fix head: smoke draws no head stream; its streams are augment, init, order"),
+    ("imagenet-rn50", dict(fix=("init", "order")),
+     "--fix init: imagenet-rn50 draws no init stream; its streams are augment, head, order"),
+    ("smoke", dict(limit_batch=4), "--limit-batch: not a knob of smoke (a CIFAR-10 protocol)"),
+    ("imagenet-rn50", dict(augment="image"), "--augment: not a knob of imagenet-rn50 (an ImageNet fine-tune)"),
+])
+def test_variations_a_protocol_has_no_knob_for_are_refused_in_one_line(preset, changes, phrase):
+    with pytest.raises(FastseedError) as e:
+        protocol_variant(get_preset(preset), **changes)
+    assert str(e.value) == phrase or str(e.value).startswith(phrase)

@@ -4,7 +4,8 @@ import pytest
 
 from fastseed import FastseedError
 from fastseed.engine.schedule import lr_multiplier
-from fastseed.presets import PRESETS, Protocol, get_preset
+from fastseed.recipe.presets import PRESETS, get_preset
+from fastseed.recipe.protocol import CifarProtocol
 
 
 def picard_lambda(e, long=False):
@@ -51,7 +52,7 @@ def test_smoke_shares_the_code_path_at_tiny_scale():
 
 def test_hash_identifies_the_recipe():
     p = get_preset("picard-short")
-    assert p.hash == Protocol.from_json(p.to_json()).hash
+    assert p.hash == CifarProtocol.from_json(p.to_json()).hash
     assert len({q.hash for q in PRESETS.values()}) == len(PRESETS)
     image = p.variant(augment="image")
     assert image.name == "picard-short[augment=image]" and image.hash != p.hash

@@ -7,16 +7,16 @@ import json
 import pytest
 
 from fastseed import FastseedError
-from fastseed.presets import get_preset
-from fastseed.protocol import Finetune, Phase, Protocol, Recipe, protocol_from_json
+from fastseed.recipe.presets import get_preset
+from fastseed.recipe.protocol import Finetune, Phase, CifarProtocol, Recipe, protocol_from_json
 
 SMOKE, RN50 = get_preset("smoke"), get_preset("imagenet-rn50")
 
 
 def test_protocol_and_finetune_share_one_base():
-    assert issubclass(Protocol, Recipe) and issubclass(Finetune, Recipe)
+    assert issubclass(CifarProtocol, Recipe) and issubclass(Finetune, Recipe)
     for method in ("to_json", "from_json", "variant", "seed", "validate"):
-        assert method not in vars(Finetune) and method not in vars(Protocol)  # one definition, on the base
+        assert method not in vars(Finetune) and method not in vars(CifarProtocol)  # one definition, on the base
     assert RN50.seed(5).value == 5 and SMOKE.variant(lr=0.3).name == "smoke[lr=0.3]"
 
 
@@ -65,7 +65,7 @@ def test_a_bad_phase_knob_is_named_with_its_phase():
 
 def test_json_brings_back_tuples_phases_and_optional_knobs():
     p = get_preset("fast94").variant(train_size=2000, fixed=("augment", "init"))
-    q = Protocol.from_json(p.to_json())
+    q = CifarProtocol.from_json(p.to_json())
     assert q == p and isinstance(q.lr_triangle, tuple) and isinstance(q.mean, tuple) and q.fixed == ("augment", "init")
     f = protocol_from_json(RN50.to_json())
     assert isinstance(f, Finetune) and all(isinstance(ph, Phase) for ph in f.phases) and f == RN50
@@ -74,9 +74,9 @@ def test_json_brings_back_tuples_phases_and_optional_knobs():
 def test_json_of_unknown_knobs_or_not_json_is_refused_in_one_line():
     fields = json.loads(SMOKE.to_json())
     with pytest.raises(FastseedError, match="unknown knob\\(s\\) warp_speed"):
-        Protocol.from_json(json.dumps({**fields, "warp_speed": 9}))
+        CifarProtocol.from_json(json.dumps({**fields, "warp_speed": 9}))
     with pytest.raises(FastseedError, match="not valid JSON"):
-        Protocol.from_json("{nope")
+        CifarProtocol.from_json("{nope")
 
 
 def test_head_init_none_is_what_each_backbone_had_before():

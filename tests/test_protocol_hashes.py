@@ -1,4 +1,4 @@
-"""Adding knobs to Protocol must not change the hash of any existing protocol: the hash keys the results
+"""Adding knobs to CifarProtocol must not change the hash of any existing protocol: the hash keys the results
 stores, so a changed hash would orphan every store already written. Golden values of the CIFAR presets computed
 from the code before the airbench knobs (fast94) were added; the later presets' as they were introduced."""
 
@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from fastseed.presets import PRESETS, Protocol, get_preset
-from fastseed.protocol import protocol_from_json
+from fastseed.recipe.presets import PRESETS, get_preset
+from fastseed.recipe.protocol import CifarProtocol
+from fastseed.recipe.protocol import protocol_from_json
 
 GOLDEN = {
     "picard-short": "8b6190beff4876d742a14a1de98fa23ffc2b725961c10dff7958a6d7999179e2",
@@ -38,7 +39,7 @@ BEFORE_ISSUE_11 = {  # what these presets hashed to before: stores written under
     "imagenet-rn50": "bc5c57543b850ae821d95915e883fa75ba552508b8e4ee24ac62b61073913083",
     "imagenet-dino-rn50": "b2e83e4b40a8176436be18e67847ae7d75b1d8bf38f78286c7b0fc1917c6dacb",
 }
-LATER = [f.name for f in dataclasses.fields(Protocol) if f.metadata.get("since", 1) > 1]
+LATER = [f.name for f in dataclasses.fields(CifarProtocol) if f.metadata.get("since", 1) > 1]
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastseed.record import MalformedRow, Record, decode_logits, encode_logits
+from fastseed.store.record import MalformedRow, Record, decode_logits, encode_logits
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_store import assert_same, make_record, new_store  # noqa: E402

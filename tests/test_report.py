@@ -16,11 +16,11 @@ import pytest
 from matplotlib import image
 from scipy import stats
 
-from fastseed import figures, report as report_module
-from fastseed.document import Document, signed
-from fastseed.figures import DPI, SIZES
-from fastseed.presets import get_preset
-from fastseed.report import main
+from fastseed.report import figures, sections
+from fastseed.report.document import Document, signed
+from fastseed.report.figures import DPI, SIZES
+from fastseed.recipe.presets import get_preset
+from fastseed.report.__main__ import main
 from fastseed.stats.calibration import reliability
 from fastseed.stats.runs import load_runs
 from fastseed.stats.synthetic import (balanced_labels, logits_for, make_record, predictions_for,
@@ -305,7 +305,7 @@ def test_skipped_rows_the_store_reports_are_listed(tmp_path):
     runs = runs_of(synthetic_store(tmp_path / "s.sqlite", 3, n_images=50, epochs=2))
     runs.skipped_rows = [(12, "invalid JSON in eval_curve"), (None, "no seed")]
     doc = Document("t")
-    report_module.summary_section(doc, [runs], 100)
+    sections.summary_section(doc, [runs], 100)
     text = "\n".join(m for m, _ in doc.blocks)
     assert "2 malformed row(s) skipped: seed 12 (invalid JSON in eval_curve), seed ? (no seed)." in text
 
@@ -343,7 +343,8 @@ def test_logits_of_fewer_classes_than_the_labels_are_not_calibrated(tmp_path):
 def test_the_stopping_rule_a_scan_recorded_is_stated_in_the_summary(tmp_path, capsys):
     """A scan with --until-ci records its rule and decision in the store's meta (tests/test_scan_stopping.py);
     the report states them; a store without one says nothing of a rule."""
-    from fastseed.workers.stopping import META_KEY, Stopping
+    from fastseed.store import STOPPING_NOTE
+    from fastseed.workers.stopping import Stopping
     path = synthetic_store(tmp_path / "s.sqlite", 30, mean=0.9, std=0.01, n_images=1000, epochs=3)
     rule = Stopping.until_width(path, 0, 100, half_width=1.0)
     assert rule.turn() is None and rule.decision is not None and rule.fed == {"A": rule.decision.seeds[0]}
@@ -351,7 +352,7 @@ def test_the_stopping_rule_a_scan_recorded_is_stated_in_the_summary(tmp_path, ca
         protocol = (s.protocol, s.protocol_hash, s.protocol_json)
     rule.close()
     with Store(path, *protocol) as s:
-        s.set_meta(META_KEY, rule.meta())
+        s.set_meta(STOPPING_NOTE, rule.meta())
     assert report(capsys, path, "--out", tmp_path / "r")[0] == 0
     md = (tmp_path / "r" / "report.md").read_text()
     line = next(text for text in md.splitlines() if "Stopping rule" in text)

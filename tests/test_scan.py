@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from fastseed.data.synthetic import make_cifar_like, write_cifar_archive
-from fastseed.overrides import resolve_protocol
-from fastseed.presets import get_preset
+from fastseed.recipe.overrides import resolve_protocol
+from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
 
 SMOKE = get_preset("smoke")
@@ -290,7 +290,7 @@ def test_out_of_memory_backs_off_to_smaller_packs(real_cifar_root, tmp_path, mon
     """A pack that does not fit is retried in halves; its seeds are committed once, none is lost."""
     import fastseed.engine
     from fastseed import scan
-    from fastseed.store import Record
+    from fastseed.store.record import Record
 
     tried = []
 
@@ -422,7 +422,7 @@ def smoke_argv(real_cifar_root, out, *extra) -> list:
 
 
 def fake_record(protocol, seed, seeds, acc=0.5):
-    from fastseed.store import Record
+    from fastseed.store.record import Record
     return Record(protocol=protocol.name, protocol_hash=protocol.hash, seed=seed, status="ok", test_acc=acc,
                   test_loss=1.0, headline_epoch=3, eval_curve=[[3, acc, 1.0]], train_curve=[[3, 1.0, acc]],
                   predictions=bytes(TEST_IMAGES), wall_time_s=0.1,
@@ -571,7 +571,7 @@ def test_a_full_disk_during_a_scan_is_one_line_and_the_records_before_stay(real_
 
 
 @pytest.mark.parametrize("argv,phrase", [
-    (["--fix", "head"], "--fix head: smoke draws no head stream; its streams are init, order, augment"),
+    (["--fix", "head"], "--fix head: smoke draws no head stream; its streams are augment, init, order"),
     (["--fix", "dropout,init"], "--fix dropout: smoke draws no dropout stream"),
     (["--classes", "3"], "--classes: not a knob of smoke"),
     (["--start", 2**63 - 2, "--seeds", 2], "the last seed would be 9223372036854775807"),

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from fastseed import replay, report, scan
+from fastseed import replay, scan
+from fastseed.report import __main__ as report
 from fastseed.data.synthetic import write_imagenet_folder
 from fastseed.models.imagenet import build_backbone
-from fastseed.presets import PRESETS
+from fastseed.recipe.presets import PRESETS
 from fastseed.stats.runs import load_runs
 from fastseed.store import Store
 

@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastseed import report, scan
+from fastseed import scan
+from fastseed.report import __main__ as report
 from fastseed.data import cifar
-from fastseed.store import Store, decode_logits
+from fastseed.store import Store
+from fastseed.store.record import decode_logits
 
 TINY = ["--set", "train_size=500", "--set", "epochs=1"]  # one step; the whole test set is evaluated
 IMAGES = 10_000

@@ -17,8 +17,9 @@ import pytest
 
 from fastseed import replay, scan
 from fastseed.data import cifar
-from fastseed.overrides import resolve_protocol
-from fastseed.presets import get_preset, protocol_from_json
+from fastseed.recipe.overrides import resolve_protocol
+from fastseed.recipe.presets import get_preset
+from fastseed.recipe.protocol import protocol_from_json
 from fastseed.store import Store
 
 SMOKE = get_preset("smoke")

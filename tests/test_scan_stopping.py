@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastseed import report, scan
+from fastseed import scan
+from fastseed.report import sections
 from fastseed.jobs import CifarJob
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 from fastseed.stats.sequential import UntilWidth
-from fastseed.store import Record, Store
+from fastseed.store import Store
+from fastseed.store.record import Record
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_scan import run_scan, scan_argv  # noqa: E402
@@ -71,9 +73,9 @@ def stored(path) -> tuple[list, dict]:
 
 def stopping_text(path) -> str:
     """The report's summary paragraphs of the store."""
-    from fastseed.document import Document
+    from fastseed.report.document import Document
     doc = Document("t")
-    report.summary_section(doc, report.open_runs([str(path)]), 200)
+    sections.summary_section(doc, sections.open_runs([str(path)]), 200)
     return "\n".join(md for md, _ in doc.blocks)
 
 

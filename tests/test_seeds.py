@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from fastseed.engine.plan import plan_epoch
-from fastseed.models import build_model
-from fastseed.presets import get_preset
+from fastseed.models import create_model
+from fastseed.recipe.presets import get_preset
 from fastseed.seeds import STREAMS, Seed
 
 
@@ -32,7 +32,7 @@ def test_picard_epoch_plan_is_frozen():
 
 def test_initial_weights_are_frozen():
     with Seed(3407).torch_default("init"):
-        model = build_model(get_preset("picard-short"))
+        model = create_model(get_preset("picard-short"))
     assert model.features[0][0].weight.flatten()[:3].tolist() == pytest.approx(
         [0.13771334290504456, 0.03300929069519043, -0.06693676114082336], abs=1e-7)
     assert model.head.weight.flatten()[:2].tolist() == pytest.approx(

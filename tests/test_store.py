@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from fastseed import FastseedError
-from fastseed.store import Record, Store
+from fastseed.store import Store
+from fastseed.store.record import Record
 
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOL_JSON = json.dumps({"model": "resnet9", "epochs": 10}, sort_keys=True)

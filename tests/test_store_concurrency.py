@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastseed.store import Store, worker_id
+from fastseed.store import Store
+from fastseed.store.claims import worker_id
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_store import assert_same, make_record, new_store  # noqa: E402

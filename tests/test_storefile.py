@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fastseed.store import Store
-from fastseed.storefile import build_store_file, new_meta, publish_store_file
+from fastseed.store.file import build_store_file, new_meta, publish_store_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_store import (PROTOCOL_HASH, PROTOCOL_JSON, assert_same, make_record, new_store,  # noqa: E402

@@ -106,7 +106,7 @@ def seed_bytes(protocol, dtype: torch.dtype) -> int:
     shapes only, nothing allocated, nothing computed. The peak resident memory of two real CPU steps
     (SGD) came out at 1.04× this for smoke, 0.68× for picard-short and 0.64× for resnet18-exp1: a
     slightly generous estimate, as a cap should be."""
-    from fastseed.models import build_model, set_dtype
+    from fastseed.models import create_model, set_dtype
     saved = 0
 
     def keep(t):
@@ -116,7 +116,7 @@ def seed_bytes(protocol, dtype: torch.dtype) -> int:
         return t
 
     with torch.device("meta"):
-        model = set_dtype(build_model(protocol), dtype)
+        model = set_dtype(create_model(protocol), dtype)
         x = torch.empty(protocol.batch_size, 3, 32, 32, dtype=dtype)
     weights_ids = {id(p) for p in model.parameters()}
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):

@@ -35,7 +35,7 @@ FORMAT = 1  # bump when the state's layout changes: an old checkpoint is then re
 log = logging.getLogger(__name__)
 
 
-class Interrupted(KeyboardInterrupt):
+class SeedStopped(KeyboardInterrupt):
     """Training stopped on request (`should_stop`) after `step` of `total` steps; the state is in
     `checkpoint` (None when the run had no checkpoint path or the save failed).
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -30,13 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastseed.engine.checkpoint import Interrupted, load_checkpoint, run_identity, save_checkpoint
+from fastseed import FastseedError
+from fastseed.engine.checkpoint import SeedStopped, load_checkpoint, run_identity, save_checkpoint
 from fastseed.engine.provenance import code_version, provenance
 from fastseed.engine.train import DTYPES, determinism
 from fastseed.kernels.lsce import protocol_loss_reference
 from fastseed.models.imagenet import Finetuner, make_head
 from fastseed.seeds import Seed
-from fastseed.store import Record
+from fastseed.store.record import Record
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def _optimizer(model: Finetuner, phase, train_images: int):
 
 def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: torch.nn.Module, device, *,
                    dtype: str | None = None, compile: str | None = None, num_threads: int = 4,
-                   log=None, models_out: list | None = None, on_step=None,
+                   log=None, models_out: list | None = None, before_update=None,
                    checkpoint: str | Path | None = None, checkpoint_every_s: float = 600.0,
                    should_stop: Callable[[], bool] | None = None,
                    on_progress: Callable[[int, int], None] | None = None) -> Record:
@@ -123,10 +125,10 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
     `checkpoint`: a file for the run's state (fastseed.engine.checkpoint). If it exists the run resumes
     from it (one of another run is refused); the state is saved there every `checkpoint_every_s` seconds
     of training and when `should_stop()` turns true, which is asked after every step and then raises
-    `Interrupted` (without a checkpoint path, it only stops). The caller removes the file once the record
+    `SeedStopped` (without a checkpoint path, it only stops). The caller removes the file once the record
     is committed. `on_progress(done, total)` is called after every step with global step counts (a
     resumed run starts past 0); it costs no device sync. `models_out` receives the trained model;
-    `on_step(optimizer)` is called before every update."""
+    `before_update(optimizer)` is called before every update."""
     from fastseed.data.imagenet import train_batches
     seed = seed if isinstance(seed, Seed) else protocol.seed(seed)
     device = torch.device(device)
@@ -190,8 +192,8 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
                                                ce_weight=phase.ce_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if on_step is not None:
-                    on_step(opt)
+                if before_update is not None:
+                    before_update(opt)
                 opt.step()
                 if step % phase.sched_every == 0:
                     sched.step()
@@ -220,7 +222,7 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
                     written = _save(checkpoint, state(index, step))
                     last_save = time.perf_counter()
                 if stop:
-                    raise Interrupted(seed.value, done + step, total, Path(checkpoint) if written else None)
+                    raise SeedStopped(seed.value, done + step, total, Path(checkpoint) if written else None)
             if status != "ok":
                 break
             done += phase.steps
@@ -252,3 +254,25 @@ def _save(path, state: dict) -> bool:
     except OSError as e:
         logging.getLogger(__name__).warning("checkpoint %s not written (%s); the previous one stays", path, e)
         return False
+
+
+def load_finetune(protocol, data_dir, weights, log: Callable[[str], None] = print):
+    """The indexed ImageNet folders (the protocol's classes) and the pretrained backbone."""
+    from fastseed.data.imagenet import index_imagenet
+    from fastseed.models.imagenet import load_backbone
+    root = Path(data_dir or Path(os.environ.get("FASTSEED_DATA") or "data") / "imagenet")
+    data = ImagenetData(index_imagenet(root, "train", classes=protocol.classes),
+                        index_imagenet(root, "val", classes=protocol.classes))
+    if len(data.train.wnids) != protocol.classes:
+        raise FastseedError(f"{root}: {len(data.train.wnids)} classes, {protocol.name} needs "
+                            f"{protocol.classes} (use --classes to train on fewer)")
+    for split, index in (("train", data.train), ("val", data.val)):
+        if index.skipped:
+            path, why = index.skipped[0]
+            log(f"{split}: skipped {len(index.skipped)} unreadable file(s), e.g. {path}: {why}")
+    backbone, report = load_backbone(protocol.backbone, weights)
+    log(f"{weights}: {report.loaded} tensors loaded"
+        + (f", {len(report.dropped)} classifier keys dropped" if report.dropped else "")
+        + (f", {len(report.unexpected)} unexpected keys ignored (e.g. {report.unexpected[0]})"
+           if report.unexpected else ""))
+    return data, backbone

@@ -3,7 +3,7 @@ device (shapes only: nothing is computed, so it runs anywhere in a second).
 
 Counted: convolutions and matmuls, forward and backward (the tensor-core work that bounds the run;
 BatchNorm, CELU, pooling and the loss are memory-bound and add < 1 % of the FLOPs). One seed =
-Protocol.total_steps training steps + per evaluated epoch one forward over the test set for every
+CifarProtocol.total_steps training steps + per evaluated epoch one forward over the test set for every
 view of the test-time augmentation (1, 2 or 6 views).
 """
 
@@ -15,7 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fastseed.kernels.lsce import protocol_loss_reference
-from fastseed.models import build_model
+from fastseed.models import create_model
 
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000  # CIFAR-10
 TTA_VIEWS = {0: 1, 1: 2, 2: 6}  # plain; + mirror; + two shifts, each also mirrored
@@ -45,7 +45,7 @@ class SeedFlops:
 
 def count_step(protocol, batch: int, backward: bool):
     with torch.device("meta"):
-        model = build_model(protocol)
+        model = create_model(protocol)
         x = torch.empty(batch, 3, 32, 32)
         y = torch.zeros(batch, dtype=torch.int64)
     counter = FlopCounterMode(display=False, depth=None)

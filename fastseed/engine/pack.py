@@ -236,9 +236,34 @@ def draws_in_training(model: nn.Module, image_shape: tuple = (3, 32, 32)) -> boo
     return not torch.equal(*outputs)
 
 
-def default_strategy(model: nn.Module) -> str:
-    """The strategy for `--pack auto` when none is asked: fused when the model fuses, else streams."""
-    return "fused" if fusion_problem(model) is None else "streams"
+def choose_strategy(protocol, asked: str | None, log: Callable[[str], None]):
+    """The pack strategy: the one asked, else the default. A user's model is built (its seed-0 init)
+    and checked: a model that draws random numbers while training (dropout) trains its seeds one after
+    another (each from its own `dropout` stream; a pack would share one generator), and a strategy that
+    packs is refused for it; otherwise with no --strategy it trains fused only if it fuses (else streams,
+    said in one line), and `--strategy fused` for a model that cannot fuse is refused in one line naming
+    the layer. The built-in models all fuse and draw nothing (tests/engine/test_pack.py)."""
+    strategy = get_strategy(asked or DEFAULT_STRATEGY)
+    if ":" not in protocol.model or (asked is not None and not strategy.together):
+        return strategy
+    from fastseed.engine.train import init_model
+    model = init_model(protocol, protocol.seed(0))
+    if draws_in_training(model):
+        why = "it draws random numbers while training (dropout?), so its seeds cannot share a pack"
+        if asked is not None:
+            raise FastseedError(f"--strategy {asked}: {protocol.model} {why}; use --strategy sequential")
+        log(f"{protocol.model} trains with strategy sequential: {why}")
+        return get_strategy("sequential")
+    if asked is not None and strategy.name != "fused":
+        return strategy
+    problem = fusion_problem(model)
+    if asked is None:
+        if problem is not None:
+            log(f"{protocol.model} trains with strategy streams: {problem}")
+        return get_strategy("fused" if problem is None else "streams")
+    if problem:
+        raise FastseedError(f"--strategy fused: {problem}")
+    return strategy
 
 
 class Fused(nn.Module):

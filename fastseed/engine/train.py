@@ -40,7 +40,7 @@ from fastseed.engine.step import EagerStep, GraphedStep, Lookahead, ScheduledSGD
 from fastseed.kernels.augment import normalize
 from fastseed.models import create_model, set_dtype
 from fastseed.seeds import Seed
-from fastseed.store import Record, encode_logits
+from fastseed.store.record import Record, encode_logits
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
           "float64": torch.float64}
@@ -206,7 +206,7 @@ def evaluate(pack, protocol, images, labels, dtype, logits_out: list | None = No
 def training_draws(seeds: list[Seed], epoch: int, device: torch.device, graphs: bool):
     """What a model's training forward draws from torch's global generators (a user model's dropout;
     the built-in models draw nothing there): for a seed trained alone, from its `dropout` stream at this
-    epoch, so a replay draws the same. (A pack never holds such a model: jobs.choose_strategy; CUDA
+    epoch, so a replay draws the same. (A pack never holds such a model: pack.choose_strategy; CUDA
     graphs keep the generator state they were captured with.)"""
     if len(seeds) != 1 or graphs:
         yield
@@ -219,8 +219,8 @@ def training_draws(seeds: list[Seed], epoch: int, device: torch.device, graphs: 
 def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: torch.dtype,
                 strategy: str, packs: list[dict], models_out: list | None = None, *,
                 compile: str | None = None, graphs: bool = False,
-                on_step: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
-    """Train `seeds` together as one pack model; one Record per seed. `on_step(done, total)` is called
+                on_progress: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
+    """Train `seeds` together as one pack model; one Record per seed. `on_progress(done, total)` is called
     after every training step (the scan's pace: time per step, what the pack in flight still needs).
     `keep_logits`: each record keeps the headline evaluation's logits (encode_logits)."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
@@ -259,8 +259,8 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
                 loss_sum += losses.double()
                 correct += right
                 done += 1
-                if on_step is not None:
-                    on_step(done, total)
+                if on_progress is not None:
+                    on_progress(done, total)
                 if lookahead is not None and done % protocol.lookahead_every == 0:
                     lookahead.update(lookahead_decay(protocol, done, total))
         if lookahead is not None and done == total:
@@ -322,12 +322,12 @@ def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: st
                strategy: str = DEFAULT_STRATEGY, on_record: Callable[[Record], None] | None = None,
                should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None,
                compile: str | None = None, graphs: bool | None = None,
-               on_step: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
+               on_progress: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
     """Train a pack of seeds and return their records (in the order given).
 
     `on_record` is called as records are finished (the scan commits there, so a crash loses only the
     seeds in flight); `should_stop` is polled between seeds of a sequential pack for a clean exit.
-    `graphs` (default: the strategy's, on a GPU) replays each step as a CUDA graph. `on_step(done,
+    `graphs` (default: the strategy's, on a GPU) replays each step as a CUDA graph. `on_progress(done,
     total)`: see train_group (for a one-after-another strategy, `total` is one seed's steps).
     `keep_logits`: records keep the headline evaluation's logits (float16, encode_logits)."""
     how = get_strategy(strategy)
@@ -348,7 +348,7 @@ def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: st
                 break
             done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
                                [packs[k] for k in group], models_out, compile=compile, graphs=graphs,
-                               on_step=on_step, keep_logits=keep_logits)
+                               on_progress=on_progress, keep_logits=keep_logits)
             for record in done:
                 if on_record is not None:
                     on_record(record)

@@ -7,8 +7,6 @@ from torch import nn
 from fastseed.models.registry import MODELS, create_model, register_model
 from fastseed.models import airbench, resnet9, resnet18  # noqa: F401,E402  (they register themselves)
 
-build_model = create_model  # the name older callers use
-
 
 def set_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast the model to `dtype` but keep BatchNorm parameters and statistics in float32 (float64 when
@@ -21,4 +19,4 @@ def set_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
-__all__ = ["MODELS", "build_model", "create_model", "register_model", "set_dtype"]
+__all__ = ["MODELS", "create_model", "register_model", "set_dtype"]

@@ -12,6 +12,7 @@ removed, the old classifier dropped) and any key the backbone needs but the file
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 from dataclasses import dataclass
@@ -96,6 +97,18 @@ class LoadReport:
     loaded: int
     unexpected: tuple[str, ...]  # keys in the file the backbone does not have (ignored, reported)
     dropped: tuple[str, ...]     # the pretraining classifier's keys (expected, ignored)
+
+
+def weights_digest(path) -> str:
+    """The sha256 of a weight file (part of a fine-tune's protocol: other weights, another store)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastseedError(f"--weights {path}: no such file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_state_dict(path) -> dict:

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from fastseed import FastseedError
-from fastseed.record import decode_logits
+from fastseed.store.record import decode_logits
 from fastseed.store import Store
 
 COLUMNS = ("seed", "status", "test_acc", "test_loss", "headline_epoch", "wall_time_s", "eval_curve",

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fastseed.record import encode_logits
-from fastseed.store import ROW_COLUMNS, Record, Store
+from fastseed.store.record import encode_logits
+from fastseed.store import Store
+from fastseed.store.record import ROW_COLUMNS, Record
 
 N_CLASSES = 10
 

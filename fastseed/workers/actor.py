@@ -14,7 +14,7 @@ from fastseed import FastseedError
 
 class Stop(threading.Event):
     """Set by the driver's first Ctrl-C: a pack not started yet returns at once, a one-after-another
-    pack stops between seeds (a job polls `bool(stop)`)."""
+    pack stops between seeds (a job polls `bool(stop_flag)`)."""
 
     def __bool__(self) -> bool:
         return self.is_set()
@@ -33,10 +33,10 @@ class Trainer:
 
     def __init__(self, protocol_json: str, options: dict, threads: int | None, seeds_left: int, workers: int):
         from fastseed.jobs import Options, make_job
-        from fastseed.presets import protocol_from_json
+        from fastseed.recipe.protocol import protocol_from_json
         from fastseed.workers.progress import Pace
         self._news, self.lines = threading.Condition(), []
-        self.stop, self.training, self.labels, self.error = Stop(), None, None, None
+        self.stop_flag, self.training, self.labels, self.error = Stop(), None, None, None
         if threads:
             import torch
             torch.set_num_threads(threads)
@@ -77,17 +77,17 @@ class Trainer:
         and goes on with the seeds not trained; `pack` tells the driver the size that fitted (None:
         the pack as it came)."""
         from fastseed.engine.autopack import is_oom
-        from fastseed.engine.checkpoint import Interrupted as SeedStopped
+        from fastseed.engine.checkpoint import SeedStopped
         from fastseed.workers.local import back_off
         self._ready(data)
         records, left, k = [], list(seeds), len(seeds)
         self.training = list(seeds)
         try:
-            while left and not self.stop:
+            while left and not self.stop_flag:
                 part = left[:k]
                 self.pace.start(len(part) if self.job.together else 1)
                 try:
-                    self.job.train(part, records.append, self.stop, self.pace.step)
+                    self.job.train(part, records.append, self.stop_flag, self.pace.step)
                 except SeedStopped:
                     break  # halted mid-seed (a long seed): its state is in its checkpoint; the seed goes back
                 except RuntimeError as e:
@@ -112,4 +112,4 @@ class Trainer:
         return lines
 
     def halt(self) -> None:
-        self.stop.set()
+        self.stop_flag.set()

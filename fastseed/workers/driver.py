@@ -55,10 +55,10 @@ class Driver:
     """The one process that writes the store: it claims packs, hands them to actors, commits what
     comes back, and hands out again what a dead actor held."""
 
-    def __init__(self, ray, store, start: int, stop: int, *, worker: str, lease_s: float, progress,
+    def __init__(self, ray, store, start: int, end: int, *, worker: str, lease_s: float, progress,
                  stop_flag, remaining: int, data, until=None):
         from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
-        self.ray, self.store, self.start, self.stop, self.worker, self.lease_s = ray, store, start, stop, worker, lease_s
+        self.ray, self.store, self.start, self.end, self.worker, self.lease_s = ray, store, start, end, worker, lease_s
         self.progress, self.stop_flag, self.write = progress, stop_flag, progress.write
         self.died, self.gone_for_good, self.task_error = RayActorError, ActorDiedError, RayTaskError
         self.actors: list[Actor] = []
@@ -126,7 +126,7 @@ class Driver:
         seeds claimed by other workers, not yet: they may die, and their seeds come back.)"""
         if self.retry or not any(a.up for a in self.actors):
             return False
-        return self.store.progress(self.start, self.stop)[0] + len(self.abandoned) >= self.stop - self.start
+        return self.store.progress(self.start, self.end)[0] + len(self.abandoned) >= self.end - self.start
 
     def feed(self) -> None:
         """A pack at every actor that takes packs (packs to hand out again first), then a second one
@@ -142,7 +142,7 @@ class Driver:
                 if self.retry:
                     seeds, attempts = self.retry.popleft()
                 else:
-                    seeds, attempts = self.store.claim(self.start, self.stop, actor.pack, self.worker,
+                    seeds, attempts = self.store.claim(self.start, self.end, actor.pack, self.worker,
                                                        self.lease_s), 0
                     if not seeds:
                         return
@@ -153,8 +153,8 @@ class Driver:
                     self.stop_flag.start_training()
 
     def plenty(self, up: list[Actor]) -> bool:
-        stored, claimed = self.store.progress(self.start, self.stop)
-        return self.stop - self.start - stored - claimed >= sum(a.pack for a in up)
+        stored, claimed = self.store.progress(self.start, self.end)
+        return self.end - self.start - stored - claimed >= sum(a.pack for a in up)
 
     # ---- answers ----
 
@@ -194,7 +194,7 @@ class Driver:
             self.call("news", actor, NEWS_WAIT_S)
 
     def on_train(self, actor: Actor, call: Call, value: dict) -> None:
-        from fastseed.record import Record
+        from fastseed.store.record import Record
         if value["pack"] is not None:  # it ran out of memory: its packs are this size from now on
             actor.pack = max(1, min(actor.pack, value["pack"]))
         left = set(call.seeds)

@@ -25,15 +25,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
-from fastseed import FastseedError
-from fastseed.cli import EXIT_USAGE
+from fastseed import EXIT_INTERRUPTED, EXIT_USAGE, FastseedError
 
 LEASE_S = float(os.environ.get("FASTSEED_LEASE_S", "600"))
 WAIT_S = 1.0  # how often a worker with nothing to claim looks again (the rest is claimed by others)
-EXIT_INTERRUPTED = 130
 
 
-class Interrupted(KeyboardInterrupt):
+class StartupInterrupted(KeyboardInterrupt):
     """A signal during start-up: nothing trains yet, so the command stops at once."""
 
     def __init__(self, signum: int):
@@ -45,7 +43,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopFlag:
-    """SIGINT and SIGTERM. During start-up a signal stops at once (`Interrupted`). While training, the
+    """SIGINT and SIGTERM. During start-up a signal stops at once (`StartupInterrupted`). While training, the
     first finishes and commits the pack in flight, then stops; a second drops it (KeyboardInterrupt)."""
 
     def __init__(self):
@@ -56,7 +54,7 @@ class StopFlag:
 
     def __call__(self, signum, frame):
         if not self.training:
-            raise Interrupted(signum)
+            raise StartupInterrupted(signum)
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
@@ -128,22 +126,22 @@ def _release(store, worker: str, seeds) -> None:
             pass
 
 
-def work(job, store, start: int, stop: int, *, pack: int, worker: str, stop_flag, lease_s: float = LEASE_S,
+def work(job, store, start: int, end: int, *, pack: int, worker: str, stop_flag, lease_s: float = LEASE_S,
          on_record: Callable | None = None, pace=None, log: Callable[[str], None] = print,
          poll_s: float = WAIT_S, until: Callable[[], bool] | None = None) -> bool:
-    """Train the seeds of [start, stop) that are neither stored nor claimed, `pack` at a time, until the
+    """Train the seeds of [start, end) that are neither stored nor claimed, `pack` at a time, until the
     whole range is stored (True) or `stop_flag` is raised or `until()` is true before a claim (False).
     `on_record(record, new)` after each commit (`new` False: another worker, which took the seed over
     when this one's lease ran out, stored it first). With nothing left to claim, it looks again every
     `poll_s` seconds until the claimed rest is stored. A long seed stopped mid-run (the engine's
-    Interrupted: its state is in its checkpoint) is released for a rerun to resume. Memory stays
+    SeedStopped: its state is in its checkpoint) is released for a rerun to resume. Memory stays
     O(pack) whatever the width of the range."""
     from fastseed.engine.autopack import is_oom
-    from fastseed.engine.checkpoint import Interrupted as SeedStopped  # not this module's start-up one
+    from fastseed.engine.checkpoint import SeedStopped
     while not stop_flag and not (until is not None and until()):
-        seeds = store.claim(start, stop, pack, worker, lease_s)
+        seeds = store.claim(start, end, pack, worker, lease_s)
         if not seeds:
-            if store.progress(start, stop)[0] >= stop - start:
+            if store.progress(start, end)[0] >= end - start:
                 return True
             stop_flag.wait(poll_s)  # the rest is claimed by others: wait for their commits, or their expiry
             continue
@@ -173,7 +171,7 @@ def work(job, store, start: int, stop: int, *, pack: int, worker: str, stop_flag
             pack = back_off(job, pack, log)  # the pack's seeds were not committed: retry them in smaller packs
             continue
         _release(store, worker, left)  # stopped between the seeds of a one-after-another pack
-    return store.progress(start, stop)[0] >= stop - start
+    return store.progress(start, end)[0] >= end - start
 
 
 def back_off(job, pack: int, log: Callable[[str], None]) -> int:
@@ -209,7 +207,7 @@ def skipped_rows_line(store) -> str | None:
             f"the scan goes on without them")
 
 
-def scan_here(job, out, start: int, stop: int, *, stop_flag: StopFlag, quiet: bool = False,
+def scan_here(job, out, start: int, end: int, *, stop_flag: StopFlag, quiet: bool = False,
               lease_s: float = LEASE_S, log: Callable[[str], None] = print, stopping=None,
               versus: tuple | None = None) -> Outcome:
     """Train the range in this process: the job's data loaded once, packs claimed from the store at
@@ -217,26 +215,27 @@ def scan_here(job, out, start: int, stop: int, *, stop_flag: StopFlag, quiet: bo
     ends the scan once its rule decides (the pack in flight is committed first); with a Versus rule,
     `versus` is side B's (job, store path): its seeds are trained here, in turn, when the rule needs
     them (None: B's store holds its whole range, the rule only reads it)."""
-    from fastseed.store import Store, worker_id
+    from fastseed.store import Store
+    from fastseed.store.claims import worker_id
     from fastseed.workers.progress import Pace, Progress, summary
     jobs = {"A": (job, out)} | ({"B": versus} if versus is not None else {})
     for side_job, path in jobs.values():
         Store.check(path, side_job.protocol.name, side_job.protocol.hash)  # refuse before the slow data load
-    total = stop - start
+    total = end - start
     if stopping is not None and stopping.turn() is None:  # decided by what is stored: no data to load
         with Store.open(out) as store:
-            stored, accs = store.progress(start, stop)[0], store.accuracies(start, stop)
+            stored, accs = store.progress(start, end)[0], store.accuracies(start, end)
         why = "the stopping rule is answered by" if stopping.decision is not None else "every seed of the range:"
         log(f"{job.protocol.name}: {why} the {stored} seeds stored in {out}: nothing to train")
         return Outcome(stored >= total, stored, total, summary(accs))
     with ExitStack() as stack:
-        sides = {name: _open_side(name, side_job, path, start, stop, stack, log)
+        sides = {name: _open_side(name, side_job, path, start, end, stack, log)
                  for name, (side_job, path) in jobs.items()}
         store = sides["A"].store
-        progress = Progress(total, store.progress(start, stop)[0], store.accuracies(start, stop), quiet)
+        progress = Progress(total, store.progress(start, end)[0], store.accuracies(start, end), quiet)
         for side in sides.values():
             side.pace = Pace(side.job.device, side.left, log=progress.write,
-                             on_step=progress.seed_steps if side.job.long_seeds else None)
+                             on_progress=progress.seed_steps if side.job.long_seeds else None)
         turn = ["A"]  # the side training now
         stop_flag.start_training(None if job.stops_mid_seed else lambda: sides[turn[0]].pace.in_flight(),
                                  job.on_stop)
@@ -253,7 +252,7 @@ def scan_here(job, out, start: int, stop: int, *, stop_flag: StopFlag, quiet: bo
 
         def train(side: str, until=None) -> bool:
             turn[0] = side
-            return work(sides[side].job, sides[side].store, start, stop, pack=sides[side].pack, worker=worker_id(),
+            return work(sides[side].job, sides[side].store, start, end, pack=sides[side].pack, worker=worker_id(),
                         stop_flag=stop_flag, lease_s=lease_s, pace=sides[side].pace, log=progress.write,
                         on_record=lambda record, new: committed(record, new, side), until=until)
 
@@ -269,7 +268,7 @@ def scan_here(job, out, start: int, stop: int, *, stop_flag: StopFlag, quiet: bo
             progress.close()
             if stopping is not None:
                 stopping.close()  # its readers before the writers: the last to close cleans up the -wal
-        stored = store.progress(start, stop)[0]
+        stored = store.progress(start, end)[0]
         return Outcome(stored >= total, stored, total, progress.summary())
 
 
@@ -283,16 +282,16 @@ class Side:
     pace: object = None
 
 
-def _open_side(name: str, job, out, start: int, stop: int, stack: ExitStack, log) -> Side:
+def _open_side(name: str, job, out, start: int, end: int, stack: ExitStack, log) -> Side:
     from fastseed.store import Store
-    protocol, total = job.protocol, stop - start
+    protocol, total = job.protocol, end - start
     labels = job.load()
     store = stack.enter_context(Store(out, protocol.name, protocol.hash, protocol.to_json()))
     store.set_test_labels(labels)
     skipped = skipped_rows_line(store)
     if skipped:
         log(skipped)
-    stored, live = store.progress(start, stop)
+    stored, live = store.progress(start, end)
     pack = job.pack_size(total - stored, log) if stored < total else 1
     others = f", {live} claimed by other workers" if live else ""
     log(f"{'versus: ' * (name != 'A')}{protocol.name} [{protocol.hash[:12]}] on {job.device}: {total - stored} of "
@@ -319,7 +318,7 @@ def child_main(spec: dict) -> int:
 
 def _child(spec: dict, stop_flag: StopFlag) -> int:
     from fastseed.jobs import Options, make_job
-    from fastseed.presets import protocol_from_json
+    from fastseed.recipe.protocol import protocol_from_json
     from fastseed.store import Store
     from fastseed.workers.progress import Pace
     log = lambda line: print(line, flush=True)
@@ -327,15 +326,15 @@ def _child(spec: dict, stop_flag: StopFlag) -> int:
         import torch
         torch.set_num_threads(spec["threads"])
     job = make_job(protocol_from_json(spec["protocol"]), Options(**spec["options"]), log=log)
-    start, stop, worker = spec["start"], spec["stop"], spec["worker"]
+    start, end, worker = spec["start"], spec["end"], spec["worker"]
     labels = job.load()
     protocol = job.protocol
     with Store(spec["store"], protocol.name, protocol.hash, protocol.to_json()) as store:
         store.set_test_labels(labels)
-        stored = store.progress(start, stop)[0]
-        pack = job.pack_size(stop - start - stored, log) if stored < stop - start else 1
+        stored = store.progress(start, end)[0]
+        pack = job.pack_size(end - start - stored, log) if stored < end - start else 1
         log(f"on {job.device}: {job.describe(pack)}")
-        pace = Pace(job.device, stop - start - stored, spec["workers"], log=log)
+        pace = Pace(job.device, end - start - stored, spec["workers"], log=log)
         stop_flag.start_training(None if job.stops_mid_seed else pace.in_flight, job.on_stop)
 
         def committed(record, new):
@@ -344,7 +343,7 @@ def _child(spec: dict, stop_flag: StopFlag) -> int:
             log(f"seed {record.seed}: {record.status} acc {100 * record.test_acc:.2f}% ({record.wall_time_s:.1f}s)"
                 + ("" if new else " (already stored by another worker: the first record is kept)"))
 
-        complete = work(job, store, start, stop, pack=pack, worker=worker, stop_flag=stop_flag,
+        complete = work(job, store, start, end, pack=pack, worker=worker, stop_flag=stop_flag,
                         lease_s=spec["lease_s"], on_record=committed, pace=pace, log=log)
     return 0 if complete else EXIT_INTERRUPTED
 

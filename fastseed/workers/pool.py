@@ -119,31 +119,32 @@ def _signal(children: list[Child], signum: int) -> None:
                 pass
 
 
-def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag, quiet: bool = False,
+def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, quiet: bool = False,
               lease_s: float = LEASE_S, log: Callable[[str], None] = print,
               until: Callable[[], bool] | None = None) -> Outcome:
     """Train the range with one child process per device on the store at `out`. `until()` (a stopping
     rule, asked as the store is polled): once true, the children are stopped as by a Ctrl-C (each
     commits its pack in flight)."""
-    from fastseed.store import Store, worker_id
+    from fastseed.store import Store
+    from fastseed.store.claims import worker_id
     from fastseed.workers.progress import Progress, summary
-    protocol, total = job.protocol, stop - start
+    protocol, total = job.protocol, end - start
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:  # made once, here
-        stored, live = store.progress(start, stop)
+        stored, live = store.progress(start, end)
         # a worker's name is its device, numbered when several share one (CPU workers always do)
         names = [d if devices.count(d) == 1 else f"{d}#{i}" for i, d in enumerate(devices)]
         others = f", {live} claimed by other workers" if live else ""
         log(f"{protocol.name} [{protocol.hash[:12]}]: {total - stored} of {total} seeds to train{others}, {stored} "
             f"already in {out}; {len(devices)} workers: {', '.join(names)}")
         if stored >= total or (until is not None and until()):
-            return Outcome(stored >= total, stored, total, summary(store.accuracies(start, stop)))
+            return Outcome(stored >= total, stored, total, summary(store.accuracies(start, end)))
         cpu_workers = sum(d.startswith("cpu") for d in devices)
         threads = None  # CPU workers share the cores (unless OMP_NUM_THREADS says otherwise)
         if cpu_workers and "OMP_NUM_THREADS" not in os.environ:
             threads = max(1, (os.cpu_count() or 1) // cpu_workers)
         spec = dict(protocol=protocol.to_json(), options=job.options.to_dict(), store=str(os.path.abspath(out)),
-                    start=start, stop=stop, lease_s=lease_s, workers=len(devices), seed_lines=quiet, threads=threads)
-        progress = Progress(total, stored, store.accuracies(start, stop), quiet)
+                    start=start, end=end, lease_s=lease_s, workers=len(devices), seed_lines=quiet, threads=threads)
+        progress = Progress(total, stored, store.accuracies(start, end), quiet)
         run_id = worker_id()
         children = []
         try:
@@ -155,7 +156,7 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
                 children.append(child)
             stop_flag.doing = f"stopping the {len(devices)} workers once they commit their packs in flight"
             stop_flag.start_training()
-            failed = _watch(children, store, start, stop, stop_flag, progress, until)
+            failed = _watch(children, store, start, end, stop_flag, progress, until)
         except KeyboardInterrupt:  # a second Ctrl-C: the children drop their packs in flight
             _signal(children, signal.SIGINT)
             _wait(children, STOP_GRACE_S)
@@ -166,8 +167,8 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
                 child.proc.wait()
                 child.relay.join(timeout=5)  # its last lines, before the bar's last state
                 _release_all(store, child.worker)
-            stored = store.progress(start, stop)[0]
-            progress.set(stored, store.accuracies(start, stop))
+            stored = store.progress(start, end)[0]
+            progress.set(stored, store.accuracies(start, end))
             progress.close()
         refused = [c for c in children if c.proc.returncode == 2 and c.error]
         if len(refused) == len(children):  # the same bad input for all (missing data, …): one line
@@ -175,7 +176,7 @@ def scan_pool(job, out, start: int, stop: int, devices: list[str], *, stop_flag,
         return Outcome(stored >= total, stored, total, progress.summary(), failed=failed)
 
 
-def _watch(children: list[Child], store, start: int, stop: int, stop_flag, progress, until=None) -> int:
+def _watch(children: list[Child], store, start: int, end: int, stop_flag, progress, until=None) -> int:
     """Until every child has exited: forward a stop (a signal, or `until()` turned true), report
     deaths (their claims go back to the pool at once), redraw the bar. Returns how many children
     failed."""
@@ -203,7 +204,7 @@ def _watch(children: list[Child], store, start: int, stop: int, stop_flag, progr
                 why = f": {child.error}" if child.error else ""
                 progress.write(f"worker {child.name} (pid {child.proc.pid}) stopped: {_exit_reason(code)}{why}; "
                                f"its claimed seeds go back to the pool")
-        progress.set(store.progress(start, stop)[0], store.accuracies(start, stop))
+        progress.set(store.progress(start, end)[0], store.accuracies(start, end))
         if not running:
             return failed
         if forwarded:

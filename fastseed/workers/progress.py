@@ -120,9 +120,9 @@ class Pace:
     projection is printed once, after a few steps or two seconds of them, before the first seed ends."""
 
     def __init__(self, device: str, seeds_left: int, workers: int = 1, log: Callable[[str], None] = print,
-                 on_step: Callable[[int, int], None] | None = None):
+                 on_progress: Callable[[int, int], None] | None = None):
         self.device, self.seeds_left, self.workers, self.log = device, seeds_left, workers, log
-        self.on_step = on_step  # also told of every step (a bar of a long seed's steps)
+        self.on_progress = on_progress  # also told of every step (a bar of a long seed's steps)
         self.together = 1  # seeds training at once in the pack in flight
         self.t_first = self.done = self.total = None
         self.told = False
@@ -132,8 +132,8 @@ class Pace:
         self.together, self.t_first, self.done = together, None, None
 
     def step(self, done: int, total: int) -> None:
-        if self.on_step is not None:
-            self.on_step(done, total)
+        if self.on_progress is not None:
+            self.on_progress(done, total)
         now = time.perf_counter()
         if done == 1 or self.t_first is None:
             self.t_first, self.t_first_done = now, done

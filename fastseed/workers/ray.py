@@ -31,7 +31,7 @@ import threading
 from typing import Callable
 
 from fastseed import FastseedError
-from fastseed.workers.local import LEASE_S, Interrupted, Lease, Outcome
+from fastseed.workers.local import LEASE_S, Lease, Outcome, StartupInterrupted
 
 INSTALL = "--ray needs Ray: pip install 'fastseed[ray]'"
 
@@ -114,23 +114,24 @@ def actor_plan(device: str, workers: int | None, resources: dict) -> tuple[int, 
     return workers or cpus, {"num_cpus": 1}, "cpu"
 
 
-def scan_ray(job, out, start: int, stop: int, *, address: str = "local", device: str = "auto",
+def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: str = "auto",
              workers: int | None = None, stop_flag, quiet: bool = False, lease_s: float = LEASE_S,
              log: Callable[[str], None] = print, until: Callable[[], bool] | None = None) -> Outcome:
     """Train the range on the actors of a Ray cluster (`address`: see `connect`); this process alone
     writes the store at `out`; once `until()` (a stopping rule) is true, no more packs go out. `job` is
     the driver's: it names the protocol, checks the options and reads the data to ship; the actors
     build their own on `device`."""
-    from fastseed.store import Store, worker_id
+    from fastseed.store import Store
+    from fastseed.store.claims import worker_id
     from fastseed.workers.driver import Driver
     from fastseed.workers.progress import Progress, summary
-    protocol, total = job.protocol, stop - start
+    protocol, total = job.protocol, end - start
     Store.check(out, protocol.name, protocol.hash)
     if os.path.exists(out):  # a finished scan needs no cluster
         with Store.open(out) as store:
-            if store.progress(start, stop)[0] >= total:
+            if store.progress(start, end)[0] >= total:
                 log(f"{protocol.name} [{protocol.hash[:12]}]: 0 of {total} seeds to train, {total} already in {out}")
-                return Outcome(True, total, total, summary(store.accuracies(start, stop)))
+                return Outcome(True, total, total, summary(store.accuracies(start, end)))
     ray, connecting = reach(address)
     data = job.read()  # read and checked here, before anything starts (None: each actor reads its own)
     if connecting:
@@ -138,7 +139,7 @@ def scan_ray(job, out, start: int, stop: int, *, address: str = "local", device:
     try:
         count, ask, on = actor_plan(device, workers, ray.cluster_resources())
         with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
-            stored, live = store.progress(start, stop)
+            stored, live = store.progress(start, end)
             others = f", {live} claimed by other workers" if live else ""
             log(f"{protocol.name} [{protocol.hash[:12]}]: {total - stored} of {total} seeds to train{others}, "
                 f"{stored} already in {out}; {count} Ray actor(s), one per {'GPU' if on == 'cuda' else 'CPU'}")
@@ -147,22 +148,22 @@ def scan_ray(job, out, start: int, stop: int, *, address: str = "local", device:
                 log("the data set was read here and goes to the actors through Ray's object store")
             options = dataclasses.replace(job.options, device=on).to_dict()
             args = (protocol.to_json(), options, 1 if on == "cpu" else None, total - stored, count)
-            progress = Progress(total, stored, store.accuracies(start, stop), quiet)
-            driver = Driver(ray, store, start, stop, worker=worker_id(), lease_s=lease_s, progress=progress,
+            progress = Progress(total, stored, store.accuracies(start, end), quiet)
+            driver = Driver(ray, store, start, end, worker=worker_id(), lease_s=lease_s, progress=progress,
                             stop_flag=stop_flag, remaining=total - stored, data=data, until=until)
             stop_flag.doing = "finishing the packs the actors are training (the queued ones are dropped)"
             try:
                 with Lease(store, driver.worker, lease_s, progress.write):
                     driver.launch(count, ask, args)
                     driver.run()
-            except Interrupted:
+            except StartupInterrupted:
                 raise
             except KeyboardInterrupt:  # a second Ctrl-C: the packs in flight are dropped with their actors
                 pass
             finally:
                 driver.close()
-                stored = store.progress(start, stop)[0]
-                progress.set(stored, store.accuracies(start, stop))
+                stored = store.progress(start, end)[0]
+                progress.set(stored, store.accuracies(start, end))
                 progress.close()
             refusal = driver.refusal()
             if refusal is not None:

@@ -1,14 +1,14 @@
 """A scan that stops when its question is answered: a stopping rule (fastseed.stats.sequential) fed the
 committed accuracies of its range in seed order, read back from the stores.
 
-    stopping = Stopping.until_width(out, start, stop, half_width=0.1)          # --until-ci 0.1
-    stopping = Stopping.versus(out, other, start, stop, margin=0.05, labels=…) # --versus OTHER --margin 0.05
+    stopping = Stopping.until_width(out, start, end, half_width=0.1)          # --until-ci 0.1
+    stopping = Stopping.versus(out, other, start, end, margin=0.05, labels=…) # --versus OTHER --margin 0.05
     stopping.turn()       # feeds what is stored; "A" or "B": the side to train next; None: decided or used up
     stopping.decision     # fastseed.stats.sequential.Decision once the rule has decided
 
 A confidence sequence is valid for any order of the seeds fixed in advance, never for commit order (with
 several workers, commit order follows run time, and run time can depend on the run), so each side is read
-as the longest committed prefix of the range [start, stop), value by value (`SeedOrder`), and the rule is
+as the longest committed prefix of the range [start, end), value by value (`SeedOrder`), and the rule is
 asked after each value: a rerun of the same command feeds the same values in the same order and reaches
 the same decision at the same seed. With two sides the rule's `needs()` picks the side whose next value
 it takes, whether that value is stored already (fed at once) or must be trained first (`turn`), and the
@@ -29,21 +29,20 @@ import numpy as np
 
 from fastseed import FastseedError
 
-META_KEY = "stopping"  # the store's meta entry: the rule in words, its flags and its decision
 READ = 256  # seeds asked of a store at a time
 
 
 class SeedOrder:
     """The accuracies (percent; NaN for a diverged seed) of the longest committed prefix of a store's
-    seeds [start, stop), read incrementally; the store may not exist yet."""
+    seeds [start, end), read incrementally; the store may not exist yet."""
 
-    def __init__(self, path, start: int, stop: int):
-        self.path, self.next, self.stop = Path(path), start, stop  # next: the first seed not read yet
+    def __init__(self, path, start: int, end: int):
+        self.path, self.next, self.end = Path(path), start, end  # next: the first seed not read yet
         self.store, self.values = None, deque()
 
     def pending(self) -> bool:
         """Whether the next value of the prefix is stored (read now if needed)."""
-        if not self.values and self.next < self.stop:
+        if not self.values and self.next < self.end:
             self._read()
         return bool(self.values)
 
@@ -53,7 +52,7 @@ class SeedOrder:
     @property
     def used_up(self) -> bool:
         """Every seed of the range was read: nothing more will come."""
-        return self.next >= self.stop and not self.values
+        return self.next >= self.end and not self.values
 
     def _read(self) -> None:
         from fastseed.store import Store
@@ -61,8 +60,8 @@ class SeedOrder:
             if not self.path.exists():
                 return
             self.store = Store.open(self.path)
-        while self.next < self.stop:
-            wanted = range(self.next, min(self.next + READ, self.stop))
+        while self.next < self.end:
+            wanted = range(self.next, min(self.next + READ, self.end))
             rows = [row for batch in self.store.iter_columns(("seed", "status", "test_acc"), seeds=wanted)
                     for row in batch]
             for seed, status, acc in rows:
@@ -90,16 +89,16 @@ class Stopping:
         self.decision, self.fed = None, dict.fromkeys(sides, 0)
 
     @classmethod
-    def until_width(cls, out, start: int, stop: int, half_width: float, method: str = "normal") -> Stopping:
+    def until_width(cls, out, start: int, end: int, half_width: float, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import UntilWidth
         rule = UntilWidth(half_width, method=method)
-        return cls(rule, {"A": SeedOrder(out, start, stop)}, f"--until-ci {half_width:g} --ci-method {method}")
+        return cls(rule, {"A": SeedOrder(out, start, end)}, f"--until-ci {half_width:g} --ci-method {method}")
 
     @classmethod
-    def versus(cls, out, other, start: int, stop: int, margin: float, labels, method: str = "normal") -> Stopping:
+    def versus(cls, out, other, start: int, end: int, margin: float, labels, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import Versus
         rule = Versus(margin, labels=labels, method=method)
-        return cls(rule, {"A": SeedOrder(out, start, stop), "B": SeedOrder(other, start, stop)},
+        return cls(rule, {"A": SeedOrder(out, start, end), "B": SeedOrder(other, start, end)},
                    f"--versus {other} --margin {margin:g} --ci-method {method}")
 
     def _feed(self, side: str, value: float) -> None:
@@ -139,7 +138,7 @@ class Stopping:
         return describe_rule(self.rule)
 
     def meta(self) -> str:
-        """The store's record of the rule (META_KEY): fastseed.report states it."""
+        """The store's note of the rule (Store.stopping_note): fastseed.report states it."""
         return json.dumps({"rule": self.describe(), "flags": self.flags,
                            "decision": None if self.decision is None else self.decision.reason,
                            "verdict": None if self.decision is None else self.decision.verdict,
@@ -147,28 +146,28 @@ class Stopping:
 
     def record(self, protocol, out) -> None:
         """The rule and its decision in the meta of the scan's store (`protocol`'s), for the report."""
-        from fastseed.store import Store
+        from fastseed.store import STOPPING_NOTE, Store
         if Path(out).exists():
             with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
-                store.set_meta(META_KEY, self.meta())
+                store.set_meta(STOPPING_NOTE, self.meta())
 
     def close(self) -> None:
         for order in self.sides.values():
             order.close()
 
 
-def stopping_rule(job, out, start: int, stop: int, *, until_ci=None, versus=None, margin=None, method=None,
+def stopping_rule(job, out, start: int, end: int, *, until_ci=None, versus=None, margin=None, method=None,
                   strategy=None, log=print):
     """The scan's stopping rule (None without --until-ci or --versus) and, for --versus, side B's
     (job, store) to train in turn: the other store's protocol under the scan's options (`strategy`
     as asked, not as decided for A), or None when that store holds the whole range already. Refused in
     one line when the other store is missing, is this one, or holds this protocol."""
     from fastseed.jobs import make_job
-    from fastseed.presets import protocol_from_json
+    from fastseed.recipe.protocol import protocol_from_json
     from fastseed.store import Store
     method = method or "normal"
     if until_ci is not None:
-        return Stopping.until_width(out, start, stop, until_ci, method), None
+        return Stopping.until_width(out, start, end, until_ci, method), None
     if versus is None:
         return None, None
     other, out = Path(versus), Path(out)
@@ -180,26 +179,15 @@ def stopping_rule(job, out, start: int, stop: int, *, until_ci=None, versus=None
         theirs = protocol_from_json(store.protocol_json)
         if theirs.hash != store.protocol_hash:
             raise FastseedError(f"--versus {other}: its protocol JSON does not hash to its protocol hash")
-        complete = store.progress(start, stop)[0] >= stop - start
+        complete = store.progress(start, end)[0] >= end - start
     if theirs.hash == job.protocol.hash:
         raise FastseedError(f"--versus {other} holds this scan's protocol ({theirs.name}): nothing to compare")
     labels = (job.protocol.name, theirs.name) if theirs.name != job.protocol.name else ("A", "B")
-    rule = Stopping.versus(out, other, start, stop, 0.0 if margin is None else margin, labels, method)
+    rule = Stopping.versus(out, other, start, end, 0.0 if margin is None else margin, labels, method)
     if complete:
         return rule, None
     options = dataclasses.replace(job.options, strategy=strategy, checkpoints=str(other))
     return rule, (make_job(theirs, options, log=log), other)
-
-
-def read_meta(text: str | None) -> dict | None:
-    """A store's META_KEY entry, or None when it has none (or one this fastseed cannot read)."""
-    if not text:
-        return None
-    try:
-        meta = json.loads(text)
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) and isinstance(meta.get("rule"), str) else None
 
 
 def check_rule_flags(until_ci, versus, margin, method) -> None:

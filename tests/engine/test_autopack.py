@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fastseed.engine.autopack import choose_pack, pick_pack
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 GIB = 2**30
 

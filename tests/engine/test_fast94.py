@@ -16,7 +16,7 @@ from fastseed.engine.plan import plan_epoch
 from fastseed.engine.schedule import lookahead_decay, sgd_hyperparameters, step_lr_multiplier
 from fastseed.engine.step import EagerStep, Lookahead, ScheduledSGD, packed_loss
 from fastseed.engine.train import build, init_model, train_pack, tta_logits
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 from fastseed.seeds import Seed
 
 FAST94 = get_preset("fast94")

@@ -10,7 +10,8 @@ from fastseed.data.imagenet import index_imagenet
 from fastseed.data.synthetic import write_imagenet_folder
 from fastseed.engine.finetune import ImagenetData, train_finetune
 from fastseed.models.imagenet import build_backbone
-from fastseed.presets import PRESETS, Phase
+from fastseed.recipe.presets import PRESETS
+from fastseed.recipe.protocol import Phase
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_schedule_steps_as_the_protocol_says(data, backbone):
                   eval_every=3)
     protocol = dataclasses.replace(tiny(), phases=(phase,), limit_steps=None)
     lrs = []
-    train_finetune(protocol, 0, data, backbone, "cpu", on_step=lambda opt: lrs.append(opt.param_groups[0]["lr"]))
+    train_finetune(protocol, 0, data, backbone, "cpu", before_update=lambda opt: lrs.append(opt.param_groups[0]["lr"]))
     cosine = lambda t: 0.001 + (0.01 - 0.001) * (1 + torch.cos(torch.tensor(torch.pi * t / 4)).item()) / 2
     assert lrs == pytest.approx([0.01, 0.01, cosine(1)])  # the lr each step trained with
 

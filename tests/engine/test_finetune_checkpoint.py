@@ -19,10 +19,10 @@ import fastseed.engine.checkpoint as checkpoint
 from fastseed import FastseedError
 from fastseed.data.imagenet import index_imagenet
 from fastseed.data.synthetic import write_imagenet_folder
-from fastseed.engine.checkpoint import Interrupted
+from fastseed.engine.checkpoint import SeedStopped
 from fastseed.engine.finetune import ImagenetData, train_finetune
 from fastseed.models.imagenet import build_backbone
-from fastseed.presets import PRESETS
+from fastseed.recipe.presets import PRESETS
 from fastseed.replay import COMPARED
 
 SEED = 5
@@ -91,7 +91,7 @@ def test_stopped_and_resumed_three_times_the_record_equals_an_uninterrupted_run(
     path = tmp_path / "seed.pt"
     for step, trained, position in ((1, [1], (0, 1)), (3, [2, 3], (0, 3)), (4, [4], (1, 1))):
         seen, hooks = stop_at(step)
-        with pytest.raises(Interrupted) as stopped:
+        with pytest.raises(SeedStopped) as stopped:
             train_finetune(PROTOCOL, SEED, data, backbone, "cpu", checkpoint=path, **hooks)
         assert (stopped.value.step, stopped.value.total, stopped.value.checkpoint) == (step, 6, path)
         assert seen == trained  # each run continues where the last stopped, and stops at once
@@ -107,7 +107,7 @@ def test_stopped_and_resumed_three_times_the_record_equals_an_uninterrupted_run(
 
 def test_a_stop_without_a_checkpoint_path_stops_and_saves_nothing(data, backbone, tmp_path):
     seen, hooks = stop_at(1)
-    with pytest.raises(Interrupted) as stopped:
+    with pytest.raises(SeedStopped) as stopped:
         train_finetune(PROTOCOL, SEED, data, backbone, "cpu", **hooks)
     assert stopped.value.checkpoint is None and seen == [1]
 
@@ -119,7 +119,7 @@ CHILD = textwrap.dedent("""
     from fastseed.data.imagenet import index_imagenet
     from fastseed.engine.finetune import ImagenetData, train_finetune
     from fastseed.models.imagenet import build_backbone
-    from fastseed.presets import Finetune
+    from fastseed.recipe.protocol import Finetune
 
     root, path = Path(sys.argv[1]), sys.argv[2]
     protocol = Finetune.from_json(sys.argv[3])
@@ -162,7 +162,7 @@ def test_killed_with_sigkill_after_a_checkpoint_the_seed_resumes_in_a_new_proces
 def stopped_checkpoint(data, backbone, tmp_path_factory):
     """A checkpoint of seed SEED written at step 1."""
     path = tmp_path_factory.mktemp("stopped") / "seed.pt"
-    with pytest.raises(Interrupted):
+    with pytest.raises(SeedStopped):
         train_finetune(PROTOCOL, SEED, data, backbone, "cpu", checkpoint=path, **stop_at(1)[1])
     return path
 

@@ -8,7 +8,7 @@ from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.train import init_model
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 SMOKE = get_preset("smoke")
 TINY = SMOKE.variant(train_size=200, batch_size=100, chunk_size=100, epochs=2, lr_warmup_epochs=2,

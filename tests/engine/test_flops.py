@@ -1,7 +1,7 @@
 """The FLOP count of a picard-short seed equals the count written out from the architecture."""
 
 from fastseed.engine.flops import seed_flops
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 
 def by_hand(batch=500):

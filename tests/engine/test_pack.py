@@ -11,9 +11,9 @@ from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train
 from fastseed import FastseedError
-from fastseed.engine.pack import Fused, default_strategy, fuse, fusion_problem
+from fastseed.engine.pack import Fused, fuse, fusion_problem
 from fastseed.engine.train import init_model, train_pack
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 from fastseed.seeds import Seed
 
 TINY = get_preset("smoke").variant(train_size=200, batch_size=100, chunk_size=100, epochs=2,
@@ -99,7 +99,7 @@ def test_fused_model_is_k_models_side_by_side():
 @pytest.mark.parametrize("preset", ["smoke", "fast94"])
 def test_built_in_models_fuse(preset):
     model = init_model(get_preset(preset).variant(width=0.125), Seed(0))
-    assert fusion_problem(model) is None and default_strategy(model) == "fused"
+    assert fusion_problem(model) is None
 
 
 class ScaledConv(torch.nn.Conv2d):
@@ -114,4 +114,4 @@ def test_fuse_packs_layers_by_exact_type_only():
                               torch.nn.Linear(4, 10))
     with pytest.raises(FastseedError, match=r"cannot pack layer 0 \(ScaledConv\): it has parameters of its own"):
         fuse([net, net])
-    assert "ScaledConv" in fusion_problem(net) and default_strategy(net) == "streams"
+    assert "ScaledConv" in fusion_problem(net)

@@ -17,7 +17,7 @@ from scipy import stats
 
 from fastseed.data.cifar import load_cifar10, to_tensors
 from fastseed.engine import train_pack
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 ALPHA = 0.05
 SEEDS = list(range(16))

@@ -3,7 +3,7 @@
 import torch
 
 from fastseed.engine.plan import plan_epoch
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 from fastseed.seeds import Seed
 
 PICARD = get_preset("picard-short")

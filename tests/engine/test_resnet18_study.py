@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastseed import report
+from fastseed.report import __main__ as report
 from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
 from fastseed.engine.pack import Single
 from fastseed.engine.train import evaluate, init_model
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
 
 SMALL = dict(train_size=300, test_size=100, epochs=2, eval_batch_size=100)  # 3 batches: 128, 128, 44

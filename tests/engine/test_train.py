@@ -10,7 +10,7 @@ from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
 from fastseed.engine.schedule import lr_multiplier
 from fastseed.engine.train import build
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 from fastseed.seeds import Seed
 
 TINY = get_preset("smoke").variant(train_size=400, batch_size=100, chunk_size=100, epochs=3,

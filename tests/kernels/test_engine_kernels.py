@@ -8,7 +8,7 @@ import fastseed.kernels.lsce as lsce_module
 from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 TINY = get_preset("smoke").variant(train_size=200, batch_size=100, chunk_size=100, epochs=2,
                                    lr_warmup_epochs=2, lr_decay_end=3, eval_batch_size=100, width=0.0625)

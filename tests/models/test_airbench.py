@@ -9,7 +9,7 @@ from fastseed.data.cifar import load_cifar10
 from fastseed.engine.train import init_model
 from fastseed.models import set_dtype
 from fastseed.models.airbench import AirbenchNet, patch_covariance, whitening_weights
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 
 FAST94 = get_preset("fast94")
 

@@ -8,7 +8,7 @@ import torch
 
 from fastseed import FastseedError
 from fastseed.models.imagenet import FEATURES, build_backbone, load_backbone, make_head, map_keys
-from fastseed.presets import PRESETS
+from fastseed.recipe.presets import PRESETS
 from fastseed.seeds import Seed
 
 

@@ -3,8 +3,8 @@
 import torch
 
 from fastseed.engine.schedule import lr_multiplier
-from fastseed.models import build_model, set_dtype
-from fastseed.presets import get_preset
+from fastseed.models import create_model, set_dtype
+from fastseed.recipe.presets import get_preset
 
 
 def expected_parameters():
@@ -24,13 +24,13 @@ def expected_parameters():
 
 
 def test_parameter_count_is_torchvision_resnet18():
-    model = build_model(get_preset("resnet18-exp1"))
+    model = create_model(get_preset("resnet18-exp1"))
     assert sum(p.numel() for p in model.parameters()) == expected_parameters() == 11_181_642
     assert model.fc.out_features == 10 and model.conv1.kernel_size == (7, 7)
 
 
 def test_output_and_dtype_policy():
-    model = set_dtype(build_model(get_preset("resnet18-exp1")), torch.bfloat16).eval()
+    model = set_dtype(create_model(get_preset("resnet18-exp1")), torch.bfloat16).eval()
     assert model.bn1.weight.dtype == torch.float32 and model.conv1.weight.dtype == torch.bfloat16
     with torch.no_grad():
         y = model(torch.randn(2, 3, 32, 32, dtype=torch.bfloat16))

@@ -13,11 +13,10 @@ from fastseed import FastseedError
 from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
-from fastseed.engine.pack import default_strategy, draws_in_training, fusion_problem
-from fastseed.jobs import choose_strategy
+from fastseed.engine.pack import choose_strategy, draws_in_training, fusion_problem
 from fastseed.models import create_model
-from fastseed.overrides import resolve_protocol
-from fastseed.protocol import Protocol
+from fastseed.recipe.overrides import resolve_protocol
+from fastseed.recipe.protocol import CifarProtocol
 
 NETS = '''
 import torch
@@ -126,7 +125,7 @@ def test_user_model_is_imported_from_the_current_directory_and_its_digest_is_in_
     p = resolve_protocol("smoke", TINY, model=f"{nets}:make")
     assert p.model == f"{nets}:make" and len(p.model_digest) == 64
     assert p.name.startswith("smoke+") and f"model={nets}:make" in p.name
-    again = Protocol.from_json(p.to_json())
+    again = CifarProtocol.from_json(p.to_json())
     assert again == p and again.hash == p.hash
     assert type(create_model(p)).__name__ == "Net"
     # editing the file makes another protocol: the recorded digest no longer matches, and says so
@@ -166,7 +165,7 @@ def records_agree(a, b):
 
 def test_user_model_trains_with_every_strategy_and_its_seeds_do_not_depend_on_the_pack(nets, data):
     p = resolve_protocol("smoke", TINY, model=f"{nets}:make")
-    assert fusion_problem(create_model(p)) is None and default_strategy(create_model(p)) == "fused"
+    assert fusion_problem(create_model(p)) is None and choose_strategy(p, None, print).name == "fused"
     alone = [train_pack(p, [s], data, "cpu", dtype="float64")[0] for s in (4, 9)]
     for strategy in ("fused", "streams"):
         packed = train_pack(p, [9, 4], data, "cpu", dtype="float64", strategy=strategy)
@@ -185,7 +184,9 @@ def test_fused_refuses_a_layer_it_cannot_pack_naming_it(nets, data, factory, lay
         train_pack(p, [1, 2], data, "cpu", strategy="fused")
     assert "--strategy streams" in str(e.value) and "\n" not in str(e.value)
     model = create_model(p)
-    assert "cannot pack layer" in fusion_problem(model) and default_strategy(model) == "streams"
+    said = []
+    assert "cannot pack layer" in fusion_problem(model) and choose_strategy(p, None, said.append).name == "streams"
+    assert said == [f"{p.model} trains with strategy streams: {fusion_problem(model)}"]
     records = train_pack(p, [1, 2], data, "cpu", strategy="streams")  # the others still train it
     assert all(r.status == "ok" for r in records)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fastseed import FastseedError
-from fastseed.record import decode_logits
+from fastseed.store.record import decode_logits
 from fastseed.stats.runs import load_runs, loss_name
 from fastseed.stats.synthetic import (balanced_labels, logits_for, make_record, predictions_for,
                                       synthetic_store, write_logits, write_store)
@@ -100,7 +100,7 @@ def test_logits_are_read_for_the_runs_asked_only(tmp_path):
 
 
 def test_the_loss_is_named_from_the_protocol():
-    from fastseed.presets import get_preset
+    from fastseed.recipe.presets import get_preset
     name = lambda preset: loss_name(json.loads(get_preset(preset).to_json()))
     assert name("picard-short") == "CE + 2·LSCE(ε = 0.2)"
     assert name("resnet18-exp1") == "CE"

@@ -21,8 +21,9 @@ import numpy as np
 
 from fastseed.data.cifar import Cifar10
 from fastseed.jobs import Options, make_job
-from fastseed.presets import get_preset
-from fastseed.store import Store, worker_id
+from fastseed.recipe.presets import get_preset
+from fastseed.store import Store
+from fastseed.store.claims import worker_id
 from fastseed.workers.local import StopFlag, work
 
 TINY = get_preset("smoke").variant(width=0.0625, train_size=100, test_size=100, batch_size=50, chunk_size=50,
@@ -37,7 +38,7 @@ class Recording:
         self.job, self.pause_s, self.started, self.trained = job, pause_s, started, []
         self.protocol, self.device, self.together = job.protocol, job.device, job.together
 
-    def train(self, seeds, commit, stop, on_step=None):
+    def train(self, seeds, commit, stop_flag, on_progress=None):
         self.trained += seeds
         if self.started is not None:
             partial = self.started.with_suffix(".part")
@@ -45,7 +46,7 @@ class Recording:
             partial.rename(self.started)  # whole or absent: the test never reads half a list
             self.started = None
         time.sleep(self.pause_s)
-        self.job.train(seeds, commit, stop, on_step)
+        self.job.train(seeds, commit, stop_flag, on_progress)
 
 
 def main(spec: dict) -> None:
@@ -53,7 +54,7 @@ def main(spec: dict) -> None:
     data = Cifar10(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], source="test")
     job = make_job(TINY, Options(device="cpu"))
     labels = job.load(data)
-    job.train([0], lambda record: None, stop=False)  # first-call costs before the race, not in it
+    job.train([0], lambda record: None, stop_flag=False)  # first-call costs before the race, not in it
     for run in spec["rounds"]:
         if run["ready"] is not None:
             Path(run["ready"]).touch()
@@ -62,7 +63,7 @@ def main(spec: dict) -> None:
         store = Store(run["store"], TINY.name, TINY.hash, TINY.to_json())  # the first worker's call creates it
         store.set_test_labels(labels)
         recording, committed = Recording(job, spec["pause_s"], Path(run["started"]) if run["started"] else None), []
-        complete = work(recording, store, run["start"], run["stop"], pack=spec["pack"], worker=worker_id(),
+        complete = work(recording, store, run["start"], run["end"], pack=spec["pack"], worker=worker_id(),
                         stop_flag=StopFlag(), lease_s=spec["lease_s"],
                         on_record=lambda r, new, committed=committed: committed.append(r.seed) if new else None,
                         log=lambda line: print(line, flush=True), poll_s=spec["poll_s"])

@@ -13,8 +13,8 @@ import torch
 from fastseed import FastseedError, engine
 from fastseed.data.cifar import load_cifar10
 from fastseed.jobs import Options
-from fastseed.presets import get_preset
-from fastseed.record import Record
+from fastseed.recipe.presets import get_preset
+from fastseed.store.record import Record
 from fastseed.workers.actor import Trainer
 
 TINY = get_preset("smoke").variant(width=0.0625, train_size=100, test_size=100, batch_size=50, chunk_size=50,
@@ -68,19 +68,19 @@ def test_a_halted_actor_returns_a_queued_pack_untrained(data):
 
 
 def test_an_actor_halted_mid_seed_returns_the_seeds_before_it_and_raises_nothing(data, monkeypatch):
-    """A long seed (ImageNet) halted by a Ctrl-C checkpoints and raises the engine's Interrupted: the
+    """A long seed (ImageNet) halted by a Ctrl-C checkpoints and raises the engine's SeedStopped: the
     actor returns what it committed before it, so the driver releases the rest (not an actor failure)."""
-    from fastseed.engine.checkpoint import Interrupted
+    from fastseed.engine.checkpoint import SeedStopped
     actor = trainer(pack=1)
     actor.prepare(3, data)
     train = actor.job.train
 
-    def halted_on_the_second(seeds, commit, stop, on_step=None):  # one seed after another, as ImageNet's
+    def halted_on_the_second(seeds, commit, stop_flag, on_progress=None):  # one seed after another, as ImageNet's
         for seed in seeds:
             if seed == 2:
                 actor.halt()
-                raise Interrupted(seed, 40, 100, None)
-            train([seed], commit, stop, on_step)
+                raise SeedStopped(seed, 40, 100, None)
+            train([seed], commit, stop_flag, on_progress)
 
     monkeypatch.setattr(actor.job, "train", halted_on_the_second)
     back = actor.train([1, 2, 3], data)

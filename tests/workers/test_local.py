@@ -44,7 +44,7 @@ def launch(data, path, start, stop, report, *, pack=2, lease_s=60.0, pause_s=0.0
     `report`. `ready`/`go`: it says when it is ready and waits for the go before it touches the store.
     `rounds`: several such runs, one after another in the same process (`path` etc. then unused)."""
     if rounds is None:
-        rounds = [{"store": path, "start": start, "stop": stop, "report": report, "started": started,
+        rounds = [{"store": path, "start": start, "end": stop, "report": report, "started": started,
                    "ready": ready, "go": go}]
     rounds = [{key: str(value) if isinstance(value, Path) else value for key, value in run.items()}
               for run in rounds]
@@ -110,7 +110,7 @@ def test_three_workers_started_together_on_a_new_store_train_every_seed_once(dat
     the ten races one after another; each race starts when all three are ready for it."""
     races = [("equal" if race % 2 == 0 else "overlapping") for race in range(10)]
     rounds = [[{"store": tmp_path / f"race{race}" / "s.sqlite", "start": RANGES[shape][i][0],
-                "stop": RANGES[shape][i][1], "report": tmp_path / f"race{race}-{i}.json", "started": None,
+                "end": RANGES[shape][i][1], "report": tmp_path / f"race{race}-{i}.json", "started": None,
                 "ready": tmp_path / f"race{race}-{i}.ready", "go": tmp_path / f"race{race}.go"}
                for race, shape in enumerate(races)] for i in range(3)]
     workers = [launch(data, None, None, None, tmp_path / f"worker{i}.json", rounds=rounds[i]) for i in range(3)]

@@ -18,7 +18,7 @@ def test_a_long_seed_gets_a_bar_of_its_steps_from_the_resumed_step(monkeypatch):
     monkeypatch.setattr(tqdm, "__init__", keep)
 
     bars = Progress(total=2, stored=0, accs=[], quiet=False)
-    pace = Pace("cpu", 2, log=bars.write, on_step=bars.seed_steps)
+    pace = Pace("cpu", 2, log=bars.write, on_progress=bars.seed_steps)
     pace.start(1)
     for done in (41, 42, 43):  # a seed resumed after its step 40 of 100
         pace.step(done, 100)

@@ -23,7 +23,7 @@ import torch
 
 from fastseed import FastseedError, scan
 from fastseed.jobs import Options, make_job
-from fastseed.presets import get_preset
+from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
 from fastseed.workers.local import Outcome, StopFlag, scan_here
 from fastseed.workers.ray import actor_plan, scan_ray

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fastseed import FastseedError
-from fastseed.document import Document, csv_bytes, formatted, num
+from fastseed.report.document import Document, csv_bytes, formatted, num
 from fastseed.stats.examples import ExampleCounts
 from fastseed.stats.testset import TestSetNoise
 

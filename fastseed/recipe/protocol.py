@@ -1,10 +1,10 @@
-"""The recipe kinds: `Protocol` (a CIFAR-10 training, trained by the pack engine) and `Finetune` (an
+"""The recipe kinds: `CifarProtocol` (a CIFAR-10 training, trained by the pack engine) and `Finetune` (an
 ImageNet fine-tune made of `Phase`s), each every knob of its recipe in one commented table.
 
-Both stand on `fastseed.recipe.Recipe` (canonical JSON, hash, variants, seeds, one-line validation of
+Both stand on `fastseed.recipe.knobs.Recipe` (canonical JSON, hash, variants, seeds, one-line validation of
 every knob); this module adds what each kind's knobs mean together (`relations`) and imply (steps,
-evaluated epochs). The named instances are in fastseed.presets; `--set` and protocol files in
-fastseed.overrides.
+evaluated epochs). The named instances are in fastseed.recipe.presets; `--set` and protocol files in
+fastseed.recipe.overrides.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import typing
 from dataclasses import dataclass
 
 from fastseed import FastseedError
 from fastseed.data.imagenet import IMAGENET_MEAN, IMAGENET_STD  # the pipelines' constants
 from fastseed.models.imagenet import BACKBONES, HEAD_INITS
-from fastseed.recipe import (A_NAME, AT_LEAST_ONE, BELOW_ONE, FRACTION, NON_NEGATIVE, POSITIVE, Recipe, Rule,
-                             describe_type, knob, show, type_ok)
+from fastseed.recipe.knobs import (A_NAME, AT_LEAST_ONE, BELOW_ONE, FRACTION, NON_NEGATIVE, POSITIVE, REQUIRED, Knobs,
+                                   Recipe, Rule, knob, show)
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # Picard's script (the common CIFAR constants, not exact means)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -28,11 +27,10 @@ EPOCH_RULE = "batches_per_epoch//1000"  # RN50 phase 1's T_max, resolved against
 
 
 # --- CIFAR-10 -----------------------------------------------------------------------------------------
-STREAMS_CIFAR = ("augment", "init", "order")  # the seed streams a CIFAR run draws from
-
-
+# The knobs by topic. Those added after v1 carry `since=2`: left out of the JSON, hence of the hash,
+# while they hold their default, so recipes that do not use them keep their hash and store.
 @dataclass(frozen=True)
-class Protocol(Recipe):
+class CifarProtocol(Recipe):
     name: str = knob("", rule=A_NAME, settable=False)
     source: str = knob("", settable=False)
     # data
@@ -43,81 +41,83 @@ class Protocol(Recipe):
     std: tuple[float, ...] = knob(CIFAR_STD)
     # model: a registered name (fastseed.models) or a user's "package.module:factory"
     model: str = knob("resnet9")
+    # a user model's source digest (sha256 of its module file), filled in by fastseed.recipe.overrides
+    model_digest: str = knob("", since=2, settable=False)
     width: float = knob(1.0, rule=POSITIVE)  # channel multiplier of the built-in nets
     celu_alpha: float = knob(0.1, rule=POSITIVE)
     logit_scale: float = knob(0.1, rule=POSITIVE)
     bn_eps: float = knob(1e-5, rule=POSITIVE)
     bn_momentum: float = knob(0.1, rule=FRACTION)
     dtype: str = knob("float16", choices=("float16", "bfloat16", "float32", "float64"))  # on a GPU; BN float32
+    # length: `epochs` of the data, or stop after ceil(train_epochs · steps per epoch) steps, mid-epoch
+    # (then `epochs` = ceil(train_epochs))
+    epochs: int = knob(22, rule=AT_LEAST_ONE)
+    train_epochs: float | None = knob(None, since=2, rule=POSITIVE)
+    batch_size: int = knob(500, rule=AT_LEAST_ONE)
+    drop_last: bool = knob(True)  # Picard drops the last partial batch; a plain DataLoader keeps it
+    # data order: "per_epoch" draws a new permutation every epoch; "once" draws ONE permutation per run
+    # and trains every epoch in it (the ResNet-18 study's exp 2: a Subset shuffled once, shuffle=False)
+    order_rule: str = knob("per_epoch", since=2, choices=("per_epoch", "once"))
     # optimisation: "sgd" (momentum, nesterov, weight decay below) or "adam" (torch defaults but lr, wd)
     optimizer: str = knob("sgd", choices=("sgd", "adam"))
-    epochs: int = knob(22, rule=AT_LEAST_ONE)
-    batch_size: int = knob(500, rule=AT_LEAST_ONE)
-    eval_batch_size: int = knob(100, rule=AT_LEAST_ONE)
     lr: float = knob(0.2, rule=POSITIVE)
     momentum: float = knob(0.9, rule=BELOW_ONE)
     nesterov: bool = knob(True)
     weight_decay: float = knob(1e-3, rule=NON_NEGATIVE)
-    lr_warmup_epochs: int = knob(4, rule=NON_NEGATIVE)  # Picard's LambdaLR, see engine/schedule.py
+    # "torch": lr and weight_decay are torch.optim.SGD's. "per1024" (airbench, after Myrtle): lr and
+    # weight_decay per 1,024 examples, decoupled from the momentum; see engine/schedule.py
+    hyper_units: str = knob("torch", since=2, choices=("torch", "per1024"))
+    bias_scaler: float = knob(1.0, since=2, rule=POSITIVE)  # BatchNorm biases' lr ×
+    # a model with a data-fitted whitening conv (airbench94): its bias trains in the first N epochs only
+    whiten_bias_epochs: int | None = knob(None, since=2, rule=NON_NEGATIVE)
+    # lookahead (airbench): every N steps slow ← lerp(slow, weights, 1 − d), weights ← slow, with
+    # d = lookahead_decay^N · (step / steps)^lookahead_power; the weights end as the slow copy. 0 = off
+    lookahead_every: int = knob(0, since=2, rule=NON_NEGATIVE)
+    lookahead_decay: float = knob(0.0, since=2, rule=FRACTION)
+    lookahead_power: float = knob(0.0, since=2, rule=NON_NEGATIVE)
+    # learning-rate schedule (engine/schedule.py): "picard" (Picard's per-epoch LambdaLR: warm-up,
+    # decay, optional floor), "constant", or "triangle" (stepped every training step: (start, peak
+    # position as a fraction of the steps, end) of a piecewise-linear multiplier start → 1 → end)
+    schedule: str = knob("picard", choices=("picard", "constant", "triangle"))
+    lr_warmup_epochs: int = knob(4, rule=NON_NEGATIVE)
     lr_decay_end: int = knob(22, rule=AT_LEAST_ONE)
     lr_floor_from: int | None = knob(None, rule=AT_LEAST_ONE)
-    schedule: str = knob("picard", choices=("picard", "constant", "triangle"))
-    drop_last: bool = knob(True)  # Picard drops the last partial batch; a plain DataLoader keeps it
-    # loss: ce_weight·CE + lsce_weight·LSCE(eps)
+    lr_triangle: tuple[float, ...] = knob((), since=2)
+    # loss: ce_weight·CE + lsce_weight·LSCE(eps), "mean" or "sum" over the batch
     ce_weight: float = knob(1.0, rule=NON_NEGATIVE)
     lsce_weight: float = knob(2.0, rule=NON_NEGATIVE)
     lsce_eps: float = knob(0.2, rule=FRACTION)
+    loss_reduction: str = knob("mean", since=2, choices=("mean", "sum"))
     # augmentation: "chunk" (Picard: one crop/flip/cutout per chunk of chunk_size in dataset order),
-    # "image" (fresh draws per image) or "none"
+    # "image" (fresh draws per image) or "none"; crop padding "zeros" (Picard) or "reflect"; flips
+    # "random" (drawn per epoch) or "alternate" (drawn once per image; every odd epoch flips them all:
+    # airbench's alternating flip)
     augment: str = knob("chunk", choices=("chunk", "image", "none"))
     chunk_size: int = knob(500, rule=AT_LEAST_ONE)
     crop_pad: int = knob(4, rule=NON_NEGATIVE)
+    pad_mode: str = knob("zeros", since=2, choices=("zeros", "reflect"))
     flip: bool = knob(True)
+    flip_rule: str = knob("random", since=2, choices=("random", "alternate"))
     cutout: int = knob(8, rule=NON_NEGATIVE)
     # evaluation: "picard" = epochs e == 0 or e % 5 == 1; "every" = every epoch; "last".
     # headline: "picard" = the last epoch of the picard rule (the number the paper reports), "last".
+    eval_batch_size: int = knob(100, rule=AT_LEAST_ONE)
     eval_rule: str = knob("picard", choices=("picard", "every", "last"))
     headline_rule: str = knob("picard", choices=("picard", "last"))
+    # test-time augmentation: 0 none, 1 mirror, 2 mirror + 1-pixel translations (airbench's levels)
+    tta: int = knob(0, since=2, choices=(0, 1, 2))
+    # the test loss: "image_mean" (the mean over test images) or "batch_mean" (the mean of the per-batch
+    # means over batches of eval_batch_size, the last one partial: the ResNet-18 study's figure)
+    test_loss: str = knob("image_mean", since=2, choices=("image_mean", "batch_mean"))
     # randomness: streams in `fixed` draw from seed `fix_seed` in every run (fastseed.seeds), so a
     # study can vary init alone, order alone, …; `deterministic` asks torch for deterministic kernels
     # (cuDNN/cuBLAS) so GPU non-determinism can be measured as a factor of its own.
     fixed: tuple[str, ...] = knob(())
     fix_seed: int = knob(0, rule=NON_NEGATIVE)
     deterministic: bool = knob(False)
-    # --- knobs added after v1: left out of the JSON (hence of the hash) while at their default --------
-    # length: stop after ceil(train_epochs · steps per epoch) steps, mid-epoch; `epochs` = ceil(train_epochs)
-    train_epochs: float | None = knob(None, since=2, rule=POSITIVE)
-    # "torch": lr and weight_decay are torch.optim.SGD's. "per1024" (airbench, after Myrtle): lr and
-    # weight_decay per 1,024 examples, decoupled from the momentum; see engine/schedule.py
-    hyper_units: str = knob("torch", since=2, choices=("torch", "per1024"))
-    bias_scaler: float = knob(1.0, since=2, rule=POSITIVE)  # BatchNorm biases' lr ×
-    loss_reduction: str = knob("mean", since=2, choices=("mean", "sum"))  # over the batch
-    # schedule "triangle" (stepped every training step): (start, peak position as a fraction of the
-    # steps, end) of a piecewise-linear multiplier start → 1 → end; see engine/schedule.py
-    lr_triangle: tuple[float, ...] = knob((), since=2)
-    # lookahead (airbench): every N steps slow ← lerp(slow, weights, 1 − d), weights ← slow, with
-    # d = lookahead_decay^N · (step / steps)^lookahead_power; the weights end as the slow copy. 0 = off
-    lookahead_every: int = knob(0, since=2, rule=NON_NEGATIVE)
-    lookahead_decay: float = knob(0.0, since=2, rule=FRACTION)
-    lookahead_power: float = knob(0.0, since=2, rule=NON_NEGATIVE)
-    # a model with a data-fitted whitening conv (airbench94): its bias trains in the first N epochs only
-    whiten_bias_epochs: int | None = knob(None, since=2, rule=NON_NEGATIVE)
-    # augmentation: crop padding "zeros" (Picard) or "reflect"; flips "random" (drawn per epoch) or
-    # "alternate" (drawn once per image; every odd epoch flips them all: airbench's alternating flip)
-    pad_mode: str = knob("zeros", since=2, choices=("zeros", "reflect"))
-    flip_rule: str = knob("random", since=2, choices=("random", "alternate"))
-    # test-time augmentation: 0 none, 1 mirror, 2 mirror + 1-pixel translations (airbench's levels)
-    tta: int = knob(0, since=2, choices=(0, 1, 2))
-    # data order: "per_epoch" draws a new permutation every epoch; "once" draws ONE permutation per run
-    # and trains every epoch in it (the ResNet-18 study's exp 2: a Subset shuffled once, shuffle=False)
-    order_rule: str = knob("per_epoch", since=2, choices=("per_epoch", "once"))
-    # the test loss: "image_mean" (the mean over test images) or "batch_mean" (the mean of the per-batch
-    # means over batches of eval_batch_size, the last one partial: the ResNet-18 study's figure)
-    test_loss: str = knob("image_mean", since=2, choices=("image_mean", "batch_mean"))
-    # a user model's source digest (sha256 of its module file), filled in by fastseed.overrides
-    model_digest: str = knob("", since=2, settable=False)
 
-    STREAMS = STREAMS_CIFAR  # a plain class attribute, not a field
+    KIND = "a CIFAR-10 protocol"
+    STREAMS = ("augment", "init", "order")  # the seed streams a CIFAR run draws from
 
     def __post_init__(self):
         self.validate()
@@ -138,8 +138,8 @@ class Protocol(Recipe):
             yield "mean and std must be 3 numbers each (one per colour channel), std > 0"
         if ":" in self.model and not all(self.model.split(":", 1)):
             yield f"model must be a registered name or package.module:factory, got {self.model}"
-        if list(self.fixed) != sorted(set(self.fixed)) or not set(self.fixed) <= set(self.STREAMS):
-            yield f"fixed must be streams among {', '.join(self.STREAMS)} (sorted, once each), got {show(self.fixed)}"
+        if self.fixed_problem():
+            yield self.fixed_problem()
         if self.train_epochs is not None and math.ceil(self.train_epochs) != self.epochs:
             yield f"epochs must be ceil(train_epochs) = {math.ceil(self.train_epochs)}, got {self.epochs}"
         if self.hyper_units == "per1024" and self.optimizer != "sgd":
@@ -202,52 +202,40 @@ class Protocol(Recipe):
 
 
 # --- ImageNet fine-tuning -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Phase:
-    """One phase of a fine-tune: what trains, for how long, with which SGD, schedule, loss and evals."""
-    name: str
-    train: str            # "head" (backbone frozen, its BatchNorm still in train mode) or "all"
-    steps: int
-    batch_size: int
-    lr: float
-    t_max: int | str      # CosineAnnealingLR T_max, or EPOCH_RULE
-    eta_min: float
-    sched_every: int      # the scheduler steps once every this many optimiser steps
-    eval_every: int       # validation every this many steps (and at the end of the phase)
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    ce_weight: float = 1.0    # loss: ce_weight·CE + lsce_weight·LSCE(lsce_eps), as fastseed.kernels.lsce
-    lsce_weight: float = 0.0
-    lsce_eps: float = 0.0
+T_MAX = Rule(f">= 1 or {EPOCH_RULE}", lambda v: v == EPOCH_RULE or (isinstance(v, int) and v >= 1))
 
-    RULES = {"train": ("head", "all"), "steps": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
-             "eta_min": NON_NEGATIVE, "sched_every": AT_LEAST_ONE, "eval_every": AT_LEAST_ONE,
-             "momentum": BELOW_ONE, "weight_decay": NON_NEGATIVE, "ce_weight": NON_NEGATIVE,
-             "lsce_weight": NON_NEGATIVE, "lsce_eps": FRACTION}
+
+@dataclass(frozen=True)
+class Phase(Knobs):
+    """One phase of a fine-tune: what trains, for how long, with which SGD, schedule, loss and evals.
+    Its knobs are set as `PHASE.KNOB` (`head.lr=0.05`)."""
+    name: str = knob(REQUIRED, rule=A_NAME)
+    train: str = knob(REQUIRED, choices=("head", "all"))  # "head": backbone frozen, its BatchNorm in train mode
+    steps: int = knob(REQUIRED, rule=AT_LEAST_ONE)
+    batch_size: int = knob(REQUIRED, rule=AT_LEAST_ONE)
+    # SGD, and a CosineAnnealingLR stepped once every `sched_every` optimiser steps
+    lr: float = knob(REQUIRED, rule=POSITIVE)
+    t_max: int | str = knob(REQUIRED, rule=T_MAX)  # CosineAnnealingLR T_max, or EPOCH_RULE
+    eta_min: float = knob(REQUIRED, rule=NON_NEGATIVE)
+    sched_every: int = knob(REQUIRED, rule=AT_LEAST_ONE)
+    eval_every: int = knob(REQUIRED, rule=AT_LEAST_ONE)  # validation every this many steps (and at the end)
+    momentum: float = knob(0.9, rule=BELOW_ONE)
+    nesterov: bool = knob(True)
+    weight_decay: float = knob(1e-4, rule=NON_NEGATIVE)
+    # loss: ce_weight·CE + lsce_weight·LSCE(lsce_eps), as fastseed.kernels.lsce
+    ce_weight: float = knob(1.0, rule=NON_NEGATIVE)
+    lsce_weight: float = knob(0.0, rule=NON_NEGATIVE)
+    lsce_eps: float = knob(0.0, rule=FRACTION)
 
     def problem(self) -> str | None:
-        """Why this phase is not a valid one (one phrase naming the knob), or None."""
-        hints = typing.get_type_hints(Phase)
-        for f in dataclasses.fields(self):
-            value, rule, key = getattr(self, f.name), self.RULES.get(f.name), f"{self.name}.{f.name}"
-            if not type_ok(value, hints[f.name]):
-                return f"{key} must be {describe_type(hints[f.name])}, got {value!r}"
-            if isinstance(rule, tuple) and value not in rule:
-                return f"{key} must be one of {', '.join(rule)}, got {value}"
-            if isinstance(rule, Rule) and not rule.holds(value):
-                return f"{key} must be {rule.text}, got {show(value)}"
-        if self.t_max != EPOCH_RULE and not (isinstance(self.t_max, int) and self.t_max >= 1):
-            return f"{self.name}.t_max must be >= 1 or {EPOCH_RULE}, got {self.t_max}"
-        return None
+        """Why this phase is not a valid one (one phrase naming the knob as PHASE.KNOB), or None."""
+        problem = self.knob_problem()
+        return None if problem is None else f"{self.name}.{problem}"
 
     def resolved_t_max(self, train_images: int) -> int:
         if self.t_max == EPOCH_RULE:  # ≥ 1: a tiny run has less than 1,000 batches an epoch
             return max(1, train_images // self.batch_size // 1000)
         return int(self.t_max)
-
-
-STREAMS_IMAGENET = ("augment", "head", "order")
 
 
 @dataclass(frozen=True)
@@ -277,7 +265,8 @@ class Finetune(Recipe):
     # kaiming-a-sqrt5 for the ResNet50s, normal-1e-5 for the ViT (so stores written then replay)
     head_init: str | None = knob(None, since=2, choices=HEAD_INITS + (None,))
 
-    STREAMS = STREAMS_IMAGENET
+    KIND = "an ImageNet fine-tune"
+    STREAMS = ("augment", "head", "order")  # head init, data order, crops and flips
 
     def __post_init__(self):
         self.validate()
@@ -294,8 +283,8 @@ class Finetune(Recipe):
             yield f"phase names must differ, got {', '.join(names)}"
         if self.backbone == "dino_vits16" and self.image_size != 224:
             yield "image_size must be 224 for dino_vits16 (its position embeddings are for 224-pixel inputs)"
-        if list(self.fixed) != sorted(set(self.fixed)) or not set(self.fixed) <= set(self.STREAMS):
-            yield f"fixed must be streams among {', '.join(self.STREAMS)} (sorted, once each), got {show(self.fixed)}"
+        if self.fixed_problem():
+            yield self.fixed_problem()
 
     @property
     def head_rule(self) -> str:
@@ -324,10 +313,10 @@ class Finetune(Recipe):
         return self.eval_steps[-1]  # the last evaluation, as the paper reports (a step, not an epoch)
 
 
-def protocol_from_json(text: str) -> Protocol | Finetune:
-    """The recipe a store's JSON describes: a CIFAR Protocol or an ImageNet Finetune."""
+def protocol_from_json(text: str) -> CifarProtocol | Finetune:
+    """The recipe a store's JSON describes: a CIFAR CifarProtocol or an ImageNet Finetune."""
     try:
-        kind = Finetune if json.loads(text).get("dataset") == "imagenet" else Protocol
+        kind = Finetune if json.loads(text).get("dataset") == "imagenet" else CifarProtocol
     except (json.JSONDecodeError, AttributeError):
         raise FastseedError("protocol JSON is not a JSON object") from None
     return kind.from_json(text)

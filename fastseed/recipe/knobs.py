@@ -2,13 +2,13 @@
 
 A recipe is a frozen dataclass whose every field is a `knob(...)`: its type (the annotation), what values
 are allowed, and since when it exists. That one table drives validation (one line naming the knob and
-what it allows), the parsing of `--set KEY=VALUE` and protocol files (fastseed.overrides) and the JSON
+what it allows), the parsing of `--set KEY=VALUE` and protocol files (fastseed.recipe.overrides) and the JSON
 round trip. The hash (sha256 of the canonical JSON) keys the results store, so two runs are comparable
 exactly when their recipes are equal.
 
 Knobs added after v1 carry `since=2` and are left out of the JSON -- hence of the hash -- while they hold
 their default, so every recipe that does not use them keeps the hash (and the results store) it had
-before they existed (tests/test_protocol_hashes.py pins the hashes). The kinds: fastseed.protocol.
+before they existed (tests/test_protocol_hashes.py pins the hashes). The kinds: fastseed.recipe.protocol.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ AT_LEAST_ONE = Rule(">= 1", lambda v: v >= 1)
 FRACTION = Rule("in [0, 1]", lambda v: 0 <= v <= 1)
 BELOW_ONE = Rule("in [0, 1)", lambda v: 0 <= v < 1)
 A_NAME = Rule("a non-empty name on one line", lambda v: bool(v.strip()) and "\n" not in v)
+
+
+REQUIRED = dataclasses.MISSING  # a knob without a default: every instance names it
 
 
 def knob(default, *, since: int = 1, choices: tuple = (), rule: Rule | None = None, settable: bool = True):
@@ -96,11 +99,10 @@ def show(value) -> str:
 _HINTS: dict[type, dict] = {}
 
 
-class Recipe:
-    """The base of every recipe kind: canonical JSON, hash, JSON round trip, variants, seeds, knobs and
-    their validation. Subclasses are frozen dataclasses whose fields are all `knob`s."""
+class Knobs:
+    """A frozen dataclass whose every field is a `knob`: its table (types, choices, rules) and the
+    one-line check of a value. Recipes (below) and an ImageNet fine-tune's phases stand on it."""
 
-    # --- the knob table ---------------------------------------------------------------------------------
     @classmethod
     def hints(cls) -> dict:
         if cls not in _HINTS:  # evaluating the annotations is slow: once per class
@@ -123,14 +125,34 @@ class Recipe:
             return f"{name} must be {rule.text}, got {show(value)}"
         return None
 
-    def validate(self) -> None:
-        """Every knob alone, then the rules between knobs (`relations`); the first problem is raised."""
+    def knob_problem(self) -> str | None:
+        """The first knob whose value is not allowed alone, as one phrase, or None."""
         for name in self.fields():
             problem = self.check_knob(name, getattr(self, name))
             if problem:
-                raise FastseedError(f"protocol {self.name!r}: {problem}")
-        for problem in self.relations():
+                return problem
+        return None
+
+
+class Recipe(Knobs):
+    """The base of every recipe kind: canonical JSON, hash, JSON round trip, variants, seeds, knobs and
+    their validation. Subclasses are frozen dataclasses whose fields are all `knob`s, with two class
+    attributes: KIND (what it trains, for messages) and STREAMS (the seed streams its training draws
+    from, sorted)."""
+    KIND = "a recipe"
+    STREAMS: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        """Every knob alone, then the rules between knobs (`relations`); the first problem is raised."""
+        problem = self.knob_problem() or next(iter(self.relations()), None)
+        if problem:
             raise FastseedError(f"protocol {self.name!r}: {problem}")
+
+    def fixed_problem(self) -> str | None:
+        """`fixed` must name streams this kind draws from, sorted, once each."""
+        if list(self.fixed) != sorted(set(self.fixed)) or not set(self.fixed) <= set(self.STREAMS):
+            return f"fixed must be streams among {', '.join(self.STREAMS)} (sorted, once each), got {show(self.fixed)}"
+        return None
 
     def relations(self):
         """Yield a phrase for every rule between knobs that this recipe breaks."""

@@ -4,7 +4,7 @@
     python -m fastseed.scan --protocol my.toml [--set …] [--model mynets.wide:make]
     python -m fastseed.scan --protocol my.toml --show-protocol      # the resolved recipe, no training
 
-Any knob of a preset can be changed (fastseed.protocol: every field but the name, the source and the
+Any knob of a preset can be changed (fastseed.recipe.protocol: every field but the name, the source and the
 digests fastseed fills in; an ImageNet phase's knobs as `head.lr`, `full.steps`). A value is parsed to
 the knob's type -- int, float, true/false, a string among the knob's choices, a comma-separated list
 (`lr_triangle=0.2,0.23,0.07`, `fixed=init,order`), `none` for an optional knob -- and checked alone and
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastseed import FastseedError
-from fastseed.protocol import Finetune, Phase, Protocol
-from fastseed.recipe import describe_type, optional_of, show
+from fastseed.recipe.protocol import Finetune, Phase, CifarProtocol
+from fastseed.recipe.knobs import describe_type, optional_of, show
 
 # the knobs the scan's flags set, named as Recipe.variant always named them: base[k=v,…]
 BRACKET_KNOBS = ("augment", "classes", "deterministic", "fix_seed", "fixed", "limit_batch", "limit_steps")
@@ -177,8 +177,8 @@ def name_for(name: str, changes: dict) -> str:
 @dataclass(frozen=True)
 class Resolved:
     """The recipe a scan trains, the preset it starts from, and where each changed knob came from."""
-    protocol: Protocol | Finetune
-    base: Protocol | Finetune
+    protocol: CifarProtocol | Finetune
+    base: CifarProtocol | Finetune
     origins: dict  # key -> "--set", "--model" or "file NAME"
 
     def describe(self) -> str:
@@ -219,7 +219,7 @@ def flatten(table: dict, prefix: str = "") -> dict:
 def resolve(base: str | None, sets=(), protocol_file=None, model: str | None = None) -> Resolved:
     """The recipe of preset `base` (a protocol file's own base wins) with the file's changes, then each
     `--set KEY=VALUE`, then `--model`. FastseedError (one line) for any bad input."""
-    from fastseed.presets import PRESETS, get_preset
+    from fastseed.recipe.presets import PRESETS, get_preset
 
     table = read_protocol_file(protocol_file) if protocol_file is not None else {}
     if protocol_file is not None:
@@ -268,7 +268,7 @@ def resolve(base: str | None, sets=(), protocol_file=None, model: str | None = N
 def finish(start, values: dict, origins: dict, wheres: dict, from_file: dict, table: dict, protocol_file) -> Resolved:
     """Apply the checked values, fill in a user model's digest, and name the result: the file's name (then
     what the command line changed from the file's recipe), else the preset's name and what changed."""
-    from fastseed.presets import PRESETS
+    from fastseed.recipe.presets import PRESETS
     changes = {k: v for k, v in values.items() if v != value_of(start, k)}
     origins = {k: o for k, o in origins.items() if k in changes}
     name_given, source = table.get("name"), table.get("source")
@@ -295,7 +295,7 @@ def finish(start, values: dict, origins: dict, wheres: dict, from_file: dict, ta
     return Resolved(recipe, start, origins)
 
 
-def resolve_protocol(base: str, sets=(), protocol_file=None, model: str | None = None) -> Protocol | Finetune:
+def resolve_protocol(base: str, sets=(), protocol_file=None, model: str | None = None) -> CifarProtocol | Finetune:
     """The recipe to train: preset `base` (or the protocol file's base) with the user's changes."""
     return resolve(base, sets, protocol_file, model).protocol
 
@@ -319,3 +319,54 @@ def describe_protocol(protocol, base=None, origins: dict | None = None) -> str:
         if getattr(protocol, key, ""):
             lines.append(f"{key:<{width}}  {getattr(protocol, key)}  (filled in by fastseed)")
     return "\n".join(lines)
+
+
+# --- the scan's variation flags: --augment, --fix, --deterministic, --classes, … ----------------------
+def flag(name: str) -> str:
+    """The command-line spelling of a knob a flag sets, for messages: limit_steps → --limit-steps."""
+    return "--" + name.replace("_", "-")
+
+
+def flag_sets(*, augment: str | None = None, fix: tuple = (), fix_seed: int | None = None,
+              deterministic: bool = False, classes: int | None = None, limit_steps: int | None = None,
+              limit_batch: int | None = None) -> list[str]:
+    """The scan's variation flags as the `--set KEY=VALUE` texts they stand for (fastseed.recipe.overrides
+    names these knobs as the flags always did, so each flag keeps its protocol's name and hash).
+    None/()/False mean "as the preset has it"; `fix_seed` counts only with `fix`."""
+    sets = [f"augment={augment}"] if augment is not None else []
+    if fix:
+        sets += [f"fixed={','.join(sorted(set(fix)))}"] + ([f"fix_seed={fix_seed}"] if fix_seed is not None else [])
+    sets += ["deterministic=true"] if deterministic else []
+    given = dict(classes=classes, limit_steps=limit_steps, limit_batch=limit_batch)
+    return sets + [f"{k}={v}" for k, v in given.items() if v is not None]
+
+
+def resolve_variant(preset: str, *, sets=(), protocol_file=None, model: str | None = None, **flags):
+    """The recipe a scan trains (a `fastseed.recipe.overrides.Resolved`): preset `preset` (or the protocol
+    file's base), the file, each `--set`, `--model`, then the scan's variation flags (`flag_sets`).
+    A flag the protocol's kind has no knob for, or a `fix` stream it never draws from, is refused in
+    one line naming the flag."""
+    from fastseed.recipe.presets import PRESETS
+    base = read_protocol_file(protocol_file).get("base") if protocol_file is not None else preset
+    if isinstance(base, str) and base in PRESETS:  # else resolve() says what is wrong with it
+        check_flags(PRESETS[base], **flags)
+    return resolve(preset, list(sets) + flag_sets(**flags), protocol_file, model)
+
+
+def check_flags(base, *, augment=None, fix=(), classes=None, limit_steps=None, limit_batch=None, **_):
+    """A flag whose knob the preset's kind does not have (--augment on a fine-tune, --classes on a CIFAR
+    protocol), or a `--fix` stream the kind never draws from, refused in one line naming the flag."""
+    foreign = [flag(n) for n, v in (("augment", augment), ("classes", classes), ("limit_steps", limit_steps),
+                                    ("limit_batch", limit_batch)) if v is not None and n not in base.fields()]
+    if foreign:
+        raise FastseedError(f"{' '.join(foreign)}: not a knob of {base.name} ({base.KIND})")
+    unknown = sorted(set(fix) - set(base.STREAMS))
+    if unknown:
+        raise FastseedError(f"--fix {','.join(unknown)}: {base.name} draws no {' or '.join(unknown)} stream; "
+                            f"its streams are {', '.join(base.STREAMS)}")
+
+
+def protocol_variant(base, **flags):
+    """Preset `base` with the scan's variation flags (see `flag_sets`): the same protocol, name and hash
+    as `--set` of the same knobs. `base` must be a preset (it is looked up by its name)."""
+    return resolve_variant(base.name, **flags).protocol

@@ -2,8 +2,8 @@
 
 A record is committed with the drop of its claim in one transaction under WAL with
 synchronous=FULL, so once `add` returns the row survives a SIGKILL or a power cut, and a crash loses
-only seeds in flight. Workers share a store through claims with leases (fastseed/claims.py); how the
-file is created, opened, refused and upgraded is fastseed/storefile.py.
+only seeds in flight. Workers share a store through claims with leases (claims.py); how the file is created,
+opened, refused and upgraded is file.py; a row and the Record it holds, record.py.
 """
 
 import json
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fastseed import FastseedError, claims
-from fastseed.claims import worker_id  # noqa: F401  (part of the store's API)
-from fastseed.record import (JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Record,  # noqa: F401
-                             decode_logits, encode_logits, finished_at)
-from fastseed.storefile import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE,  # noqa: F401
-                                SCHEMA_VERSION, connect_reader, create, disk_full, existing_meta, new_meta,
-                                probe, read_meta, refuse_orphan_wal, refuse_read_only, short, upgrade, uri,
-                                wal_has_frames)
+from fastseed import FastseedError
+from fastseed.store import claims
+from fastseed.store.file import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE, connect_reader,
+                                 create, disk_full, existing_meta, new_meta, probe, read_meta, refuse_orphan_wal,
+                                 refuse_read_only, short, upgrade, uri, wal_has_frames)
+from fastseed.store.record import JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Record, finished_at
+
+STOPPING_NOTE = "stopping"  # meta: the stopping rule a scan followed (workers/stopping.py), which the report states
 
 
 class Store:
@@ -224,13 +224,22 @@ class Store:
                          (key, str(value)))
         self.meta[key] = str(value)
 
-    def claim(self, start: int, stop: int, k: int, worker: str, lease_s: float) -> list[int]:
-        """Up to k seeds of [start, stop), lowest first, that are neither stored nor claimed under a
+    def stopping_note(self) -> dict | None:
+        """The stopping rule a scan recorded here (`rule` in words, `flags`, `decision`, `verdict`,
+        `seeds_fed`), or None when none was, or one this fastseed cannot read."""
+        try:
+            note = json.loads(self.meta.get(STOPPING_NOTE) or "null")
+        except ValueError:
+            return None
+        return note if isinstance(note, dict) and isinstance(note.get("rule"), str) else None
+
+    def claim(self, start: int, end: int, k: int, worker: str, lease_s: float) -> list[int]:
+        """Up to k seeds of [start, end), lowest first, that are neither stored nor claimed under a
         live lease, now claimed by `worker` for `lease_s` seconds; expired claims are taken over."""
-        if k <= 0 or start >= stop:
+        if k <= 0 or start >= end:
             return []
         with self.transaction(f"claiming seeds for {worker}") as conn:
-            return claims.claim(conn, self.protocol_hash, int(start), int(stop), int(k), worker, lease_s)
+            return claims.claim(conn, self.protocol_hash, int(start), int(end), int(k), worker, lease_s)
 
     def renew(self, worker: str, lease_s: float) -> None:
         """Every claim `worker` holds runs for another `lease_s` seconds from now."""
@@ -264,22 +273,22 @@ class Store:
         return self.schema != "1" or conn.execute(  # a schema-1 store opened read-only has none
             "SELECT 1 FROM sqlite_master WHERE name = 'claims'").fetchone() is not None
 
-    def progress(self, start: int, stop: int) -> tuple[int, int]:
-        """(stored, claimed under a live lease and not stored) among the seeds of [start, stop)."""
+    def progress(self, start: int, end: int) -> tuple[int, int]:
+        """(stored, claimed under a live lease and not stored) among the seeds of [start, end)."""
         with self._reading() as conn:
             stored = conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ? AND seed >= ? "
-                                  "AND seed < ?", (self.protocol_hash, start, stop)).fetchone()[0]
-            live = claims.live_claims(conn, self.protocol_hash, start, stop) if self._has_claims(conn) else 0
+                                  "AND seed < ?", (self.protocol_hash, start, end)).fetchone()[0]
+            live = claims.live_claims(conn, self.protocol_hash, start, end) if self._has_claims(conn) else 0
         return stored, live
 
-    def accuracies(self, start: int, stop: int) -> np.ndarray:
-        """test_acc of the stored seeds of [start, stop) in seed order, NaN for a diverged seed (a
+    def accuracies(self, start: int, end: int) -> np.ndarray:
+        """test_acc of the stored seeds of [start, end) in seed order, NaN for a diverged seed (a
         malformed value is left out)."""
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT test_acc FROM records WHERE protocol_hash = ? AND seed >= ? AND seed < ? AND "
                 "typeof(test_acc) IN ('real', 'integer', 'null') ORDER BY seed",
-                (self.protocol_hash, start, stop)).fetchall()
+                (self.protocol_hash, start, end)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.float64)  # None (a NaN stored) → nan
 
     # without the blobs: a blob's type only (SQLite types a value without reading it); a value of

@@ -26,17 +26,17 @@ CREATE TABLE claims (
 CREATE INDEX claims_by_worker ON claims (worker);
 """
 
-# The free seeds of [start, stop) come in runs between taken ones (stored, or claimed under a live
-# lease). A sentinel at start - 1 opens the first run; LEAD gives each taken seed the next one (stop
+# The free seeds of [start, end) come in runs between taken ones (stored, or claimed under a live
+# lease). A sentinel at start - 1 opens the first run; LEAD gives each taken seed the next one (end
 # after the last), so each row is one run of free seeds, lowest first. SQLite walks the taken seeds
 # in C; Python reads only as many runs as it needs seeds: O(k) whatever the width of the range.
 FREE_RUNS = """
 WITH taken(seed) AS (
     SELECT :start - 1
-    UNION SELECT seed FROM records WHERE protocol_hash = :hash AND seed >= :start AND seed < :stop
-    UNION SELECT seed FROM claims WHERE expires > :now AND seed >= :start AND seed < :stop
+    UNION SELECT seed FROM records WHERE protocol_hash = :hash AND seed >= :start AND seed < :end
+    UNION SELECT seed FROM claims WHERE expires > :now AND seed >= :start AND seed < :end
 )
-SELECT seed + 1, next FROM (SELECT seed, LEAD(seed, 1, :stop) OVER (ORDER BY seed) AS next FROM taken)
+SELECT seed + 1, next FROM (SELECT seed, LEAD(seed, 1, :end) OVER (ORDER BY seed) AS next FROM taken)
 WHERE next > seed + 1
 """
 
@@ -57,14 +57,14 @@ def machine() -> str:
     return f"{socket.gethostname()}/pidns:{namespace}"
 
 
-def claim(conn: sqlite3.Connection, protocol_hash: str, start: int, stop: int, k: int, worker: str,
+def claim(conn: sqlite3.Connection, protocol_hash: str, start: int, end: int, k: int, worker: str,
           lease_s: float) -> list[int]:
-    """Up to k free seeds of [start, stop), lowest first, now claimed by `worker` (expired claims are
+    """Up to k free seeds of [start, end), lowest first, now claimed by `worker` (expired claims are
     taken over)."""
     now, host, pid = time.time(), machine(), os.getpid()
     release_dead(conn, host)
     seeds: list[int] = []
-    runs = conn.execute(FREE_RUNS, {"start": start, "stop": stop, "hash": protocol_hash, "now": now})
+    runs = conn.execute(FREE_RUNS, {"start": start, "end": end, "hash": protocol_hash, "now": now})
     for first, end in runs:
         seeds.extend(range(first, min(end, first + k - len(seeds))))
         if len(seeds) == k:
@@ -112,9 +112,9 @@ def release(conn: sqlite3.Connection, worker: str, seeds=None) -> None:
                          [(worker, int(s)) for s in seeds])
 
 
-def live_claims(conn: sqlite3.Connection, protocol_hash: str, start: int, stop: int) -> int:
-    """Seeds of [start, stop) claimed under a live lease and not stored yet."""
+def live_claims(conn: sqlite3.Connection, protocol_hash: str, start: int, end: int) -> int:
+    """Seeds of [start, end) claimed under a live lease and not stored yet."""
     return conn.execute(
         "SELECT COUNT(*) FROM claims c WHERE expires > ? AND seed >= ? AND seed < ? AND NOT EXISTS "
         "(SELECT 1 FROM records r WHERE r.protocol_hash = ? AND r.seed = c.seed)",
-        (time.time(), start, stop, protocol_hash)).fetchone()[0]
+        (time.time(), start, end, protocol_hash)).fetchone()[0]

@@ -61,7 +61,7 @@ class Document:
                                 f"<tbody>{''.join(html_row(r, 'td') for r in rows)}</tbody></table>"))
 
     def figure(self, name: str, fig, caption: str) -> None:
-        from fastseed.figures import png
+        from fastseed.report.figures import png
         image = self.files[f"{name}.png"] = png(fig)
         data = base64.b64encode(image).decode()
         self.blocks.append((f"![{caption}]({name}.png)\n\n*{caption}*",

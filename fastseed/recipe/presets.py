@@ -1,6 +1,5 @@
-"""The named protocols, each citing its source (paper table, script, commit). The types -- knobs, JSON,
-hash, variants -- live in fastseed.protocol; this module re-exports them for older imports, but new code
-imports them from there.
+"""The named protocols, each citing its source (paper table, script, commit). The kinds -- knobs, JSON,
+hash, variants -- are fastseed.recipe.protocol's.
 """
 
 from __future__ import annotations
@@ -9,8 +8,7 @@ import dataclasses
 import difflib
 
 from fastseed import FastseedError
-from fastseed.protocol import (CIFAR_MEAN, CIFAR_STD, EPOCH_RULE, IMAGENET_MEAN, IMAGENET_STD,  # noqa: F401
-                               Finetune, Phase, Protocol, protocol_from_json)
+from fastseed.recipe.protocol import EPOCH_RULE, Finetune, Phase, CifarProtocol
 
 PICARD_SRC = ("Picard 2021, 'torch.manual_seed(3407) is all you need', arXiv 2109.08203, Table 1; "
               "recipe of the author's CIFAR-10 script (PROTOCOLS.md §1)")
@@ -20,7 +18,7 @@ RESNET18_SRC = ("the 'variance of randomness' ResNet-18 study (PROTOCOLS.md §3)
                 "test loss = the mean of the per-batch mean losses over 79 test batches of 128, as the original")
 # The test loss is the original's figure: test batches of 128, the mean of the per-batch means (the last
 # batch holds 16 images, which so weigh 8x), so the study's numbers compare with the original's.
-RESNET18 = Protocol(name="resnet18-exp1", source=RESNET18_SRC + "; exp 1: init and data order vary",
+RESNET18 = CifarProtocol(name="resnet18-exp1", source=RESNET18_SRC + "; exp 1: init and data order vary",
                     model="resnet18", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), dtype="float32",
                     optimizer="adam", lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0,
                     schedule="constant", epochs=10, batch_size=128, drop_last=False, eval_batch_size=128,
@@ -31,15 +29,15 @@ PRESETS = {
     p.name: p
     for p in [
         # 10,000 seeds in the paper: 90.02 ± 0.23 %, min 89.01, max 90.83. Headline = epoch 21 eval.
-        Protocol(name="picard-short", source=PICARD_SRC + ", short runs (22 epochs)"),
+        CifarProtocol(name="picard-short", source=PICARD_SRC + ", short runs (22 epochs)"),
         # 500 seeds: 90.70 ± 0.20 %. Same schedule to epoch 21, then flat 0.01; the script's last eval
         # is epoch 41 of 45 (the headline); every epoch is evaluated for Figure 1.
-        Protocol(name="picard-long", source=PICARD_SRC + ", long runs (45 epochs), Figure 1",
+        CifarProtocol(name="picard-long", source=PICARD_SRC + ", long runs (45 epochs), Figure 1",
                  epochs=45, lr_floor_from=22, eval_rule="every"),
         # Same code path as picard-short at CPU scale: 1/8 width, the first 5,000 training images,
         # 4 epochs of 10 batches of 500 (chunks of 500 as in Picard), every epoch evaluated on the
         # full test set. For demos and tests, not for science.
-        Protocol(name="smoke", source="fastseed CPU demo: picard-short code path at tiny scale",
+        CifarProtocol(name="smoke", source="fastseed CPU demo: picard-short code path at tiny scale",
                  width=0.125, train_size=5000, epochs=4,
                  lr_warmup_epochs=2, lr_decay_end=4, eval_rule="every", headline_rule="last",
                  eval_batch_size=1000),
@@ -61,7 +59,7 @@ PRESETS = {
         # airbench94: 94.01 % mean over 1,000 runs in the paper. Every number is the package's
         # (airbench 0.1.8: hyp, make_net94, train, CifarLoader, infer); the net is models/airbench.py.
         # 48 steps of 1,024 an epoch, ceil(48 · 9.9) = 476 steps: 9 epochs and 44 steps of a 10th.
-        Protocol(name="fast94", source=(
+        CifarProtocol(name="fast94", source=(
             "Jordan 2024, '94% on CIFAR-10 in 3.29 seconds on a single GPU', arXiv 2404.00498: airbench94 "
             "as in the PyPI package airbench 0.1.8 (PROTOCOLS.md §4): whitening 2x2 conv + 3 ConvGroups "
             "64/256/256, GELU, BN weights frozen, logits/9; batch 1024, 9.9 epochs, Nesterov SGD 0.85, "
@@ -81,7 +79,7 @@ PRESETS = {
 }
 
 
-def get_preset(name: str) -> Protocol | Finetune:
+def get_preset(name: str) -> CifarProtocol | Finetune:
     try:
         return PRESETS[name]
     except KeyError:

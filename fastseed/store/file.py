@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fastseed import FastseedError, __version__, claims
-from fastseed.record import ROW_COLUMNS
+from fastseed.store.record import ROW_COLUMNS
 
 SCHEMA_VERSION = "2"
 READABLE_SCHEMAS = ("1", "2")
