@@ -114,8 +114,10 @@ class Versus:
     """
 
     def __init__(self, margin: float, alpha: float = ALPHA, bounds=(0.0, 100.0),
-                 min_seeds: int = MIN_SEEDS, labels=("A", "B"), method: str = "normal", shape=()):
+                 min_seeds: int = MIN_SEEDS, labels=("A", "B"), method: str = "normal", shape=(),
+                 higher_is_better: bool = True):
         self.margin = check_number(margin, "the margin", 0, strict=False)
+        self.higher_is_better = bool(higher_is_better)  # False (a loss): A is better when its mean is lower
         self.alpha = check_alpha(alpha)
         self.min_seeds = _check_min_seeds(min_seeds)
         self.labels = tuple(labels)
@@ -150,7 +152,8 @@ class Versus:
         lower, upper = self.interval
         enough = (self.a.n >= self.min_seeds) & (self.b.n >= self.min_seeds)
         inside = (lower >= -self.margin) & (upper <= self.margin)
-        code = np.select([lower > 0, upper < 0, inside], [1, 2, 3], 0)
+        better, worse = (lower > 0, upper < 0) if self.higher_is_better else (upper < 0, lower > 0)
+        code = np.select([better, worse, inside], [1, 2, 3], 0)
         verdict = VERDICTS[np.where(enough, code, 0)]
         return str(verdict) if self.shape == () else verdict
 
@@ -165,8 +168,10 @@ class Versus:
         lower, upper = (float(v) for v in self.interval)
         diff = float(self.a.mean - self.b.mean)
         n = (int(self.a.n), int(self.b.n))
-        what = {"better": f"{la} is better than {lb}: the whole interval is above 0",
-                "worse": f"{la} is worse than {lb}: the whole interval is below 0",
+        above, below = ("above", "below") if self.higher_is_better else ("below", "above")
+        lower_note = "" if self.higher_is_better else " (lower is better)"
+        what = {"better": f"{la} is better than {lb}{lower_note}: the whole interval is {above} 0",
+                "worse": f"{la} is worse than {lb}{lower_note}: the whole interval is {below} 0",
                 "within": f"{la} and {lb} are within ±{self.margin:g}{unit}: the whole interval is inside "
                           f"[−{self.margin:g}, +{self.margin:g}]"}[verdict]
         if verdict != "within" and -self.margin <= lower and upper <= self.margin:
@@ -191,8 +196,9 @@ def describe_rule(rule: UntilWidth | Versus) -> str:
     else:
         la, lb = rule.labels
         unit = _unit(rule.a.bounds)
+        up, down = ("better", "worse") if rule.higher_is_better else ("worse", "better")
         what = (f"Seeds were trained until the {_level(rule.alpha)} confidence sequence of mean({la}) − "
-                f"mean({lb}) lay entirely above 0 ({la} better), below 0 ({la} worse) or inside "
+                f"mean({lb}) lay entirely above 0 ({la} {up}), below 0 ({la} {down}) or inside "
                 f"±{rule.margin:g}{unit} (within the margin), at least {rule.min_seeds} seeds a side; it "
                 f"joins one confidence sequence per side at {_level(rule.alpha / 2)} (a union bound, seeds "
                 f"not paired), and the side with the wider one trained next")
