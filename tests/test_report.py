@@ -333,7 +333,7 @@ def test_the_kde_is_scipys_on_tied_accuracies():
 
 
 def test_logits_of_fewer_classes_than_the_labels_are_not_calibrated(tmp_path):
-    from fastseed import evidence
+    from fastseed.report import evidence
     runs = runs_of(synthetic_store(tmp_path / "s.sqlite", 4, n_images=50, epochs=2))
     runs.logits = lambda rows: ((int(i), np.zeros((50, 5), np.float16)) for i in rows)  # a top-5
     doc = Document("t")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fastseed import FastseedError
-from fastseed.report.document import Document, csv_bytes, formatted, num
+from fastseed.report.document import Document, formatted, num
 from fastseed.stats.examples import ExampleCounts
 from fastseed.stats.testset import TestSetNoise
 
@@ -124,7 +124,7 @@ def images_section(doc: Document, groups, evidence: dict, data_dir) -> None:
     tables = [image_table(e.counts).assign(store=label) for label, e in evidence.items()]
     frame = pd.concat(tables)
     frame = frame[(["store"] if len(evidence) > 1 else []) + [c for c in tables[0].columns if c != "store"]]
-    doc.files["images.csv"] = csv_bytes(frame)
+    doc.csv("images", frame)
     label, e = next(iter(evidence.items()))
     g = by_label[label]
     fraction = e.counts.fraction_right
