@@ -55,6 +55,14 @@ class Options:
         return dataclasses.asdict(self)
 
 
+def one_at_a_time(options: Options) -> list[str]:
+    """The flags a job that trains one seed at a time cannot honour: a packing strategy, a pack, no graphs."""
+    return [flag for flag, bad in (("--strategy", options.strategy is not None
+                                    and get_strategy(options.strategy).together),
+                                   ("--pack", options.pack not in ("auto", 1)),
+                                   ("--no-graphs", not options.graphs)) if bad]
+
+
 # ---- CIFAR: GPU-resident tensors, seeds trained in packs -------------------------------------------
 
 class CifarJob:
@@ -136,11 +144,7 @@ class FinetuneJob:
     long_seeds = True  # hours a seed: the scan shows a bar of the steps of the seed in flight
 
     def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
-        wrong = [flag for flag, bad in (("--download", options.download),
-                                        ("--strategy", options.strategy is not None
-                                         and get_strategy(options.strategy).together),
-                                        ("--pack", options.pack not in ("auto", 1)),
-                                        ("--no-graphs", not options.graphs)) if bad]
+        wrong = ["--download"] * options.download + one_at_a_time(options)
         if wrong:
             raise FastseedError(f"{' '.join(wrong)}: not for {protocol.name} (ImageNet seeds train one at a "
                                 f"time from their own DALI pipeline; the data set is never downloaded)")
@@ -231,11 +235,7 @@ class FunctionJob:
         wrong = [flag for flag, bad in (("--weights", options.weights is not None),
                                         ("--checkpoint-every", options.checkpoint_every is not None),
                                         ("--download", options.download), ("--dtype", options.dtype is not None),
-                                        ("--compile", options.compile is not None),
-                                        ("--strategy", options.strategy is not None
-                                         and get_strategy(options.strategy).together),
-                                        ("--pack", options.pack not in ("auto", 1)),
-                                        ("--no-graphs", not options.graphs)) if bad]
+                                        ("--compile", options.compile is not None)) if bad] + one_at_a_time(options)
         if wrong:
             raise FastseedError(f"{' '.join(wrong)}: not for {protocol.name} (a training function trains one seed "
                                 f"a call, on its own data, in the precision it chooses)")

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import math
 import sys
-import textwrap
 import uuid
 
 import numpy as np

@@ -140,7 +140,7 @@ ROW_COLUMNS = tuple(f.name for f in fields(Record) if f.name != "labels") + ("fi
 _TEXT = ("protocol", "protocol_hash", "status")
 _INTEGER = ("seed", "headline_epoch")
 _REAL = ("test_acc", "test_loss", "wall_time_s")
-_JSON_TYPES = {"eval_curve": list, "train_curve": list, "pack": dict, "provenance": dict}
+_JSON_TYPES = {"eval_curve": list, "train_curve": list, "pack": dict, "provenance": dict, "metrics": dict}
 
 
 def _decode(name: str, value):
@@ -159,6 +159,8 @@ def _decode(name: str, value):
         if type(value) is not str:
             raise MalformedRow(f"{name} is {_shown(value)}, not text")
         return value
+    if name == "metrics" and value is None:  # a built-in recipe's record (NULL)
+        return None
     if name in _JSON_TYPES:
         if type(value) is not str:
             raise MalformedRow(f"{name} is {_shown(value)}, not JSON text")
@@ -169,16 +171,6 @@ def _decode(name: str, value):
         if not isinstance(decoded, _JSON_TYPES[name]):
             raise MalformedRow(f"{name} is a JSON {type(decoded).__name__}, "
                                f"not a {_JSON_TYPES[name].__name__}")
-        return decoded
-    if name == "metrics" and value is not None:
-        if type(value) is not str:
-            raise MalformedRow(f"metrics is {_shown(value)}, not JSON text")
-        try:
-            decoded = json.loads(value)
-        except ValueError as e:
-            raise MalformedRow(f"metrics is not valid JSON ({e})") from None
-        if not isinstance(decoded, dict):
-            raise MalformedRow(f"metrics is a JSON {type(decoded).__name__}, not a dict")
         return decoded
     if name == "predictions" or (name == "logits" and value is not None):
         if type(value) is not bytes:
