@@ -107,3 +107,5 @@ def test_every_way_of_running_a_study_from_python(monkeypatch, tmp_path, capsys)
     assert isinstance(r.figures["ensembles"], Figure) and (tmp_path / "ab" / "report.html").exists()
     with Store.open(small.path) as store:
         assert store.progress(0, 60)[1] == 0  # no claim left by the workers
+    with pytest.raises(FastseedError, match="--gpus all: no CUDA GPU is visible"):  # the command line's line
+        study.run(FOREST, gpus="all", seeds=2, out=tmp_path / "gpu.sqlite")

@@ -113,6 +113,7 @@ def test_set_changes_the_hash_and_the_store_and_a_set_of_the_default_changes_not
     (["--fix", "Init"], "--fix Init: a stream name is lowercase"),
     (["--preset", "smoke"], "--train and --preset: give one"),
     (["--seeds", "3", "--dtype", "float64", "--device", "cpu"], "--dtype: not for {name}:train"),
+    (["--seeds", "3", "--gpus", "all"], "--gpus all: no CUDA GPU is visible to torch"),  # this machine has none
 ])
 def test_a_bad_knob_or_flag_is_one_line_and_exit_2(toy, capsys, argv, phrase):
     name, _ = toy

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastseed import FastseedError
-from fastseed.recipe.knobs import A_NAME, NON_NEGATIVE, Recipe, knob, optional_of, show
+from fastseed.recipe.knobs import A_NAME, NON_NEGATIVE, Recipe, from_plain, knob, optional_of, show
 from fastseed.seeds import STREAM_NAME, Streams
 
 FLAG, ROLE = "--train", "function"  # how the spec is named in messages (fastseed.usercode)
@@ -93,14 +93,13 @@ class TrainProtocol(Recipe):
             fields = json.loads(text)
             lines = tuple(fields.get("signature") or ())
             table = [parse_line(line) for line in lines]
-        except (ValueError, TypeError, AttributeError, SyntaxError) as e:
-            raise FastseedError(f"protocol JSON of a training function is malformed: {e}") from None
+        except (ValueError, TypeError, AttributeError, SyntaxError, KeyError, IndexError) as e:
+            raise FastseedError(f"protocol JSON of a training function is malformed: {e!r}") from None
         kind = knob_class(lines, table)
         unknown = sorted(set(fields) - set(kind.fields()))
         if unknown:
             raise FastseedError(f"protocol JSON has unknown knob(s) {', '.join(unknown)} (written by a newer fastseed?)")
         hints = kind.hints()
-        from fastseed.recipe.knobs import from_plain
         return kind(**{k: from_plain(v, hints[k]) for k, v in fields.items()})
 
 
