@@ -104,7 +104,9 @@ def stopping_rule(doc: Document, g) -> None:
         return
     fed = rule.get("seeds_fed") if isinstance(rule.get("seeds_fed"), dict) else {}
     read = fed.get("A") if isinstance(fed.get("A"), int) else None
-    ended = f"It decided: {rule['decision']}." if rule.get("decision") else "It had not decided when the scan ended."
+    standing = f": {rule['standing']}" if isinstance(rule.get("standing"), str) else ""
+    ended = (f"It decided: {rule['decision']}." if rule.get("decision") else
+             f"It had not decided when the scan ended{standing}.")
     if read is not None and read < len(g):
         ended += (f" This report covers all {len(g):,} runs of the store, {len(g) - read:,} more than the rule "
                   f"read (the packs in flight when it stopped, or later scans).")
@@ -137,11 +139,22 @@ def swans_section(doc: Document, groups, top: int) -> None:
         doc.text("Fewer than two finished runs: no extremes to rank.")
         return
     d = pd.concat([extremes(g.seeds[g.ok], g.ok_acc, top).assign(label=g.label) for g in found])
-    d = d[["label", "side", "rank", "seed", "acc", "z", "normal_tail"]]
+    d = d[["label", "side", "rank", "seed", "acc", "z", "normal_tail", "tail_of_n"]]
+    probability = lambda p: (f"{p:.1e}" if p < 0.01 else f"{p:.2f}") if np.isfinite(p) else "—"
     doc.table("extremes", d, formatted(d, z=lambda z: f"{z:+.2f}" if np.isfinite(z) else "—",
-                                       normal_tail=lambda p: f"{p:.1e}" if np.isfinite(p) else "—"),
-              f"The {top} best and worst seeds: accuracy (%), z-score, one-tail probability of such a "
-              f"z under a normal")
+                                       normal_tail=probability, tail_of_n=probability),
+              f"The {top} best and worst seeds: accuracy (%), z-score; the one-tail probability of such a "
+              f"z for one seed chosen in advance (normal_tail), and the chance, under a normal, that at least "
+              f"`rank` of all the seeds lie that far out (tail_of_n: the n seeds were all looked at)")
+    for g in found:
+        row = d[(d["label"] == g.label) & (d["rank"] == 1)].set_index("side")
+        said = [f"the {side} seed ({signed(row.at[side, 'z'], 2)} sd) would be a "
+                f"{probability(row.at[side, 'normal_tail'])} event for one seed chosen in advance, and one of "
+                f"{g.n_ok:,} lies that far out by chance with probability {probability(row.at[side, 'tail_of_n'])}"
+                for side in ("best", "worst") if np.isfinite(row.at[side, "z"])]
+        if said:
+            doc.text(f"{g.label}: " + "; ".join(said) + " (if accuracies were normal; Šidák's correction "
+                     "of the exact studentized tail, Grubbs 1969).")
     d = pd.concat([best_of_n(g.ok_acc, decades(g.n_ok)).assign(label=g.label) for g in found])
     d = d[["label"] + [c for c in d.columns if c != "label"]]
     doc.table("best_of_n", d, formatted(d), "Expected best, worst and spread (max − min) of n seeds, "
