@@ -59,7 +59,7 @@ def rng_for(section: str, i: int = 0) -> np.random.Generator:
 
 
 def summary_section(doc: Document, groups, n_boot: int) -> None:
-    from fastseed.stats.summary import summarize
+    from fastseed.stats.summary import T_UP_TO, summarize
     doc.heading("Summary")
     rows = []
     for i, g in enumerate(groups):
@@ -67,15 +67,16 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
         epochs = np.unique(g.headline_epoch[g.ok] if g.n_ok else g.headline_epoch)
         rows.append({"label": g.label, "protocol": g.protocol, "n": s.n, "diverged": len(g) - g.n_ok,
                      **{k: getattr(s, k) for k in ("mean", "std", "min", "max", "median", "q05", "q95",
-                                                   "ci_low", "ci_high")},
+                                                   "ci_low", "ci_high", "ci_method")},
                      "headline_epoch": " ".join(map(str, epochs))})
     d = pd.DataFrame(rows)
     shown = formatted(d).assign(mean=[f"{num(m)} ± {num(s)}" for m, s in zip(d["mean"], d["std"])],
                                 ci_low=[f"[{num(a)}, {num(b)}]" for a, b in zip(d["ci_low"], d["ci_high"])])
     shown = shown.drop(columns=["std", "ci_high"]).rename(columns={
-        "mean": "mean ± std", "q05": "5 %", "q95": "95 %", "ci_low": "95 % CI of mean"})
-    doc.table("summary", d, shown, "Final test accuracy (%) over seeds: n finished runs, sample std, "
-              "5/95 % quantiles, percentile-bootstrap 95 % CI of the mean, 0-based headline epoch")
+        "mean": "mean ± std", "q05": "5 %", "q95": "95 %", "ci_low": "95 % CI of mean", "ci_method": "CI by"})
+    doc.table("summary", d, shown, f"Final test accuracy (%) over seeds: n finished runs, sample std, "
+              f"5/95 % quantiles, 95 % CI of the mean (Student's t up to {T_UP_TO} runs, where the percentile "
+              f"bootstrap under-covers; percentile bootstrap above), 0-based headline epoch")
     for g in groups:
         if g.n_ok < len(g):
             doc.text(f"{g.label}: {len(g) - g.n_ok} diverged seed(s), counted but left out of every "
@@ -85,6 +86,7 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
         elif g.n_ok == 1:
             doc.text(f"{g.label}: one finished seed ({g.seeds[g.ok][0]}): no spread to estimate; "
                      f"sections that need several runs are left out for it.")
+        collapses(doc, g)
         if g.protocol in PUBLISHED:
             doc.text(f"{g.label}: {PUBLISHED[g.protocol]}")
         stopping_rule(doc, g)
@@ -93,6 +95,27 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
             doc.text(f"{g.label}: {len(g.skipped_rows)} malformed row(s) skipped: "
                      + listing([f"seed {s if s is not None else '?'} ({why})" for s, why in g.skipped_rows],
                                10, "the store") + ".")
+
+
+def collapses(doc: Document, g) -> None:
+    """The runs far below the others (stats.collapses, the stopping rules' test, in seed order), and what
+    they do to the mean: they are finished runs, so every statistic counts them."""
+    from fastseed.stats.collapses import FALSE_FLAGS, find_collapses
+    from fastseed.stats.summary import t_interval
+    if g.n_ok < 10:
+        return
+    far = find_collapses(g.acc)
+    if not far.any():
+        return
+    rest = g.acc[g.ok & ~far]
+    listed = listing([f"{s} ({num(a)} %)" for s, a in zip(g.seeds[far], g.acc[far])])
+    doc.text(f"{g.label}: {far.sum():,} run(s) of {g.n_ok:,} lie far below the others, collapses by the "
+             f"test the stopping rules use (a normal fitted to the other runs would put a run that low with "
+             f"probability below 1 in {1 / FALSE_FLAGS:,.0f} over all the seeds): seeds {listed}. They are finished runs and "
+             f"count in every statistic here; the other runs' mean is {num(rest.mean())} % "
+             f"(t-interval [{num(t_interval(rest)[0])}, {num(t_interval(rest)[1])}]) against "
+             f"{num(g.ok_acc.mean())} % for all, a gap of {signed(g.ok_acc.mean() - rest.mean())} pp that the "
+             f"collapse rate drives.")
 
 
 def stopping_rule(doc: Document, g) -> None:
@@ -316,6 +339,12 @@ def factors_section(doc: Document, groups, n_boot: int) -> None:
                       f"{num(100 * s.at[e, 'share_high'], 0)}]"
     doc.text(f"Initialization alone gives {share('exp2')} of the variance with both varied, data order "
              f"alone {share('exp3')}; {share('rest')} does not add up (interaction or noise).")
+    doc.text("Each share is the variance with the other factor held at one value, divided by exp1's (both "
+             "varied). If the effects added up, the shares would sum to 1 and the rest would be their "
+             "interaction; with chaotic training either factor alone already sends each run down another "
+             "path, so each alone gives nearly the whole variance (Summers & Dinneen 2021; Jordan 2024, "
+             "App. D): the shares then sum to more than 1 and the rest is negative. A negative rest says "
+             "the factors interact, not that a variance is negative.")
     notes(doc, by_label[roles["order"]])  # exp 3's Adam chain, where its share is read
 
 
