@@ -222,12 +222,14 @@ def estimators_text(doc: Document, d: pd.DataFrame, found) -> None:
              f"unbiased one by {signed(last['unbiased_bias'] * std, 3)} pp.")
 
 
-def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> None:
+def transfer_section(doc: Document, groups, evidence: dict) -> dict:
+    """The val/test halves of every store that has them; returns label → figures.TransferPanel (each
+    seed's accuracy on the halves, for seeds.csv too)."""
     from fastseed.report import figures
     from fastseed.stats.extremes import decades, n_grid
     from fastseed.stats.transfer import selection_curve, split_halves, transfer
     doc.heading("Lucky seeds do not transfer")
-    rows, selections, items = [], [], []
+    rows, selections, panels = [], [], {}
     for g in groups:
         if not g.scorable or g.n_ok < 3:
             why = "fewer than three finished runs" if g.scorable else "no stored test labels or predictions"
@@ -236,18 +238,17 @@ def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> Non
         val_half, test_half = split_halves(g.labels)  # counted with the per-image evidence
         right = evidence[g.label].counts.group_right
         val, test = 100 * right[:, 0] / len(val_half), 100 * right[:, 1] / len(test_half)
-        halves[g.label] = (val, test)
         t = transfer(g.seeds[g.ok], val, test)
         rows.append({"label": g.label, **t.__dict__, "val_gain": t.val_gain, "test_gain": t.test_gain})
         selections.append(selection_curve(val, test, decades(t.n)).assign(label=g.label))
-        items.append((g.label, val, test, t, selection_curve(val, test, n_grid(t.n))))
+        panels[g.label] = figures.TransferPanel(g.label, val, test, t, selection_curve(val, test, n_grid(t.n)))
         ci = f" [{num(t.r_low)}, {num(t.r_high)}]" if np.isfinite(t.r_low) else ""
         doc.text(f"{g.label}: the best of {t.n:,} seeds on val (seed {t.best_seed}, {signed(t.val_gain)} pp "
                  f"over the val mean) is {signed(t.test_gain)} pp off the mean on test (rank "
                  f"{t.best_test_rank:,} of {t.n:,}); across seeds r = {num(t.r)}{ci}, so about "
                  f"{num(100 * t.slope, 0)} % of a gain on val carries over to unseen images.")
     if not rows:
-        return
+        return panels
     d = pd.DataFrame(rows)
     doc.table("transfer", d, formatted(d, r=3, r_low=3, r_high=3, rho=3, slope=3, r_p=p_value),
               "Accuracy (%) on two fixed, class-stratified halves of the test set (val, test): "
@@ -256,8 +257,9 @@ def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> Non
     d = pd.concat(selections)[["label", "n", "picked_val", "picked_test", "oracle_test"]]
     doc.table("selection", d, formatted(d), "Best of n seeds picked on val (expected over all "
               "n-subsets): its val accuracy, its test accuracy, the best test accuracy among the n (%)")
-    doc.figure("transfer", figures.transfer(items), "Per-seed accuracy on the val and test halves; "
-               "picking the best of n on val, scored on test")
+    doc.figure("transfer", figures.transfer(list(panels.values())), "Per-seed accuracy on the val and test "
+               "halves; picking the best of n on val, scored on test")
+    return panels
 
 
 def ensembles_section(doc: Document, groups, calibrated: dict) -> None:
@@ -349,7 +351,8 @@ def factors_section(doc: Document, groups, n_boot: int) -> None:
 
 
 def seeds_table(doc: Document, groups, halves: dict, calibrated: dict) -> None:
-    """Every run, one row: a CSV only (10^4 rows are not for a page)."""
+    """Every run, one row: a CSV only (10^4 rows are not for a page). `halves`: transfer_section's
+    panels; `calibrated`: evidence.calibration_section's calibrations."""
     frames = []
     for g in groups:
         mean, std = (g.ok_acc.mean(), g.ok_acc.std(ddof=1)) if g.n_ok > 1 else (np.nan, np.nan)
@@ -359,7 +362,7 @@ def seeds_table(doc: Document, groups, halves: dict, calibrated: dict) -> None:
                               "headline_epoch": g.headline_epoch, "wall_time_s": g.wall_time_s,
                               "val_acc": np.nan, "test_half_acc": np.nan, "ece": np.nan})
         if g.label in halves:
-            frame.loc[g.ok, "val_acc"], frame.loc[g.ok, "test_half_acc"] = halves[g.label]
+            frame.loc[g.ok, "val_acc"], frame.loc[g.ok, "test_half_acc"] = halves[g.label].val, halves[g.label].test
         if g.label in calibrated:
             frame.loc[calibrated[g.label].rows, "ece"] = 100 * calibrated[g.label].ece
         frames.append(frame)
@@ -385,8 +388,7 @@ def build(groups, top: int = 5, n_boot: int | None = None, data_dir=None) -> Doc
     ev.testset_section(doc, evidence)
     ev.images_section(doc, groups, evidence, data_dir)
     swans_section(doc, groups, top)
-    halves = {}
-    transfer_section(doc, groups, halves, evidence)
+    halves = transfer_section(doc, groups, evidence)
     calibrated = ev.calibration_section(doc, groups, rng_for("calibration"))
     ensembles_section(doc, groups, calibrated)
     if len(groups) > 1:

@@ -170,20 +170,3 @@ def test_mixture_cs_covers_the_mean_of_normal_runs_with_collapses(rate):
         miss |= (cs.lower > mean) | (cs.upper < mean)
     assert miss.mean() <= ALPHA
     assert np.median(cs.upper - cs.lower) < 10            # and it narrows
-
-
-def test_mixture_cs_of_many_studies_equals_one_at_a_time():
-    rng = np.random.default_rng(9)
-    x = np.where(rng.random((4, 200)) < 0.05, 10.0, rng.normal(*PICARD, (4, 200)))
-    x[rng.random((4, 200)) < 0.03] = np.nan
-    where = rng.random((4, 200)) < 0.7
-    many = MixtureCS(shape=4)
-    for t in range(200):
-        many.add(x[:, t], where=where[:, t])
-    for k in range(4):
-        one = MixtureCS()
-        for v in x[k][where[k]]:
-            one.add(v)
-        assert (one.n, one.diverged, one.count) == (many.n[k], many.diverged[k], many.count[k])
-        assert (float(one.lower), float(one.upper)) == (many.lower[k], many.upper[k])
-        assert one.count == find_collapses(x[k][where[k]]).sum()
