@@ -25,8 +25,9 @@ study of normal accuracies flags a run with probability ≤ FALSE_FLAGS (union b
     run (e.g. S. Geisser, Predictive Inference, 1993, §2.1), at level FALSE_FLAGS/2 · FIRST/(i(i − 1)),
     which sums to FALSE_FLAGS/2 over i > FIRST. The fence is then 9.4 standard deviations below the
     kept mean at the 11th run, 5.8 at the 100th, 6.8 at the 10,000th; a collapse to chance accuracy is
-    hundreds of them below. FALSE_FLAGS = 1e-4 keeps real histograms' tails in: Picard's mild left skew
-    (skewness −0.45) flags a run in 0.3 % of 1,000-seed studies, 0.15 % by their 100th seed (measured).
+    hundreds of them below. FALSE_FLAGS = 1e-4 keeps real histograms' tails in: a skew-normal with
+    Picard's mild left skew (−0.45) flags a run in 0.3 % of 1,000-seed studies, 0.15 % by their 100th
+    seed (measured; 1e-3 would flag 1.1 % and 0.7 %).
 The test only ever looks down: a run far above the others is a lucky seed, not a collapse. A run above the
 fence counts as the bulk's tail, however low. Diverged runs (NaN) are neither: they are counted apart.
 
