@@ -86,8 +86,13 @@ def _far_below(x, n, mean, q, level, scale_floor):
     """Whether x is a collapse: below the kept runs (n of them, mean, Σ squared deviations q) by more than
     the prediction-interval t-test allows at `level`."""
     sd = np.maximum(np.sqrt(np.maximum(q, 0) / np.maximum(n - 1, 1)), scale_floor)
-    t = (mean - x) / (sd * np.sqrt(1 + 1 / np.maximum(n, 1)))
-    return t > -special.stdtrit(np.maximum(n - 1, 1), level)
+    t = np.asarray((mean - x) / (sd * np.sqrt(1 + 1 / np.maximum(n, 1))))
+    # Student's quantiles lie beyond the normal's: only runs past the normal's fence need Student's
+    far = np.asarray(t > -special.ndtri(np.max(level)))
+    if far.any():
+        df, level = np.broadcast_arrays(np.maximum(n - 1, 1), level)
+        far[far] = t[far] > -special.stdtrit(df[far], level[far])
+    return far
 
 
 class MixtureCS(ConfidenceSequence):

@@ -80,10 +80,18 @@ def _pct(rate: float) -> str:
     return f"{100 * rate:.2g} %"
 
 
-def _interval(cs, signed: bool = False) -> str:
+EMPTY = "the bounds crossed, a 1-in-20 miss or accuracies that drift"
+
+
+def _interval(cs, signed: bool = False, unit: str = "", empty: bool = True) -> str:
     f = "+.3f" if signed else ".3f"
-    empty = " (empty: the bounds crossed, a 1-in-20 miss or accuracies that drift)" if cs[1] < cs[0] else ""
-    return f"[{cs[0]:{f}}, {cs[1]:{f}}]{empty}"
+    return f"[{cs[0]:{f}}, {cs[1]:{f}}]{unit}" + (f" (empty: {EMPTY})" if empty and cs[1] < cs[0] else "")
+
+
+def _empty_sides(labels) -> str:
+    """A Versus verdict read from a side whose own interval is empty says so: the difference's interval
+    can stay wide while one side's crossed."""
+    return f" (empty for {' and '.join(labels)}: {EMPTY})" if labels else ""
 
 
 class Arm:
@@ -122,8 +130,11 @@ class Arm:
         return "whatever the distribution" if self.kept is None else "with collapses of any rate"
 
     def collapsed(self) -> tuple[int, ...]:
-        """The seeds treated as collapses (one study)."""
-        return tuple(self.start + int(i) for i in np.flatnonzero(find_collapses(self.values, self.all.bounds)))
+        """The seeds treated as collapses (one study), found again only when values came."""
+        if getattr(self, "_found", (None,))[0] != len(self.values):
+            found = np.flatnonzero(find_collapses(self.values, self.all.bounds))
+            self._found = (len(self.values), tuple(self.start + int(i) for i in found))
+        return self._found[1]
 
     def collapses(self, name: str = "") -> tuple[int, str]:
         """How many runs collapsed and, in words, which (seeds, and their rate's interval) or, with none,
@@ -318,10 +329,11 @@ class Versus:
         side = (self.a.kept, self.b.kept) if conditional else (self.a.all, self.b.all)
         diff, n = float(side[0].mean - side[1].mean), (int(self.a.n), int(self.b.n))
         whole = tuple(float(v) for v in self.interval())
+        empty = [label for label, cs in zip(self.labels, side) if float(cs.upper) < float(cs.lower)]
         said = (f"{'if neither collapses, ' if conditional else ''}{what}; the {_level(self.alpha)} confidence "
                 f"sequence of mean({la}) − mean({lb}){' of the runs that did not collapse' if conditional else ''} "
-                f"is {_interval((lower, upper), signed=True)}{unit} (difference {diff:+.3f}) after {n[0]:,} + "
-                f"{n[1]:,} seeds; {self._collapse_words()}")
+                f"is {_interval((lower, upper), True, unit, empty=False)}{_empty_sides(empty)} (difference "
+                f"{diff:+.3f}) after {n[0]:,} + {n[1]:,} seeds; {self._collapse_words()}")
         said += (f"; {self._reversal(kind, lower, upper)}, and {self.a.holds} the difference is in "
                  f"{_interval(whole, signed=True)}" if conditional else f"; it holds {self.a.holds}")
         kept = None if self.a.kept is None else (
@@ -354,7 +366,7 @@ class Versus:
         """Where the rule stands while undecided, in words (one study)."""
         (la, lb), unit = self.labels, _unit(self.a.all.bounds)
         text = (f"after {int(self.a.n):,} + {int(self.b.n):,} seeds mean({la}) − mean({lb}) is in "
-                f"{_interval(tuple(float(v) for v in self.interval()), signed=True)}{unit} {self.a.holds}")
+                f"{_interval(tuple(float(v) for v in self.interval()), True, unit)} {self.a.holds}")
         if self.a.kept is not None and not self.open:
             text += (f"; a run collapsed, so the answer for the runs that did not collapse ("
                      f"{_interval(tuple(float(v) for v in self.interval(kept=True)), signed=True)}) is withheld")

@@ -106,12 +106,15 @@ def test_identical_accuracies_flag_nothing_and_a_drop_below_them_is_a_collapse()
 
 
 def test_batch_and_sequential_classification_agree_on_many_studies():
-    rng = np.random.default_rng(5)
-    for k in range(20):
-        x = np.where(rng.random(300) < 0.03, rng.uniform(5, 30, 300), rng.normal(*PICARD, 300))
-        flags, count = sequential_flags(x)
-        assert int(find_collapses(x).sum()) == count
-        assert (find_collapses(x)[FIRST:] == flags[FIRST:]).all()
+    rng, studies, seeds = np.random.default_rng(5), 200, 300
+    x = np.where(rng.random((studies, seeds)) < 0.03, rng.uniform(5, 30, (studies, seeds)),
+                 rng.normal(*PICARD, (studies, seeds)))
+    cs, counts = MixtureCS(shape=studies), np.zeros((studies, seeds), dtype=np.int64)
+    for t in range(seeds):
+        cs.add(x[:, t])
+        counts[:, t] = cs.count
+    batch = np.cumsum([find_collapses(row) for row in x], axis=1)
+    assert (counts[:, FIRST - 1:] == batch[:, FIRST - 1:]).all() and batch[:, -1].sum() > 100
 
 
 def mixture_martingale(p, k, n):

@@ -217,6 +217,19 @@ def test_versus_trains_the_wider_side_and_reads_a_finished_store(method):
     assert even.needs() == "B"                           # equal widths: the side with fewer seeds
 
 
+def test_a_versus_verdict_read_from_an_empty_interval_says_so():
+    # A's accuracies jump by 3 pp after 100 seeds (they drift): its t-mixture's running intersection
+    # crosses, and a verdict read from it says so, as UntilWidth's does
+    rng = np.random.default_rng(0)
+    rule = Versus(0.0, min_seeds=200, labels=("A", "B"))
+    for i in range(200):
+        rule.add("A", 90 + rng.normal(0, 0.05) + (3 if i >= 100 else 0))
+        rule.add("B", 89 + rng.normal(0, 0.05))
+    decision = rule.decision
+    assert decision.verdict == "better" + IF and decision.if_no_collapse[1] > decision.if_no_collapse[2]
+    assert "(empty for A: the bounds crossed, a 1-in-20 miss or accuracies that drift)" in decision.reason
+
+
 def test_describe_rule_states_the_rule_the_method_its_assumption_and_citation():
     text = describe_rule(UntilWidth(0.05, min_seeds=20))
     assert "at most ±0.05 pp" in text and "at least 20 seeds" in text and "after every seed" in text
