@@ -90,7 +90,7 @@ def _far_below(x, n, mean, q, level, scale_floor):
     # Student's quantiles lie beyond the normal's: only runs past the normal's fence need Student's
     far = np.asarray(t > -special.ndtri(np.max(level)))
     if far.any():
-        df, level = np.broadcast_arrays(np.maximum(n - 1, 1), level)
+        df, level = (np.broadcast_to(v, t.shape) for v in (np.maximum(n - 1, 1), level))
         far[far] = t[far] > -special.stdtrit(df[far], level[far])
     return far
 
