@@ -187,6 +187,7 @@ def test_bad_stopping_flags_are_one_line_and_exit_2(argv, phrase, fake, capsys):
     assert fake == [] and {p: p.read_bytes() for p in Path(".").iterdir()} == before
 
 
+@pytest.mark.slow
 def test_a_pool_stops_its_workers_once_the_rule_decides(real_cifar_root, tmp_path):
     """Two real CPU workers on a one-step recipe: the parent reads the store as they commit, and once the
     rule has decided it stops them; the decision is the one the seed-order prefix gives."""
