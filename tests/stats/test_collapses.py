@@ -58,7 +58,7 @@ def test_a_scan_of_normal_runs_rarely_flags_a_collapse(skew, most):
     """Normal runs: at most FALSE_FLAGS of the studies (the union bound), with 3 standard errors of Monte
     Carlo slack. Picard's histogram is mildly left-skewed (skew-normal, skewness −0.45): its tail runs
     exceed the normal's fences a little more often, measured at 0.3 % of studies over 1,000 seeds."""
-    studies, seeds = 4000, 1000
+    studies, seeds = 2000, 1000
     rng = np.random.default_rng(2)
     d = stats.skewnorm(skew)
     cs = MixtureCS(shape=studies)
@@ -163,7 +163,7 @@ def test_mixture_bounds_are_the_extremes_of_the_mean_over_the_box():
 @pytest.mark.slow
 @pytest.mark.parametrize("rate", [0.0, 0.005, 0.02, 0.1])
 def test_mixture_cs_covers_the_mean_of_normal_runs_with_collapses(rate):
-    rng, studies, seeds = np.random.default_rng(8), 1000, 800
+    rng, studies, seeds = np.random.default_rng(8), 1000, 500
     x = np.where(rng.random((studies, seeds)) < rate, rng.uniform(5, 15, (studies, seeds)),
                  rng.normal(90.0, 0.25, (studies, seeds)))
     mean = (1 - rate) * 90.0 + rate * 10.0
