@@ -19,8 +19,9 @@ scan in this process and a pool's parent, which trains nothing and polls the sto
 
 What is fed is the records' headline as shown: test accuracy in percent for the built-in recipes, a
 training function's own metric as it returns it (fastseed.store.record.Metric). The rule is made when
-the first value is read, with that metric's bounds (the "bounded" method needs them) and direction (for
-a lower-is-better metric, `--versus` calls the side with the lower mean the better).
+the first value is read, with that metric's bounds (the "bounded" method needs them) and direction (a
+lower-is-better metric is fed negated: `--versus` calls the side with the lower mean the better, and a
+collapse is a run far above the others).
 """
 
 from __future__ import annotations
@@ -92,25 +93,26 @@ UNBOUNDED = (-1e300, 1e300)  # a metric without bounds: the normal CS needs none
 
 
 class Stopping:
-    """A rule and the stores it reads: side A is the scan's store; Versus has a side B. `make(bounds,
-    higher_is_better)` makes the rule once the records' metric is known (the first value read)."""
+    """A rule and the stores it reads: side A is the scan's store; Versus has a side B. `make(bounds)`
+    makes the rule once the records' metric is known (the first value read). A lower-is-better metric
+    (a loss) is fed negated, so that "better", "worse" and a collapse (a run far below the others) mean
+    for it what they mean for an accuracy; the decision says so."""
 
     def __init__(self, make, sides: dict, flags: str, method: str = "normal"):
         self.make, self.sides, self.flags, self.method = make, sides, flags, method
-        self.rule, self.metric = None, None
+        self.rule, self.metric, self.sign = None, None, 1
         self.decision, self.fed = None, dict.fromkeys(sides, 0)
 
     @classmethod
     def until_width(cls, out, start: int, end: int, half_width: float, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import UntilWidth
-        make = lambda bounds, higher: UntilWidth(half_width, method=method, bounds=bounds)
+        make = lambda bounds: UntilWidth(half_width, method=method, bounds=bounds, start=start)
         return cls(make, {"A": SeedOrder(out, start, end)}, f"--until-ci {half_width:g} --ci-method {method}", method)
 
     @classmethod
     def versus(cls, out, other, start: int, end: int, margin: float, labels, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import Versus
-        make = lambda bounds, higher: Versus(margin, labels=labels, method=method, bounds=bounds,
-                                             higher_is_better=higher)
+        make = lambda bounds: Versus(margin, labels=labels, method=method, bounds=bounds, start=start)
         return cls(make, {"A": SeedOrder(out, start, end), "B": SeedOrder(other, start, end)},
                    f"--versus {other} --margin {margin:g} --ci-method {method}", method)
 
@@ -127,17 +129,22 @@ class Stopping:
         if metric.bounds is None and self.method == "bounded":
             raise FastseedError(f"--ci-method bounded needs the bounds of the metric ({metric.label}), which the "
                                 f"records do not give: return bounds=(low, high) with it, or use --ci-method normal")
-        self.metric = metric
-        self.rule = self.make(metric.bounds or UNBOUNDED, metric.higher_is_better)
+        self.metric, self.sign = metric, 1 if metric.higher_is_better else -1
+        low, high = metric.bounds or UNBOUNDED
+        self.rule = self.make((low, high) if self.sign > 0 else (-high, -low))
 
     def _feed(self, side: str, value: float) -> None:
         self._ready(self.sides[side].metric)
         self.fed[side] += 1
         if "B" in self.sides:
-            self.rule.add(side, value)
+            self.rule.add(side, self.sign * value)
         else:
-            self.rule.add(value)
+            self.rule.add(self.sign * value)
         self.decision = self.rule.decision
+        if self.decision is not None and self.sign < 0:
+            name = self.metric.name
+            self.decision = dataclasses.replace(self.decision, reason=f"{self.decision.reason} ({name} is lower-is-"
+                                                f"better: the rule reads −{name}, and every number here is of it)")
 
     def _needs(self) -> str:
         return self.rule.needs() if "B" in self.sides and self.rule is not None else "A"
@@ -170,10 +177,14 @@ class Stopping:
         return describe_rule(self.rule)
 
     def meta(self) -> str:
-        """The store's note of the rule (Store.stopping_note): fastseed.report states it."""
+        """The store's note of the rule (Store.stopping_note): fastseed.report states it. Undecided, the
+        note says where the rule stood (`standing`: its intervals and the runs treated as collapses)."""
+        decided = self.decision is not None
         return json.dumps({"rule": self.describe(), "flags": self.flags,
-                           "decision": None if self.decision is None else self.decision.reason,
-                           "verdict": None if self.decision is None else self.decision.verdict,
+                           "decision": self.decision.reason if decided else None,
+                           "verdict": self.decision.verdict if decided else None,
+                           "collapsed": dict(zip(self.sides, self.decision.collapsed)) if decided else None,
+                           "standing": None if decided else self.rule.standing(),
                            "seeds_fed": self.fed})
 
     def record(self, protocol, out) -> None:
