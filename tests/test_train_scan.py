@@ -158,7 +158,8 @@ def assert_resumed_replayed_merged_and_reported(argv, folder: Path, out: Path, b
     rerun = subprocess.run(argv, cwd=folder, env=environment(), capture_output=True, text=True, timeout=WAIT_S)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{200 - len(before)} of 200 seeds to train" in rerun.stdout
-    assert "stopped: the question is answered: the 95 % confidence sequence of the mean is" in rerun.stdout
+    assert "stopped: the question is answered: " in rerun.stdout
+    assert "95 % confidence sequence of the mean is ±" in rerun.stdout
     after = {r.seed: r for r in stored(out)}
     assert all(after[r.seed] == r for r in before)  # every field: metric, curves, predictions, provenance
     seeds = sorted(after)
@@ -195,3 +196,34 @@ def test_a_200_seed_study_of_a_users_function_with_two_workers_resumes_after_kil
     before = kill_minus_9_once_committed(argv, folder, out, at_least=12)
     assert 12 <= len(before) < 200
     assert_resumed_replayed_merged_and_reported(argv, folder, out, before)
+
+
+LOSS = '''
+def train(seed, device, level: float = 1.0, bounded: bool = True):
+    """A loss around `level` (lower is better), in [0, 10]."""
+    return {"metric": level + 0.05 * seed.numpy("noise").normal(), "name": "log loss", "higher_is_better": False,
+            "bounds": (0, 10) if bounded else None}
+'''
+
+
+def test_a_lower_is_better_metric_is_decided_as_such_and_a_rule_needs_its_bounds(tmp_path, monkeypatch, capsys):
+    """--versus calls the side with the lower loss the better (the rule reads the negated loss, and says
+    so), the report ranks the lowest loss best; a stopping rule refuses a metric without bounds."""
+    (tmp_path / "lossy.py").write_text(LOSS)
+    monkeypatch.chdir(tmp_path)
+    base = ["--train", "lossy:train", "--device", "cpu", "--no-progress", "--seeds", "40"]
+    assert scan.main([*base, "--until-ci", "0.05", "--out", "a.sqlite"]) == 0
+    out = capsys.readouterr().out
+    assert "95 % confidence sequence of the mean is ±" in out and "(log loss is lower-is-better" in out
+    assert scan.main([*base, "--set", "level=0.8", "--versus", "a.sqlite", "--out", "b.sqlite"]) == 0
+    out = capsys.readouterr().out
+    assert "lossy:train+level=0.8 is better than lossy:train: the whole interval is above 0" in out
+    with Store.open(tmp_path / "b.sqlite") as store:
+        assert store.stopping_note()["verdict"].startswith("better") and store.metric().higher_is_better is False
+    md = report_text(tmp_path / "a.sqlite", tmp_path / "r")
+    assert "Final log loss over seeds (lower is better)" in md and "bounded by [0, 10]" in md
+    best = md.split("| best | 1 |")[1].split("|")[0].strip()  # the best seed is the one of the lowest loss
+    with Store.open(tmp_path / "a.sqlite") as store:
+        assert int(best) == min(store.records(), key=lambda r: r.test_acc).seed
+    assert scan.main([*base, "--set", "bounded=false", "--until-ci", "0.05", "--out", "c.sqlite"]) == 2
+    assert "--until-ci 0.05: the stopping rules need the bounds of the metric (log loss)" in capsys.readouterr().err

@@ -19,7 +19,8 @@ scan in this process and a pool's parent, which trains nothing and polls the sto
 
 What is fed is the records' headline as shown: test accuracy in percent for the built-in recipes, a
 training function's own metric as it returns it (fastseed.store.record.Metric). The rule is made when
-the first value is read, with that metric's bounds (the "bounded" method needs them) and direction (a
+the first value is read, with that metric's bounds (both methods need them: a metric without bounds is
+refused in one line) and direction (a
 lower-is-better metric is fed negated: `--versus` calls the side with the lower mean the better, and a
 collapse is a run far above the others).
 """
@@ -89,9 +90,6 @@ class SeedOrder:
             self.store = None
 
 
-UNBOUNDED = (-1e300, 1e300)  # a metric without bounds: the normal CS needs none, its base asks for finite ones
-
-
 class Stopping:
     """A rule and the stores it reads: side A is the scan's store; Versus has a side B. `make(bounds)`
     makes the rule once the records' metric is known (the first value read). A lower-is-better metric
@@ -126,11 +124,12 @@ class Stopping:
                 raise FastseedError(f"{self.flags}: the two stores measure different metrics ({self.metric.label}, "
                                     f"{metric.label}): nothing to compare")
             return
-        if metric.bounds is None and self.method == "bounded":
-            raise FastseedError(f"--ci-method bounded needs the bounds of the metric ({metric.label}), which the "
-                                f"records do not give: return bounds=(low, high) with it, or use --ci-method normal")
+        if metric.bounds is None:  # both methods bound what a collapse (or any run) can cost the mean
+            raise FastseedError(f"{self.flags.split(' --ci-method')[0]}: the stopping rules need the bounds of the "
+                                f"metric ({metric.label}), which its records do not give: return bounds=(low, high) "
+                                f"with it")
         self.metric, self.sign = metric, 1 if metric.higher_is_better else -1
-        low, high = metric.bounds or UNBOUNDED
+        low, high = metric.bounds
         self.rule = self.make((low, high) if self.sign > 0 else (-high, -low))
 
     def _feed(self, side: str, value: float) -> None:
