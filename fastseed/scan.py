@@ -83,7 +83,7 @@ def parse(argv):
     r = p.add_argument_group("stopping rules (anytime-valid confidence sequences; --seeds is the cap)")
     r.add_argument("--until-ci", type=float, default=None, metavar="W",
                    help="stop once the 95 %% confidence sequence of the mean accuracy is within ±W "
-                        "percentage points (at least 10 seeds)")
+                        "percentage points (a training function's metric: in its unit; at least 10 seeds)")
     r.add_argument("--versus", default=None, metavar="STORE",
                    help="stop once this protocol is decided better, worse, or within ±--margin of the one "
                         "in STORE (another store); STORE's seeds of the range are trained in turn when needed")

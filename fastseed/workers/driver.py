@@ -1,7 +1,8 @@
 """The driver of a scan on a Ray cluster (fastseed/workers/ray.py connects and starts it): the one
 process that writes the store. It claims packs of seeds under its own worker id, hands them to the
 actors (fastseed/workers/actor.py), IN_FLIGHT at a time each, commits every record that comes back,
-and hands out again the packs of an actor that died while Ray restarts it.
+and hands out again the packs of an actor that died while Ray restarts it. A training function that
+raised in an actor (`--train`) stops the scan: its traceback is written, no pack goes out after it.
 
 Every call to an actor is an ObjectRef the driver waits on with the others (`ray.wait`): a pack to
 train, a prepare or a hello, and one long-held `news` call per actor that answers with the lines it

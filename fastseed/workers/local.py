@@ -307,7 +307,8 @@ def _open_side(name: str, job, out, start: int, end: int, stack: ExitStack, log)
 def child_main(spec: dict) -> int:
     """One worker of a pool (workers/pool.py): the job rebuilt from the protocol's JSON and the
     options, the loop run on its device until the range is stored. Exit 0: the range is complete;
-    130: stopped by a signal; 2: bad input (one line on stderr)."""
+    130: stopped by a signal; 2: bad input (one line on stderr); 1: a training function raised (its
+    traceback, then the `error: ` line the parent reads)."""
     stop_flag = StopFlag()
     with stop_flag.installed():  # its own session (pool._spawn): only the parent's forwarded Ctrl-C reaches it
         try:

@@ -8,7 +8,9 @@ fastseed.workers.local SPEC`: the same loop as a plain scan, with its own `--pac
 their lines, and draws one bar from the store's counts (seeds/min across all workers, ETA, running
 mean ± std). Ctrl-C is forwarded: each child commits its pack in flight and exits (twice: they drop
 it). A child that dies is reported with its exit code, and its claims are released at once, so the
-others train its seeds. The range is complete, or not, whoever trained it: that is the outcome.
+others train its seeds. The range is complete, or not, whoever trained it: that is the outcome. A
+worker whose training function raised (`--train`: its traceback relayed, exit 1) stops the others as a
+Ctrl-C would: the same code would fail them too.
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only the parent, which
 forwards it once; a GPU child sees only its GPU (CUDA_VISIBLE_DEVICES), so it creates no context on
