@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fastseed import FastseedError, engine  # engine.train_pack looked up at call time: tests replace it
-from fastseed.data.cifar import load_cifar10, to_tensors
+from fastseed.data import cifar
+from fastseed.data.cifar import to_tensors
 from fastseed.engine import compute_dtype, resolve_device
 from fastseed.engine.autopack import choose_pack, cpu_pack_cap
 from fastseed.engine.checkpoint import checkpoint_path, remove_checkpoint
@@ -98,7 +99,8 @@ class CifarJob:
     def read(self):
         """The data set as plain arrays (checked against its digests), small enough to travel: a Ray
         scan reads it once where it starts and ships it to its actors."""
-        return load_cifar10(self.options.data_dir, download=self.options.download)
+        # through the module, so that one patch of cifar.load_cifar10 (a test's data read once) reaches it
+        return cifar.load_cifar10(self.options.data_dir, download=self.options.download)
 
     def load(self, data=None):
         """The data set, on the device (`data`: what `read` returned elsewhere, else read here); returns
