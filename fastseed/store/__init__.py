@@ -18,9 +18,10 @@ import numpy as np
 
 from fastseed import FastseedError
 from fastseed.store import claims
-from fastseed.store.file import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE, connect_reader,
-                                 create, disk_full, existing_meta, new_meta, probe, read_meta, refuse_orphan_wal,
-                                 refuse_read_only, short, upgrade, uri, wal_has_frames)
+from fastseed.store.file import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE, check_export,
+                                 connect_reader, create, disk_full, existing_meta, new_meta, probe, read_meta,
+                                 refuse_orphan_wal, refuse_read_only, remove_stale_temps, short, temp_beside,
+                                 upgrade, uri, wal_has_frames)
 from fastseed.store.record import JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Record, finished_at
 
 STOPPING_NOTE = "stopping"  # meta: the stopping rule a scan followed (workers/stopping.py), which the report states
@@ -39,6 +40,7 @@ class Store:
         self.skipped_rows: list[tuple[int | None, str]] = []
         self._lock, self._depth = threading.RLock(), 0
         Store.check(self.path, protocol, protocol_hash)
+        remove_stale_temps(self.path)  # a store or a merge that a killed process left half-built
         if not self.path.exists():
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -402,12 +404,22 @@ class Store:
 
     @staticmethod
     def _write(path, write) -> None:
+        """`write(tmp)` to a temp file beside `path`, then renamed to it: a kill or a full disk mid-export
+        leaves the previous file (or none), never half of one."""
         path = Path(path)
+        check_export(path)
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write(path)
+            remove_stale_temps(path)
+            tmp = temp_beside(path, "export")
+            write(tmp)
+            os.replace(tmp, path)
         except OSError as e:
             raise FastseedError(f"cannot write {path}: {e.strerror or e}") from None
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
     # ---- streaming read (reports of 10^5 seeds) -------------------------------------------------
 

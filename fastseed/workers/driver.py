@@ -98,6 +98,7 @@ class Driver:
         """Until the range is stored, a stop, or no actor is left."""
         t0, told = time.monotonic(), False
         while True:
+            self.stop_flag.check()  # a stop while the actors start: StartupInterrupted, here
             if self.stop_flag and not self.halted:
                 self.halted = True  # the packs queued behind the ones training come back empty
                 for actor in self.actors:
