@@ -5,9 +5,13 @@
 Every seed's record is copied once. A seed held by several stores with the same outcome (status,
 accuracy, loss, headline epoch, curves, predictions, logits, pack layout) is an identical duplicate
 and is kept once: wall time, timestamps and provenance (host, versions) may differ, as they do between
-two machines. A seed with different outcomes is a conflict, printed as one line (seed, fields, the
-store kept and the one dropped): the record already in OUT, else that of the first IN holding the seed
-(in the order given), is kept, unless --prefer names the store whose record wins.
+two machines. A seed with different outcomes trained under different layouts (store/record.py:
+Record.layout -- its pack, dtype, and on a CPU its thread count and vector kernels, which change a
+float32 result) is another sample of the same seed, printed as one line and not a conflict. A seed
+with different outcomes under the same layout (or one an older record does not state) is a conflict,
+printed as one line (seed, fields, the store kept and the one dropped). Either way the record already
+in OUT, else that of the first IN holding the seed (in the order given), is kept, unless --prefer
+names the store whose record wins.
 
 OUT may exist (a store of the same protocol, scored on the same test labels: merged into) or not
 (created). It is never left half-written: an existing OUT receives the new records in one transaction,
@@ -16,7 +20,8 @@ OUT as it was. IN stores are only read, without a lock a scan writing to one wou
 writing to OUT itself waits for the merge's transaction to commit (up to 30 s: merge into a store no
 scan is writing to when the merge is large).
 
-Exit codes: 0 merged; 1 merged, but with conflicts or malformed rows skipped (each listed);
+Exit codes: 0 merged (duplicates of another layout included); 1 merged, but with conflicts or
+malformed rows skipped (each listed);
 2 bad input (nothing written).
 """
 
@@ -79,11 +84,12 @@ class Tally:
     """What a merge did, and the lines that say so."""
 
     def __init__(self):
-        self.added = self.identical = self.conflicts = self.skipped = 0
+        self.added = self.identical = self.relaid = self.conflicts = self.skipped = 0
 
     def summary(self, out: Path, stores: int, total: int) -> str:
+        relaid = f"{self.relaid} duplicate(s) trained under another layout, " if self.relaid else ""
         return (f"{out}: {self.added} records added from {stores} store(s), {self.identical} identical "
-                f"duplicate(s), {self.conflicts} conflict(s), {self.skipped} malformed row(s) skipped; "
+                f"duplicate(s), {self.conflicts} conflict(s), {relaid}{self.skipped} malformed row(s) skipped; "
                 f"{total} records in all")
 
 
@@ -102,20 +108,27 @@ def merge_into(target, out: Path, sources, prefer: Path | None, tally: Tally, lo
                 try:
                     have = target.record(record.seed)
                     fields = [] if have is None else have.outcome_differences(record)
+                    layouts = [] if have is None else have.layout_differences(record)
                 except FastseedError as e:  # OUT's own row for the seed is malformed
-                    have, fields = True, [f"OUT's row ({e})"]
+                    have, fields, layouts = True, [f"OUT's row ({e})"], []
                 if have is None:
                     target.add(record)
                     holder[record.seed] = source.path
                     tally.added += 1
-                elif not fields:
+                    continue
+                if not fields:
                     tally.identical += 1
+                    continue
+                kept, dropped = holder.get(record.seed, out), source.path
+                if source.path == prefer and kept != prefer:
+                    target.add(record, replace=True)
+                    holder[record.seed], kept, dropped = source.path, source.path, kept
+                if layouts:  # another sample of the seed, not a disagreement
+                    tally.relaid += 1
+                    log(f"another layout: seed {record.seed}: {', '.join(layouts)}: {', '.join(fields)} differ; "
+                        f"kept {kept}, dropped {dropped}")
                 else:
                     tally.conflicts += 1
-                    kept, dropped = holder.get(record.seed, out), source.path
-                    if source.path == prefer and kept != prefer:
-                        target.add(record, replace=True)
-                        holder[record.seed], kept, dropped = source.path, source.path, kept
                     log(f"conflict: seed {record.seed}: {', '.join(fields)} differ; kept {kept}, "
                         f"dropped {dropped}")
             for seed, why in source.skipped_rows:

@@ -207,3 +207,31 @@ def test_a_merge_killed_midway_leaves_out_as_it_was(tmp_path):
     conn.close()
     assert main([str(out), str(a), str(b)]) == 0  # and the merge, run again, completes
     assert seeds_in(out) == list(range(40)) + [100]
+
+
+# ---- issue #23 ----------------------------------------------------------------------------------------
+
+def on_cpu(record, threads: int):
+    """`record` as a CPU scan with `threads` threads stored it."""
+    return dataclasses.replace(record, provenance={**record.provenance, "device_type": "cpu", "threads": threads,
+                                                   "cpu_capability": "AVX512"})
+
+
+def test_a_seed_trained_on_another_thread_count_is_another_sample_not_a_conflict(tmp_path, capsys):
+    """Issue #23.4: the seeds of a plain store (2 threads) and a --workers store (1 thread) showed up
+    as conflicts: the thread count changes a float32 result and is part of the layout now. Under the
+    same layout a different outcome is still a conflict; an older record, which does not state its
+    threads, is taken as the same layout."""
+    plain = store_of(tmp_path / "plain.sqlite", [on_cpu(make_record(s), 2) for s in range(3)])
+    pooled = [on_cpu(dataclasses.replace(make_record(s), test_acc=0.5), 1) for s in (1, 2)]
+    workers = store_of(tmp_path / "workers.sqlite", pooled)
+    out = tmp_path / "all.sqlite"
+    code, lines, _ = merge(capsys, out, plain, workers)
+    assert code == 0
+    assert lines[:2] == [f"another layout: seed {s}: threads 2 vs 1: test_acc differ; kept {plain}, dropped {workers}"
+                         for s in (1, 2)]
+    assert lines[2] == (f"{out}: 3 records added from 2 store(s), 0 identical duplicate(s), 0 conflict(s), "
+                        f"2 duplicate(s) trained under another layout, 0 malformed row(s) skipped; 3 records in all")
+    older = store_of(tmp_path / "older.sqlite", [dataclasses.replace(make_record(1), test_acc=0.5)])
+    code, lines, _ = merge(capsys, out, older)
+    assert code == 1 and lines[0] == f"conflict: seed 1: test_acc differ; kept {out}, dropped {older}"

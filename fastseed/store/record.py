@@ -21,6 +21,14 @@ SCALAR_COLUMNS = ("protocol", "protocol_hash", "seed", "status", "test_acc", "te
 # run, not its result: two stores holding the same seed are in agreement when these fields are equal.
 OUTCOME_FIELDS = ("status", "test_acc", "test_loss", "headline_epoch", "eval_curve", "train_curve",
                   "predictions", "logits", "pack")
+# How a seed was trained beyond its protocol: what a replay sets up again to get the same numbers, and
+# what two records of one seed must share for their outcomes to be expected equal (merge). The pack
+# (strategy, size, slot, partners), the device type and dtype, and on a CPU the threads that split each
+# sum and the vector kernels (engine/provenance.py: cpu_layout). Records of fastseed before 0.1.1 lack
+# the CPU's part: unknown, which agrees with anything.
+PACK_LAYOUT = ("strategy", "size", "slot", "seeds")
+RUN_LAYOUT = ("device_type", "dtype")
+CPU_LAYOUT = ("threads", "cpu_capability")
 
 
 @dataclass
@@ -62,6 +70,17 @@ class Record:
             value = row[f.name] if f.name in row.keys() else None  # a schema-1 store has no logits
             values[f.name] = _decode(f.name, value)
         return cls(**values)
+
+    def layout(self) -> dict:
+        """How the seed was trained (PACK_LAYOUT, RUN_LAYOUT, on a CPU CPU_LAYOUT): the entries it states."""
+        run = RUN_LAYOUT + (CPU_LAYOUT if self.provenance.get("device_type") == "cpu" else ())
+        return {**{k: self.pack[k] for k in PACK_LAYOUT if k in self.pack},
+                **{k: self.provenance[k] for k in run if k in self.provenance}}
+
+    def layout_differences(self, other: "Record") -> list[str]:
+        """The layout entries both records state and that differ, as `name a vs b`."""
+        mine, theirs = self.layout(), other.layout()
+        return [f"{k} {mine[k]} vs {theirs[k]}" for k in mine if k in theirs and mine[k] != theirs[k]]
 
     def outcome_differences(self, other: "Record") -> list[str]:
         """The OUTCOME_FIELDS in which `other` differs (NaN equals NaN; curves compared as JSON)."""
