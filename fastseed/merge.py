@@ -27,15 +27,34 @@ malformed rows skipped (each listed);
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from fastseed import FastseedError
+from fastseed import EXIT_INTERRUPTED, FastseedError
 from fastseed.cli import Parser, one_line_errors
+from fastseed.store import Store
+from fastseed.store.file import build_store_file, new_meta, publish_store_file, remove_stale_temps, side_file, temp_beside
 
 EXIT_CONFLICTS = 1
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM: a merge stops at once. Its transaction rolls back (an existing OUT) or its
+    temp file is removed (a new OUT): nothing half-written is left. Everything the merge imports is
+    imported before the handler is installed, so it is never raised inside an import."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
 
 
 def parse(argv):
@@ -138,7 +157,6 @@ def merge_into(target, out: Path, sources, prefer: Path | None, tally: Tally, lo
 
 def open_sources(paths) -> list:
     """The IN stores, read-only, refused unless they hold one protocol scored on one test set."""
-    from fastseed.store import Store
     sources = []
     try:
         for path in paths:
@@ -157,11 +175,6 @@ def open_sources(paths) -> list:
 
 
 def run(argv) -> int:
-    import sqlite3
-
-    from fastseed.store import Store
-    from fastseed.store.file import build_store_file, new_meta, publish_store_file, temp_beside
-
     a = parse(argv)
     sources = open_sources(a.inputs)
     first, tally = sources[0], Tally()
@@ -175,6 +188,7 @@ def run(argv) -> int:
                         f"the INs {first.protocol} ({first.protocol_hash[:12]}): only stores of one "
                         f"protocol merge")
         Store.check(a.out, first.protocol, first.protocol_hash)  # read-only file or folder, ...
+        remove_stale_temps(a.out)  # what a merge killed while building OUT left (kill -9: no handler ran)
         if a.out.exists():
             with Store(a.out, *identity) as target:
                 merge_into(target, a.out, sources, a.prefer, tally)
@@ -193,7 +207,8 @@ def run(argv) -> int:
             except (OSError, sqlite3.Error) as e:
                 raise FastseedError(f"cannot create {a.out}: {e}") from None
             finally:
-                tmp.unlink(missing_ok=True)
+                for path in (tmp, side_file(tmp, "-wal"), side_file(tmp, "-shm")):
+                    path.unlink(missing_ok=True)
     finally:
         for s in sources:
             s.close()
@@ -202,7 +217,16 @@ def run(argv) -> int:
 
 
 def main(argv=None) -> int:
-    return one_line_errors("fastseed.merge", run, argv)
+    previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
+    try:
+        return one_line_errors("fastseed.merge", run, argv)
+    except Interrupted as e:
+        print(f"fastseed.merge: {signal.Signals(e.signum).name}: stopped; OUT is as it was, or complete if the "
+              f"merge had just ended: run the same merge again", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":
