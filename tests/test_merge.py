@@ -274,3 +274,16 @@ def test_a_merge_stopped_by_a_signal_rolls_back_in_one_line_and_130(tmp_path, si
                                             f"was, or complete if the merge had just ended: run the same merge again"]
     assert list((tmp_path / "new").iterdir()) == []
     assert sorted(p.name for p in existing.parent.iterdir()) == ["all.sqlite"] and seeds_in(existing) == [100]
+
+
+def test_a_truncated_predictions_blob_is_skipped_and_named_not_copied(tmp_path, capsys):
+    """Issue #23.7: merge copied `predictions = x'00'` into OUT as a valid record."""
+    a = store_of(tmp_path / "a.sqlite", [make_record(s) for s in range(3)])
+    with sqlite3.connect(a) as db:
+        db.execute("UPDATE records SET predictions = x'00' WHERE seed = 1")
+    out = tmp_path / "all.sqlite"
+    code, lines, _ = merge(capsys, out, a)
+    assert code == 1
+    assert lines[0] == (f"{a}: seed 1: malformed row skipped: predictions hold 1 byte(s), not 10000 (a class per "
+                        f"test image)")
+    assert seeds_in(out) == [0, 2]

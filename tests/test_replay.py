@@ -127,3 +127,17 @@ def test_an_older_record_without_its_thread_count_replays_with_a_note(one_thread
     assert code in (0, 1)  # identical or not: this process's thread count decides
     assert notes(captured.err) == [f"note: the record does not say how many CPU threads trained it (an older "
                                    f"fastseed): replaying with {torch.get_num_threads()}; a difference may come from that"]
+
+
+def test_a_truncated_predictions_blob_is_one_line_not_10000_images_differ(one_thread_store, real_cifar_root,
+                                                                          tmp_path, capsys):
+    """Issue #23.7: replay trained the seed and reported "10,000 test images differ"."""
+    broken = tmp_path / "b.sqlite"
+    with sqlite3.connect(one_thread_store) as src, sqlite3.connect(broken) as dst:
+        src.backup(dst)
+    with sqlite3.connect(broken) as db:
+        db.execute("UPDATE records SET predictions = x'00' WHERE seed = 0")
+    assert replay.main([str(broken), "--seed", "0", "--data-dir", str(real_cifar_root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fastseed.replay: error: {broken}: the record of seed 0 is malformed: predictions hold 1 byte(s), "
+                   f"not 1000 (a class per test image)"]

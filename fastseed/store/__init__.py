@@ -22,7 +22,8 @@ from fastseed.store.file import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECOR
                                  connect_reader, create, disk_full, existing_meta, new_meta, probe, read_meta,
                                  refuse_orphan_wal, refuse_read_only, remove_stale_temps, short, temp_beside,
                                  upgrade, uri, wal_has_frames)
-from fastseed.store.record import JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Record, finished_at
+from fastseed.store.record import (JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, BlobShape, MalformedRow, Record,
+                                   finished_at)
 
 STOPPING_NOTE = "stopping"  # meta: the stopping rule a scan followed (workers/stopping.py), which the report states
 
@@ -293,21 +294,29 @@ class Store:
                 (self.protocol_hash, start, end)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.float64)  # None (a NaN stored) → nan
 
-    # without the blobs: a blob's type only (SQLite types a value without reading it); a value of
-    # another type is passed on, for the row to be named malformed
+    # without the blobs: their type, and the predictions' length (SQLite has both without reading a
+    # blob); a value of another type is passed on, for the row to be named malformed
     BLOBLESS = {"predictions": "CASE WHEN typeof(predictions) = 'blob' THEN X'' ELSE predictions END",
                 "logits": "CASE WHEN typeof(logits) IN ('blob', 'null') THEN NULL ELSE logits END"}
+    BLOB_SIZE = "length(predictions) AS predictions_bytes"
 
     def _select(self, conn, blobs: bool = True) -> str:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(records)")}
-        return ", ".join(f"NULL AS {c}" if c not in columns else c if blobs or c not in self.BLOBLESS
-                         else f"{self.BLOBLESS[c]} AS {c}" for c in RECORD_COLUMNS)
+        return ", ".join([f"NULL AS {c}" if c not in columns else c if blobs or c not in self.BLOBLESS
+                          else f"{self.BLOBLESS[c]} AS {c}" for c in RECORD_COLUMNS] + [self.BLOB_SIZE] * (not blobs))
+
+    @property
+    def blob_shape(self) -> BlobShape | None:
+        """What every record's blobs must hold, from the test labels (None while none are stored)."""
+        labels = self.test_labels
+        return None if labels is None else BlobShape(len(labels), labels.dtype.itemsize)
 
     def iter_records(self, blobs: bool = True):
         """The records in seed order, read ROWS_PER_READ at a time (a store with logits may not fit
         in memory). Rows that do not decode are skipped and listed in `skipped_rows` as (seed, reason).
         `blobs=False`: without predictions (empty) and logits (None), only to see which rows decode."""
         self.skipped_rows = []
+        shape = self.blob_shape
         after = ()  # the last seed read: each batch is one short query, so no statement stays open
         while True:
             with self._reading() as conn:
@@ -316,7 +325,7 @@ class Store:
                                     (self.protocol_hash, *after)).fetchall()
             for row in rows:
                 try:
-                    yield Record.from_row(row)
+                    yield Record.from_row(row, shape)
                 except MalformedRow as e:
                     seed = row["seed"] if type(row["seed"]) is int else None
                     self.skipped_rows.append((seed, str(e)))
@@ -335,7 +344,7 @@ class Store:
             row = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? AND "
                                f"seed = ?", (self.protocol_hash, seed)).fetchone()
         try:
-            return None if row is None else Record.from_row(row)
+            return None if row is None else Record.from_row(row, self.blob_shape)
         except MalformedRow as e:
             raise FastseedError(f"{self.path}: the record of seed {seed} is malformed: {e}") from None
 
