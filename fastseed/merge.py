@@ -46,15 +46,21 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class Interrupted(Exception):
     """SIGINT or SIGTERM: a merge stops at once. Its transaction rolls back (an existing OUT) or its
     temp file is removed (a new OUT): nothing half-written is left. Everything the merge imports is
-    imported before the handler is installed, so it is never raised inside an import."""
+    imported before the handler is installed, so it is never raised inside an import; it is raised
+    once, so the rollback and the stop line are not interrupted in turn."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
 
 
+STOPPING = []  # the signal that stopped the merge (or a sentinel once it ended): later ones are ignored
+
+
 def _interrupt(signum, frame):
-    raise Interrupted(signum)
+    if not STOPPING:
+        STOPPING.append(signum)
+        raise Interrupted(signum)
 
 
 def parse(argv):
@@ -217,7 +223,10 @@ def run(argv) -> int:
 
 
 def main(argv=None) -> int:
+    """The command line (`argv` None: sys.argv; a signal while Python then exits is ignored)."""
+    STOPPING.clear()
     previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (started with them blocked: taken now)
     try:
         return one_line_errors("fastseed.merge", run, argv)
     except Interrupted as e:
@@ -225,8 +234,10 @@ def main(argv=None) -> int:
               f"merge had just ended: run the same merge again", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        STOPPING.append(None)
+        if argv is not None:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 if __name__ == "__main__":

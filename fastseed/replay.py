@@ -42,8 +42,8 @@ def differences(stored, new) -> list[str]:
 @contextmanager
 def cpu_layout_of(stored, device):
     """On a CPU, the record's thread count while the replay trains (a float32 sum split over other
-    threads rounds otherwise); a record that does not state it (fastseed before 0.1.1), or vector
-    kernels this CPU does not run, is said in a note."""
+    threads rounds otherwise); a record that does not state it (written before it joined the layout),
+    or vector kernels this CPU does not run, is said in a note."""
     import torch
 
     from fastseed.engine.provenance import cpu_layout

@@ -273,8 +273,9 @@ def check_exports(a, out: Path) -> None:
 
 
 def main(argv=None) -> int:
+    """The command line (`argv` None: sys.argv; its handlers then stay until the process ends)."""
     stop_flag = StopFlag()  # installed first: a signal during the slow start-up stops it with one line
-    with stop_flag.installed():
+    with stop_flag.installed(keep=argv is None):
         try:
             return run(parse(argv), stop_flag)
         except FastseedError as e:

@@ -239,6 +239,7 @@ def test_a_seed_trained_on_another_thread_count_is_another_sample_not_a_conflict
     assert code == 1 and lines[0] == f"conflict: seed 1: test_acc differ; kept {out}, dropped {older}"
 
 
+@pytest.mark.slow
 def test_what_a_merge_killed_while_building_a_new_out_left_is_removed_by_the_next(tmp_path):
     """Issue #23.6: a merge killed (-9) while building a new OUT left `.OUT.merge-<pid>-….tmp` and its
     -wal beside OUT, and later merges never removed them."""
@@ -260,6 +261,7 @@ def signalled_merge(argv, after: int, signum: int) -> subprocess.CompletedProces
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_merge_stopped_by_a_signal_rolls_back_in_one_line_and_130(tmp_path, signum):
     """SIGINT or SIGTERM mid-merge: one line, exit 130, a new OUT not there and nothing beside it, an

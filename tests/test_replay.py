@@ -33,12 +33,17 @@ def test_replay_of_a_smoke_seed_is_bit_identical(store, real_cifar_root, capsys)
     assert "fused pack of 2 [0, 1]" in out and "seed 1: identical" in out
 
 
-def test_tampered_record_is_reported_as_different(store, real_cifar_root, tmp_path, capsys):
-    tampered = tmp_path / "t.sqlite"
-    with sqlite3.connect(store) as src, sqlite3.connect(tampered) as dst:
+def edited(store, path, sql: str):
+    """A copy of `store` at `path`, `sql` run on it (a row changed as a hand edit or another tool would)."""
+    with sqlite3.connect(store) as src, sqlite3.connect(path) as dst:
         src.backup(dst)
-    with sqlite3.connect(tampered) as db:
-        db.execute("UPDATE records SET test_acc = test_acc + 0.001 WHERE seed = 0")
+    with sqlite3.connect(path) as db:
+        db.execute(sql)
+    return path
+
+
+def test_tampered_record_is_reported_as_different(store, real_cifar_root, tmp_path, capsys):
+    tampered = edited(store, tmp_path / "t.sqlite", "UPDATE records SET test_acc = test_acc + 0.001 WHERE seed = 0")
     assert replay.main([str(tampered), "--seed", "0", "--data-dir", str(real_cifar_root)]) == 1
     out = capsys.readouterr().out
     assert "DIFFERENT in 1 field(s)" in out and "test_acc: stored" in out
@@ -132,11 +137,7 @@ def test_an_older_record_without_its_thread_count_replays_with_a_note(one_thread
 def test_a_truncated_predictions_blob_is_one_line_not_10000_images_differ(one_thread_store, real_cifar_root,
                                                                           tmp_path, capsys):
     """Issue #23.7: replay trained the seed and reported "10,000 test images differ"."""
-    broken = tmp_path / "b.sqlite"
-    with sqlite3.connect(one_thread_store) as src, sqlite3.connect(broken) as dst:
-        src.backup(dst)
-    with sqlite3.connect(broken) as db:
-        db.execute("UPDATE records SET predictions = x'00' WHERE seed = 0")
+    broken = edited(one_thread_store, tmp_path / "b.sqlite", "UPDATE records SET predictions = x'00' WHERE seed = 0")
     assert replay.main([str(broken), "--seed", "0", "--data-dir", str(real_cifar_root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"fastseed.replay: error: {broken}: the record of seed 0 is malformed: predictions hold 1 byte(s), "

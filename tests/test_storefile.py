@@ -348,6 +348,7 @@ new_store({path!r})
 """
 
 
+@pytest.mark.slow
 def test_a_store_whose_creator_was_killed_before_linking_it_leaves_a_temp_the_next_writer_removes(tmp_path):
     """Issue #23.6: a `.new-*.tmp` store stayed beside the path after a kill -9 of a scan. A live
     process's temp file, and one of another machine, are kept."""

@@ -26,7 +26,7 @@ OUTCOME_FIELDS = ("status", "test_acc", "test_loss", "headline_epoch", "eval_cur
 # How a seed was trained beyond its protocol: what a replay sets up again to get the same numbers, and
 # what two records of one seed must share for their outcomes to be expected equal (merge). The pack
 # (strategy, size, slot, partners), the device type and dtype, and on a CPU the threads that split each
-# sum and the vector kernels (engine/provenance.py: cpu_layout). Records of fastseed before 0.1.1 lack
+# sum and the vector kernels (engine/provenance.py: cpu_layout). Older records (before issue 23) lack
 # the CPU's part: unknown, which agrees with anything.
 PACK_LAYOUT = ("strategy", "size", "slot", "seeds")
 RUN_LAYOUT = ("device_type", "dtype")

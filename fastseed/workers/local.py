@@ -134,16 +134,20 @@ class StopFlag:
         self.state = "closing"
 
     @contextmanager
-    def installed(self):
+    def installed(self, keep: bool = False):
         """The handler on SIGINT and SIGTERM, then both unblocked: a process started with them blocked
-        (a pool's worker: workers/pool.py) gets a signal sent before this point now, not never."""
+        (a pool's worker: workers/pool.py) gets a signal sent before this point now, not never. After
+        the block the previous handlers come back, unless `keep` (a command line: a signal while Python
+        exits only raises the flag, and the exit code stays the command's)."""
         previous = {s: signal.signal(s, self) for s in STOP_SIGNALS}
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             yield self
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.closing()
+            if not keep:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
 
 
 class Lease:
@@ -366,7 +370,7 @@ def child_main(spec: dict) -> int:
     # its own session (pool._spawn): only the parent's forwarded Ctrl-C reaches it, and a stop before it
     # trains ends it quietly (the parent says so)
     stop_flag = StopFlag(quiet=True)
-    with stop_flag.installed():
+    with stop_flag.installed(keep=True):
         try:
             return _child(spec, stop_flag)
         except FastseedError as e:

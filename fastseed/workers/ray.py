@@ -192,4 +192,8 @@ def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: 
             return Outcome(stored >= total, stored, total, progress.summary(), failed=driver.failed)
     finally:
         if connecting:
+            main = threading.current_thread() is threading.main_thread()
+            handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main else {}
             ray.shutdown()
+            for s, handler in handlers.items():  # Ray's core worker leaves SIGTERM at its default as it ends
+                signal.signal(s, handler)

@@ -227,6 +227,7 @@ def test_the_stop_flag_stops_at_once_before_a_write_at_a_safe_point_after_and_ne
     assert flag.signum == signal.SIGINT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quiet", [False, True], ids=["scan", "pool worker"])
 def test_a_signal_before_anything_is_written_ends_the_process_with_one_line_and_130(quiet):
     script = ("import os, signal, time\n"

@@ -157,6 +157,7 @@ def test_workers_are_capped_by_the_seeds_left_the_cores_and_the_memory_in_one_li
                      "1000 workers asked for, starting 16: 16 CPU core(s)"]
 
 
+@pytest.mark.slow
 def test_workers_1000_on_this_machine_start_what_it_holds_and_say_so(real_cifar_root, tmp_path, monkeypatch, capsys):
     """The acceptance of issue #23: the parent starts at most the cores here, and says so in one line
     (the workers are stand-ins that exit at once: what is checked is how many start)."""
@@ -178,6 +179,7 @@ def test_workers_1000_on_this_machine_start_what_it_holds_and_say_so(real_cifar_
         asked[0].startswith(f"1000 workers asked for, starting {len(started)}: memory for")
 
 
+@pytest.mark.slow
 def test_a_stop_sent_to_a_worker_still_starting_python_ends_it_quietly_with_130(tmp_path):
     """Issue #23.3: a worker stopped while Python started printed a KeyboardInterrupt traceback, and
     the parent reported it "killed by SIGINT", as failed. It starts with the stop signals blocked, so a

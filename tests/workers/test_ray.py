@@ -311,6 +311,7 @@ def test_without_ray_installed_ray_is_refused_with_the_install_line(real_cifar_r
 
 # ---- issue #23: a stop while the actors start, and how many start ----------------------------------
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_actors_start_stops_with_the_start_up_line_and_130(cluster, real_cifar_root, tmp_path,
                                                                            capsys):
     """Issue #23.5: Ctrl-C while the actors started ended in exit 1 and "2 seeds not trained (0
