@@ -42,24 +42,28 @@ def gather(groups, n_boot: int, rng_of) -> dict:
 
 
 def headline(doc: Document, evidence: dict) -> None:
-    """One sentence per store: how much of the spread a fresh test set would keep."""
+    """One sentence per store: how much of the spread between seeds is the finite test set, the spread on
+    an unlimited test set (the distribution), and what a fresh test set of the same size would show."""
     for label, e in evidence.items():
         t = e.noise
         if not np.isfinite(t.distribution) or t.observed <= 0:
             continue
         spread = f"{label}: the ±{num(t.observed_std)} pp spread of test accuracy between seeds"
+        fresh = (f"; a fresh test set of the same {t.images:,} images would show about the same ±"
+                 f"{num(t.observed_std)} pp, its own noise added back")
         if t.distribution > 0:
-            ci = f" (95 % CI {num(t.std_low, 3)}–{num(t.std_high, 3)})" if np.isfinite(t.std_high) else ""
+            ci = (f" (95 % CI {num(t.std_low, 3)}–{num(t.std_high, 3)}, over seeds, for this test set's images)"
+                  if np.isfinite(t.std_high) else "")
             doc.headline(f"{label}: of the ±{num(t.observed_std)} pp spread of test accuracy between seeds, "
-                         f"about {num(100 * t.noise_share, 0)} % (of the variance) is test-set noise; on "
-                         f"fresh test data from the same distribution the seeds would differ by "
-                         f"±{num(t.distribution_std, 3)} pp{ci}.")
+                         f"about {num(100 * t.noise_share, 0)} % (of the variance) is test-set noise: on an "
+                         f"unlimited test set from the same distribution the seeds would differ by "
+                         f"±{num(t.distribution_std, 3)} pp{ci}{fresh}.")
         elif np.isfinite(t.std_high):
-            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell: on fresh "
-                         f"test data they would differ by less than ±{num(t.std_high, 3)} pp (95 % upper "
-                         f"bound).")
+            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell: on an unlimited "
+                         f"test set they would differ by less than ±{num(t.std_high, 3)} pp (95 % upper bound, "
+                         f"over seeds, for this test set's images){fresh}.")
         else:
-            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell.")
+            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell{fresh}.")
 
 
 def testset_section(doc: Document, evidence: dict) -> None:
@@ -87,8 +91,11 @@ def testset_section(doc: Document, evidence: dict) -> None:
              "the test-set variance alone, and every seed would be equally good on new data. What "
              "exceeds it is how much seeds really differ on the distribution the test set was drawn from "
              "(K. Jordan, On the Variance of Neural Network Training with respect to Test Sets and "
-             "Distributions, ICLR 2024, Theorem 2). The interval resamples seeds; it takes the test set "
-             "as given.")
+             "Distributions, ICLR 2024, Theorem 2): the spread the seeds would show on an unlimited test "
+             "set. Any finite test set adds its own noise back: a fresh one of the same size would show "
+             "about the observed spread again (its expected variance, the test-set part plus (n − 1)/n of "
+             "the distribution's, is estimated by exactly the observed variance). The interval resamples "
+             "seeds; it takes this test set's images as given, not which images were drawn.")
 
 
 def cifar_test_images(g, data_dir) -> tuple:

@@ -59,7 +59,7 @@ def rng_for(section: str, i: int = 0) -> np.random.Generator:
 
 
 def summary_section(doc: Document, groups, n_boot: int) -> None:
-    from fastseed.stats.summary import summarize
+    from fastseed.stats.summary import T_UP_TO, summarize
     doc.heading("Summary")
     rows = []
     for i, g in enumerate(groups):
@@ -67,15 +67,16 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
         epochs = np.unique(g.headline_epoch[g.ok] if g.n_ok else g.headline_epoch)
         rows.append({"label": g.label, "protocol": g.protocol, "n": s.n, "diverged": len(g) - g.n_ok,
                      **{k: getattr(s, k) for k in ("mean", "std", "min", "max", "median", "q05", "q95",
-                                                   "ci_low", "ci_high")},
+                                                   "ci_low", "ci_high", "ci_method")},
                      "headline_epoch": " ".join(map(str, epochs))})
     d = pd.DataFrame(rows)
     shown = formatted(d).assign(mean=[f"{num(m)} ± {num(s)}" for m, s in zip(d["mean"], d["std"])],
                                 ci_low=[f"[{num(a)}, {num(b)}]" for a, b in zip(d["ci_low"], d["ci_high"])])
     shown = shown.drop(columns=["std", "ci_high"]).rename(columns={
-        "mean": "mean ± std", "q05": "5 %", "q95": "95 %", "ci_low": "95 % CI of mean"})
-    doc.table("summary", d, shown, "Final test accuracy (%) over seeds: n finished runs, sample std, "
-              "5/95 % quantiles, percentile-bootstrap 95 % CI of the mean, 0-based headline epoch")
+        "mean": "mean ± std", "q05": "5 %", "q95": "95 %", "ci_low": "95 % CI of mean", "ci_method": "CI by"})
+    doc.table("summary", d, shown, f"Final test accuracy (%) over seeds: n finished runs, sample std, "
+              f"5/95 % quantiles, 95 % CI of the mean (Student's t up to {T_UP_TO} runs, where the percentile "
+              f"bootstrap under-covers; percentile bootstrap above), 0-based headline epoch")
     for g in groups:
         if g.n_ok < len(g):
             doc.text(f"{g.label}: {len(g) - g.n_ok} diverged seed(s), counted but left out of every "
@@ -85,6 +86,7 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
         elif g.n_ok == 1:
             doc.text(f"{g.label}: one finished seed ({g.seeds[g.ok][0]}): no spread to estimate; "
                      f"sections that need several runs are left out for it.")
+        collapses(doc, g)
         if g.protocol in PUBLISHED:
             doc.text(f"{g.label}: {PUBLISHED[g.protocol]}")
         stopping_rule(doc, g)
@@ -93,6 +95,27 @@ def summary_section(doc: Document, groups, n_boot: int) -> None:
             doc.text(f"{g.label}: {len(g.skipped_rows)} malformed row(s) skipped: "
                      + listing([f"seed {s if s is not None else '?'} ({why})" for s, why in g.skipped_rows],
                                10, "the store") + ".")
+
+
+def collapses(doc: Document, g) -> None:
+    """The runs far below the others (stats.collapses, the stopping rules' test, in seed order), and what
+    they do to the mean: they are finished runs, so every statistic counts them."""
+    from fastseed.stats.collapses import FALSE_FLAGS, find_collapses
+    from fastseed.stats.summary import t_interval
+    if g.n_ok < 10:
+        return
+    far = find_collapses(g.acc)
+    if not far.any():
+        return
+    rest = g.acc[g.ok & ~far]
+    listed = listing([f"{s} ({num(a)} %)" for s, a in zip(g.seeds[far], g.acc[far])])
+    doc.text(f"{g.label}: {far.sum():,} run(s) of {g.n_ok:,} lie far below the others, collapses by the "
+             f"test the stopping rules use (a normal fitted to the other runs would put a run that low with "
+             f"probability below 1 in {1 / FALSE_FLAGS:,.0f} over all the seeds): seeds {listed}. They are finished runs and "
+             f"count in every statistic here; the other runs' mean is {num(rest.mean())} % "
+             f"(t-interval [{num(t_interval(rest)[0])}, {num(t_interval(rest)[1])}]) against "
+             f"{num(g.ok_acc.mean())} % for all, a gap of {signed(g.ok_acc.mean() - rest.mean())} pp that the "
+             f"collapse rate drives.")
 
 
 def stopping_rule(doc: Document, g) -> None:
@@ -104,7 +127,9 @@ def stopping_rule(doc: Document, g) -> None:
         return
     fed = rule.get("seeds_fed") if isinstance(rule.get("seeds_fed"), dict) else {}
     read = fed.get("A") if isinstance(fed.get("A"), int) else None
-    ended = f"It decided: {rule['decision']}." if rule.get("decision") else "It had not decided when the scan ended."
+    standing = f": {rule['standing']}" if isinstance(rule.get("standing"), str) else ""
+    ended = (f"It decided: {rule['decision']}." if rule.get("decision") else
+             f"It had not decided when the scan ended{standing}.")
     if read is not None and read < len(g):
         ended += (f" This report covers all {len(g):,} runs of the store, {len(g) - read:,} more than the rule "
                   f"read (the packs in flight when it stopped, or later scans).")
@@ -137,11 +162,22 @@ def swans_section(doc: Document, groups, top: int) -> None:
         doc.text("Fewer than two finished runs: no extremes to rank.")
         return
     d = pd.concat([extremes(g.seeds[g.ok], g.ok_acc, top).assign(label=g.label) for g in found])
-    d = d[["label", "side", "rank", "seed", "acc", "z", "normal_tail"]]
+    d = d[["label", "side", "rank", "seed", "acc", "z", "normal_tail", "tail_of_n"]]
+    probability = lambda p: (f"{p:.1e}" if p < 0.01 else f"{p:.2f}") if np.isfinite(p) else "—"
     doc.table("extremes", d, formatted(d, z=lambda z: f"{z:+.2f}" if np.isfinite(z) else "—",
-                                       normal_tail=lambda p: f"{p:.1e}" if np.isfinite(p) else "—"),
-              f"The {top} best and worst seeds: accuracy (%), z-score, one-tail probability of such a "
-              f"z under a normal")
+                                       normal_tail=probability, tail_of_n=probability),
+              f"The {top} best and worst seeds: accuracy (%), z-score; the one-tail probability of such a "
+              f"z for one seed chosen in advance (normal_tail), and the chance, under a normal, that at least "
+              f"`rank` of all the seeds lie that far out (tail_of_n: the n seeds were all looked at)")
+    for g in found:
+        row = d[(d["label"] == g.label) & (d["rank"] == 1)].set_index("side")
+        said = [f"the {side} seed ({signed(row.at[side, 'z'], 2)} sd) would be a "
+                f"{probability(row.at[side, 'normal_tail'])} event for one seed chosen in advance, and one of "
+                f"{g.n_ok:,} lies that far out by chance with probability {probability(row.at[side, 'tail_of_n'])}"
+                for side in ("best", "worst") if np.isfinite(row.at[side, "z"])]
+        if said:
+            doc.text(f"{g.label}: " + "; ".join(said) + " (if accuracies were normal; Šidák's correction "
+                     "of the exact studentized tail, Grubbs 1969).")
     d = pd.concat([best_of_n(g.ok_acc, decades(g.n_ok)).assign(label=g.label) for g in found])
     d = d[["label"] + [c for c in d.columns if c != "label"]]
     doc.table("best_of_n", d, formatted(d), "Expected best, worst and spread (max − min) of n seeds, "
@@ -186,12 +222,14 @@ def estimators_text(doc: Document, d: pd.DataFrame, found) -> None:
              f"unbiased one by {signed(last['unbiased_bias'] * std, 3)} pp.")
 
 
-def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> None:
+def transfer_section(doc: Document, groups, evidence: dict) -> dict:
+    """The val/test halves of every store that has them; returns label → figures.TransferPanel (each
+    seed's accuracy on the halves, for seeds.csv too)."""
     from fastseed.report import figures
     from fastseed.stats.extremes import decades, n_grid
     from fastseed.stats.transfer import selection_curve, split_halves, transfer
     doc.heading("Lucky seeds do not transfer")
-    rows, selections, items = [], [], []
+    rows, selections, panels = [], [], {}
     for g in groups:
         if not g.scorable or g.n_ok < 3:
             why = "fewer than three finished runs" if g.scorable else "no stored test labels or predictions"
@@ -200,18 +238,17 @@ def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> Non
         val_half, test_half = split_halves(g.labels)  # counted with the per-image evidence
         right = evidence[g.label].counts.group_right
         val, test = 100 * right[:, 0] / len(val_half), 100 * right[:, 1] / len(test_half)
-        halves[g.label] = (val, test)
         t = transfer(g.seeds[g.ok], val, test)
         rows.append({"label": g.label, **t.__dict__, "val_gain": t.val_gain, "test_gain": t.test_gain})
         selections.append(selection_curve(val, test, decades(t.n)).assign(label=g.label))
-        items.append((g.label, val, test, t, selection_curve(val, test, n_grid(t.n))))
+        panels[g.label] = figures.TransferPanel(g.label, val, test, t, selection_curve(val, test, n_grid(t.n)))
         ci = f" [{num(t.r_low)}, {num(t.r_high)}]" if np.isfinite(t.r_low) else ""
         doc.text(f"{g.label}: the best of {t.n:,} seeds on val (seed {t.best_seed}, {signed(t.val_gain)} pp "
                  f"over the val mean) is {signed(t.test_gain)} pp off the mean on test (rank "
                  f"{t.best_test_rank:,} of {t.n:,}); across seeds r = {num(t.r)}{ci}, so about "
                  f"{num(100 * t.slope, 0)} % of a gain on val carries over to unseen images.")
     if not rows:
-        return
+        return panels
     d = pd.DataFrame(rows)
     doc.table("transfer", d, formatted(d, r=3, r_low=3, r_high=3, rho=3, slope=3, r_p=p_value),
               "Accuracy (%) on two fixed, class-stratified halves of the test set (val, test): "
@@ -220,8 +257,9 @@ def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> Non
     d = pd.concat(selections)[["label", "n", "picked_val", "picked_test", "oracle_test"]]
     doc.table("selection", d, formatted(d), "Best of n seeds picked on val (expected over all "
               "n-subsets): its val accuracy, its test accuracy, the best test accuracy among the n (%)")
-    doc.figure("transfer", figures.transfer(items), "Per-seed accuracy on the val and test halves; "
-               "picking the best of n on val, scored on test")
+    doc.figure("transfer", figures.transfer(list(panels.values())), "Per-seed accuracy on the val and test "
+               "halves; picking the best of n on val, scored on test")
+    return panels
 
 
 def ensembles_section(doc: Document, groups, calibrated: dict) -> None:
@@ -313,11 +351,18 @@ def factors_section(doc: Document, groups, n_boot: int) -> None:
                       f"{num(100 * s.at[e, 'share_high'], 0)}]"
     doc.text(f"Initialization alone gives {share('exp2')} of the variance with both varied, data order "
              f"alone {share('exp3')}; {share('rest')} does not add up (interaction or noise).")
+    doc.text("Each share is the variance with the other factor held at one value, divided by exp1's (both "
+             "varied). If the effects added up, the shares would sum to 1 and the rest would be their "
+             "interaction; with chaotic training either factor alone already sends each run down another "
+             "path, so each alone gives nearly the whole variance (Summers & Dinneen 2021; Jordan 2024, "
+             "App. D): the shares then sum to more than 1 and the rest is negative. A negative rest says "
+             "the factors interact, not that a variance is negative.")
     notes(doc, by_label[roles["order"]])  # exp 3's Adam chain, where its share is read
 
 
 def seeds_table(doc: Document, groups, halves: dict, calibrated: dict) -> None:
-    """Every run, one row: a CSV only (10^4 rows are not for a page)."""
+    """Every run, one row: a CSV only (10^4 rows are not for a page). `halves`: transfer_section's
+    panels; `calibrated`: evidence.calibration_section's calibrations."""
     frames = []
     for g in groups:
         mean, std = (g.ok_acc.mean(), g.ok_acc.std(ddof=1)) if g.n_ok > 1 else (np.nan, np.nan)
@@ -327,7 +372,7 @@ def seeds_table(doc: Document, groups, halves: dict, calibrated: dict) -> None:
                               "headline_epoch": g.headline_epoch, "wall_time_s": g.wall_time_s,
                               "val_acc": np.nan, "test_half_acc": np.nan, "ece": np.nan})
         if g.label in halves:
-            frame.loc[g.ok, "val_acc"], frame.loc[g.ok, "test_half_acc"] = halves[g.label]
+            frame.loc[g.ok, "val_acc"], frame.loc[g.ok, "test_half_acc"] = halves[g.label].val, halves[g.label].test
         if g.label in calibrated:
             frame.loc[calibrated[g.label].rows, "ece"] = 100 * calibrated[g.label].ece
         frames.append(frame)
@@ -353,8 +398,7 @@ def build(groups, top: int = 5, n_boot: int | None = None, data_dir=None) -> Doc
     ev.testset_section(doc, evidence)
     ev.images_section(doc, groups, evidence, data_dir)
     swans_section(doc, groups, top)
-    halves = {}
-    transfer_section(doc, groups, halves, evidence)
+    halves = transfer_section(doc, groups, evidence)
     calibrated = ev.calibration_section(doc, groups, rng_for("calibration"))
     ensembles_section(doc, groups, calibrated)
     malformed_logits(doc, groups)

@@ -91,13 +91,13 @@ class Stopping:
     @classmethod
     def until_width(cls, out, start: int, end: int, half_width: float, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import UntilWidth
-        rule = UntilWidth(half_width, method=method)
+        rule = UntilWidth(half_width, method=method, start=start)
         return cls(rule, {"A": SeedOrder(out, start, end)}, f"--until-ci {half_width:g} --ci-method {method}")
 
     @classmethod
     def versus(cls, out, other, start: int, end: int, margin: float, labels, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import Versus
-        rule = Versus(margin, labels=labels, method=method)
+        rule = Versus(margin, labels=labels, method=method, start=start)
         return cls(rule, {"A": SeedOrder(out, start, end), "B": SeedOrder(other, start, end)},
                    f"--versus {other} --margin {margin:g} --ci-method {method}")
 
@@ -138,10 +138,14 @@ class Stopping:
         return describe_rule(self.rule)
 
     def meta(self) -> str:
-        """The store's note of the rule (Store.stopping_note): fastseed.report states it."""
+        """The store's note of the rule (Store.stopping_note): fastseed.report states it. Undecided, the
+        note says where the rule stood (`standing`: its intervals and the runs treated as collapses)."""
+        decided = self.decision is not None
         return json.dumps({"rule": self.describe(), "flags": self.flags,
-                           "decision": None if self.decision is None else self.decision.reason,
-                           "verdict": None if self.decision is None else self.decision.verdict,
+                           "decision": self.decision.reason if decided else None,
+                           "verdict": self.decision.verdict if decided else None,
+                           "collapsed": dict(zip(self.sides, self.decision.collapsed)) if decided else None,
+                           "standing": None if decided else self.rule.standing(),
                            "seeds_fed": self.fed})
 
     def record(self, protocol, out) -> None:
