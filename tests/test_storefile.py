@@ -96,11 +96,11 @@ def test_a_reader_sees_the_commits_of_a_writer_that_started_after_it(tmp_path):
         with new_store(path) as writer:
             writer.add(make_record(1))
             assert reader.done_seeds() == {0, 1}
-            writer.set_test_labels(np.arange(10))
+            writer.set_test_labels(np.arange(10_000) % 10)  # a class for each of the records' predictions
             writer.add(make_record(2))
             assert [r.seed for r in reader.records()] == [0, 1, 2]
         writer_gone = reader.done_seeds()  # its checkpoint rewrote the file under the reader
-        assert writer_gone == {0, 1, 2} and np.array_equal(reader.test_labels, np.arange(10))
+        assert writer_gone == {0, 1, 2} and np.array_equal(reader.test_labels, np.arange(10_000) % 10)
 
 
 def wal_pages(wal: Path) -> tuple[int, set[int]]:

@@ -11,7 +11,8 @@ did. After each: every process of the moment has ended, the run is rerun to comp
 
     every seed of the range is stored exactly once, and what was stored before the rerun is unchanged
     `PRAGMA integrity_check` is ok; no claim is left
-    no temporary file is left, nor a -wal or -shm (every writer has closed cleanly)
+    no temporary file is left, nor a -wal or -shm (every writer has closed cleanly), after the
+        rerun and already after a run that SIGINT or SIGTERM stopped
     the exit code is 0 or 130 after SIGINT/SIGTERM, -9 (137 in a shell) after SIGKILL, 0 or 2 when the
         disk filled (then one line: `fastseed.scan: error: …`)
     no traceback, on stderr or in a worker's relayed lines; a pool stopped by a signal reports no
@@ -325,6 +326,9 @@ class Harness:
         if m.mode == "disk":
             server.ask({"op": "free", "path": str(folder.parent / "filler")})
         out.problems += victim_problems(m, out, logs)
+        if m.signum in (signal.SIGINT, signal.SIGTERM) and out.code in (0, 130):  # it closed its store
+            if left := [p.name for p in here.iterdir() if p.name.endswith(("-wal", "-shm", ".tmp"))]:
+                out.problems.append(f"stopped with {out.code}, it left {sorted(left)} beside its store")
         before = records_of(readable(here / ("out.sqlite" if m.command == "merge" else "s.sqlite"), logs / "before"))
         out.problems += self.rerun(m, server, folder, here, logs, before)
         if not out.problems:  # kept for a look otherwise; a disk moment's folder frees its tmpfs
