@@ -44,12 +44,12 @@ def cpu_layout() -> dict:
     return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
-def provenance(device: torch.device, dtype: torch.dtype, *, started: datetime, **extra) -> dict:
+def provenance(device: torch.device, dtype: torch.dtype | None, *, started: datetime, **extra) -> dict:
     return {
         **code_version(),
         "device": device_name(device),
         "device_type": device.type,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": None if dtype is None else str(dtype).removeprefix("torch."),  # None: the user's code chose
         **cpu_layout(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fastseed import FastseedError
-from fastseed.report.document import Document, csv_bytes, formatted, num
+from fastseed.report.document import Document, formatted, num
 from fastseed.stats.examples import ExampleCounts
 from fastseed.stats.testset import TestSetNoise
 
@@ -131,16 +131,18 @@ def images_section(doc: Document, groups, evidence: dict, data_dir) -> None:
     tables = [image_table(e.counts).assign(store=label) for label, e in evidence.items()]
     frame = pd.concat(tables)
     frame = frame[(["store"] if len(evidence) > 1 else []) + [c for c in tables[0].columns if c != "store"]]
-    doc.files["images.csv"] = csv_bytes(frame)
+    doc.csv("images", frame)
     label, e = next(iter(evidence.items()))
     g = by_label[label]
     fraction = e.counts.fraction_right
     top = most_seed_dependent(fraction)
     images, names, why = cifar_test_images(g, data_dir)
     name = lambda c: names[c] if names is not None and 0 <= c < len(names) else str(c)
-    t = pd.DataFrame({"image": top, "label": [name(int(c)) for c in g.labels[top]],
+    classes = g.examples == "predictions"  # else right-or-wrong only: no label, no wrong class to name
+    t = pd.DataFrame({"image": top, "label": [name(int(c)) if classes else "—" for c in g.labels[top]],
                       "fraction_right": fraction[top],
-                      "most_common_wrong": [name(int(c)) if c >= 0 else "—" for c in e.counts.wrong_class[top]]})
+                      "most_common_wrong": [name(int(c)) if c >= 0 and classes else "—"
+                                            for c in e.counts.wrong_class[top]]})
     doc.table("seed_dependent", t, formatted(t, fraction_right=lambda v: f"{num(100 * v, 1)} %"),
               f"{label}: the {len(top)} test images the seed decides most (right under the share of "
               f"seeds nearest one half), with their most common wrong class")

@@ -26,6 +26,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 from fastseed.stats.runs import Runs
 from fastseed.stats.summary import curve_bands
 from fastseed.stats.transfer import Transfer
+from fastseed.store.record import ACCURACY
 
 DPI = 100
 SIZES = {  # name → (width, height) in inches; a PNG is SIZES × DPI pixels
@@ -124,8 +125,9 @@ def accuracy_vs_epoch(groups: list[Runs]) -> Figure:
     if len(headline) == 1:
         ax.axvline(headline[0], color="grey", ls=":", lw=1, label=f"headline {groups[0].unit} {headline[0]}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel=axis_label(groups), ylabel="test accuracy (%)",
-           title=f"Test accuracy per {groups[0].unit}: mean, ±1 std, min–max ({n_text(groups)})")
+    m = groups[0].metric
+    ax.set(xlabel=axis_label(groups), ylabel=m.label,
+           title=f"{m.name.capitalize()} per {groups[0].unit}: mean, ±1 std, min–max ({n_text(groups)})")
     tidy(ax)
     return fig
 
@@ -196,23 +198,28 @@ def distribution(groups: list[Runs]) -> Figure:
     """Picard's Figures 2–6: histogram, kernel density and a rug tick per run."""
     fig, axes = new_figure("distribution")
     ax = axes[0, 0]
-    _histogram(ax, groups, lambda g: g.ok_acc, "final test accuracy (%)")
-    ax.set(ylabel="density (per % point)", title=f"Final test accuracy: histogram, KDE, one tick per run "
-                                                 f"({n_text(groups)}{drawn_text(max(g.n_ok for g in groups))})")
+    m = groups[0].metric
+    _histogram(ax, groups, lambda g: g.ok_acc, f"final {m.label}")
+    ax.set(ylabel=f"density (per {'% point' if m.unit == '%' else 'unit'})",
+           title=f"Final {m.name}: histogram, KDE, one tick per run "
+                 f"({n_text(groups)}{drawn_text(max(g.n_ok for g in groups))})")
     return fig
 
 
 def _all_runs(ax, groups, epochs_of, values_of, ylabel: str, title: str) -> None:
     for i, g in enumerate(groups):
         values, epochs = values_of(g)[g.ok], epochs_of(g)
-        if values.size == 0:
+        if values.size == 0 or np.isnan(values).all():  # (a training function's curve without this value)
             continue
         shown = values[drawn(len(values), DRAWN_LINES)]
         lines = np.stack([np.broadcast_to(epochs, shown.shape), shown], axis=-1)
         ax.add_collection(heavy(LineCollection(lines, colors=color(i), alpha=run_alpha(len(shown)),
                                                lw=0.6, rasterized=True)))
-        ax.plot(epochs, np.nanmean(values, axis=0), color="black" if len(groups) == 1 else color(i),
-                lw=1.5, ls="--", label=f"{g.label} mean")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no run has a value for: NaN, not drawn
+            mean = np.nanmean(values, axis=0)
+        ax.plot(epochs, mean, color="black" if len(groups) == 1 else color(i), lw=1.5, ls="--",
+                label=f"{g.label} mean")
     ax.autoscale_view()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=axis_label(groups), ylabel=ylabel,
@@ -225,13 +232,15 @@ def curves(groups: list[Runs]) -> Figure:
     final test accuracy and test loss."""
     fig, axes = new_figure("curves", ncols=2, nrows=2)
     losses = " / ".join(dict.fromkeys(g.loss_name for g in groups))
+    m = groups[0].metric
     _all_runs(axes[0, 0], groups, lambda g: g.train_epochs, lambda g: g.train_loss,
               f"mean training loss: {losses}", "Training loss, every run")
     _all_runs(axes[0, 1], groups, lambda g: g.train_epochs, lambda g: g.train_acc,
-              "training accuracy (%)", "Training accuracy, every run")
-    _histogram(axes[1, 0], groups, lambda g: g.ok_acc, "final test accuracy (%)", rug=False)
-    axes[1, 0].set_title(f"Final test accuracy ({n_text(groups)})")
-    _histogram(axes[1, 1], groups, lambda g: g.loss[g.ok], "final test loss (cross-entropy)", rug=False)
+              f"training {m.label.removeprefix('test ')}", f"Training {m.name.removeprefix('test ')}, every run")
+    _histogram(axes[1, 0], groups, lambda g: g.ok_acc, f"final {m.label}", rug=False)
+    axes[1, 0].set_title(f"Final {m.name} ({n_text(groups)})")
+    _histogram(axes[1, 1], groups, lambda g: g.loss[g.ok],
+               "final test loss (cross-entropy)" if m == ACCURACY else "final test loss", rug=False)
     axes[1, 1].set_title(f"Final test loss ({n_text(groups)})")
     return fig
 
