@@ -56,9 +56,9 @@ class StopFlag:
               whatever it is doing -- an import, a data set read from a pipe: nothing needs closing,
               and nothing is raised into code that cannot take it
     opening   a store is open for writing, nothing trains yet: a signal raises the flag and the
-              command stops at its next safe point (`check`) with the same line; a second one raises
-              StartupInterrupted where it lands (fastseed's own code by then): what is open is closed
-              on the way out
+              command stops at its next safe point (`check`) with the same line; a second one stops it
+              at once, as a kill would (nothing is raised into Ray's or torch's code, which may take
+              it badly; the store is crash-safe, and the next writer removes its -wal and -shm)
     training  the first signal finishes and commits the pack in flight, then stops; a second drops
               it (KeyboardInterrupt)
     closing   training is over (the summary, the export, the store closed): a signal only raises the
@@ -74,10 +74,8 @@ class StopFlag:
         self._raised = threading.Event()
 
     def __call__(self, signum, frame):
-        if self.state == "starting":
+        if self.state == "starting" or (self.state == "opening" and self.signum is not None):
             self._exit_now(signum)
-        if self.state == "opening" and self.signum is not None:
-            raise StartupInterrupted(self.signum)
         if self.state in ("opening", "closing"):
             self._raise(signum)
             return

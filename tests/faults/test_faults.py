@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import Harness, RayCluster, Zygote, draw  # noqa: E402
+from harness import Harness  # noqa: E402
+from moments import draw  # noqa: E402
+from servers import RayCluster, Zygote  # noqa: E402
 
 SEED = 23     # the moments are drawn from it: a failure names its moment, and reruns as it was
 FULL = 30     # moments that happened, per mode, in the full suite
