@@ -22,15 +22,17 @@ from typing import Callable
 
 from fastseed import FastseedError, engine  # engine.train_pack looked up at call time: tests replace it
 from fastseed.data import cifar
-from fastseed.data.cifar import to_tensors
+from fastseed.data.cifar import BATCHES, RECORD, to_tensors
 from fastseed.engine import compute_dtype, resolve_device
-from fastseed.engine.autopack import choose_pack, cpu_pack_cap
+from fastseed.engine.autopack import choose_pack, cpu_pack_cap, seed_bytes
 from fastseed.engine.checkpoint import checkpoint_path, remove_checkpoint
 from fastseed.engine.finetune import load_finetune, train_finetune
 from fastseed.engine.pack import choose_strategy, get_strategy
 from fastseed.models.imagenet import weights_digest
 
 CHECKPOINT_EVERY_MIN = 10.0  # ImageNet: a kill costs at most this much of a seed's hours
+CIFAR_BYTES = len(BATCHES) * 10_000 * RECORD  # the official set: 60,000 images of 3,073 bytes
+FINETUNE_HOST_BYTES = 4 * 2**30  # ImageNet: a worker's host memory beyond its runtime (DALI's buffers, weights)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ class CifarJob:
         the test labels the records' predictions refer to."""
         self.data = to_tensors(self.read() if data is None else data, self.device)
         return self.data.test_y[: self.protocol.test_size].cpu().numpy()
+
+    def worker_bytes(self) -> int:
+        """Host memory this job holds in a worker beyond the runtime: the data set three times while
+        it is read (the archive's bytes, the arrays, the tensors), and on a CPU one seed's training
+        step (a pool's CPU worker trains packs of 1)."""
+        step = seed_bytes(self.protocol, self.dtype) if self.device.type == "cpu" else 0
+        return 3 * CIFAR_BYTES + step
 
     def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
         """Seeds to claim and train at once: never more than remain. `--pack auto` measures a GPU (1
@@ -198,6 +207,11 @@ class FinetuneJob:
     def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
         return 1
 
+    def worker_bytes(self) -> int:
+        """Host memory this job holds in a worker beyond the runtime: DALI's decode buffers and the
+        backbone's weights, FINETUNE_HOST_BYTES (an estimate)."""
+        return FINETUNE_HOST_BYTES
+
     def train(self, seeds: list[int], commit: Callable, stop_flag, on_progress: Callable[[int, int], None] | None = None):
         """Train `seeds` one after another; `commit(record)` as each finishes. With checkpoints, a seed
         resumes from its checkpoint, saves one every --checkpoint-every minutes, and on `stop_flag` saves one
@@ -263,6 +277,11 @@ class FunctionJob:
 
     def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
         return 1
+
+    def worker_bytes(self) -> int:
+        """Host memory this job holds in a worker beyond the runtime: unknown (the function's own data
+        and model), so none is counted; the cores and the seeds left still cap a pool."""
+        return 0
 
     def train(self, seeds: list[int], commit: Callable, stop_flag, on_progress: Callable[[int, int], None] | None = None):
         """Call the function for each of `seeds` in turn; `commit(record)` as each returns. `stop_flag` is

@@ -5,9 +5,13 @@
 Every seed's record is copied once. A seed held by several stores with the same outcome (status,
 accuracy, loss, headline epoch, curves, predictions, logits, pack layout) is an identical duplicate
 and is kept once: wall time, timestamps and provenance (host, versions) may differ, as they do between
-two machines. A seed with different outcomes is a conflict, printed as one line (seed, fields, the
-store kept and the one dropped): the record already in OUT, else that of the first IN holding the seed
-(in the order given), is kept, unless --prefer names the store whose record wins.
+two machines. A seed with different outcomes trained under different layouts (store/record.py:
+Record.layout -- its pack, dtype, and on a CPU its thread count and vector kernels, which change a
+float32 result) is another sample of the same seed, printed as one line and not a conflict. A seed
+with different outcomes under the same layout (or one an older record does not state) is a conflict,
+printed as one line (seed, fields, the store kept and the one dropped). Either way the record already
+in OUT, else that of the first IN holding the seed (in the order given), is kept, unless --prefer
+names the store whose record wins.
 
 OUT may exist (a store of the same protocol, scored on the same test labels: merged into) or not
 (created). It is never left half-written: an existing OUT receives the new records in one transaction,
@@ -16,21 +20,47 @@ OUT as it was. IN stores are only read, without a lock a scan writing to one wou
 writing to OUT itself waits for the merge's transaction to commit (up to 30 s: merge into a store no
 scan is writing to when the merge is large).
 
-Exit codes: 0 merged; 1 merged, but with conflicts or malformed rows skipped (each listed);
+Exit codes: 0 merged (duplicates of another layout included); 1 merged, but with conflicts or
+malformed rows skipped (each listed);
 2 bad input (nothing written).
 """
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from fastseed import FastseedError
+from fastseed import EXIT_INTERRUPTED, FastseedError
 from fastseed.cli import Parser, one_line_errors
+from fastseed.store import Store
+from fastseed.store.file import build_store_file, new_meta, publish_store_file, remove_stale_temps, side_file, temp_beside
 
 EXIT_CONFLICTS = 1
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM: a merge stops at once. Its transaction rolls back (an existing OUT) or its
+    temp file is removed (a new OUT): nothing half-written is left. Everything the merge imports is
+    imported before the handler is installed, so it is never raised inside an import; it is raised
+    once, so the rollback and the stop line are not interrupted in turn."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOPPING = []  # the signal that stopped the merge (or a sentinel once it ended): later ones are ignored
+
+
+def _interrupt(signum, frame):
+    if not STOPPING:
+        STOPPING.append(signum)
+        raise Interrupted(signum)
 
 
 def parse(argv):
@@ -79,11 +109,12 @@ class Tally:
     """What a merge did, and the lines that say so."""
 
     def __init__(self):
-        self.added = self.identical = self.conflicts = self.skipped = 0
+        self.added = self.identical = self.relaid = self.conflicts = self.skipped = 0
 
     def summary(self, out: Path, stores: int, total: int) -> str:
+        relaid = f"{self.relaid} duplicate(s) trained under another layout, " if self.relaid else ""
         return (f"{out}: {self.added} records added from {stores} store(s), {self.identical} identical "
-                f"duplicate(s), {self.conflicts} conflict(s), {self.skipped} malformed row(s) skipped; "
+                f"duplicate(s), {self.conflicts} conflict(s), {relaid}{self.skipped} malformed row(s) skipped; "
                 f"{total} records in all")
 
 
@@ -102,20 +133,27 @@ def merge_into(target, out: Path, sources, prefer: Path | None, tally: Tally, lo
                 try:
                     have = target.record(record.seed)
                     fields = [] if have is None else have.outcome_differences(record)
+                    layouts = [] if have is None else have.layout_differences(record)
                 except FastseedError as e:  # OUT's own row for the seed is malformed
-                    have, fields = True, [f"OUT's row ({e})"]
+                    have, fields, layouts = True, [f"OUT's row ({e})"], []
                 if have is None:
                     target.add(record)
                     holder[record.seed] = source.path
                     tally.added += 1
-                elif not fields:
+                    continue
+                if not fields:
                     tally.identical += 1
+                    continue
+                kept, dropped = holder.get(record.seed, out), source.path
+                if source.path == prefer and kept != prefer:
+                    target.add(record, replace=True)
+                    holder[record.seed], kept, dropped = source.path, source.path, kept
+                if layouts:  # another sample of the seed, not a disagreement
+                    tally.relaid += 1
+                    log(f"another layout: seed {record.seed}: {', '.join(layouts)}: {', '.join(fields)} differ; "
+                        f"kept {kept}, dropped {dropped}")
                 else:
                     tally.conflicts += 1
-                    kept, dropped = holder.get(record.seed, out), source.path
-                    if source.path == prefer and kept != prefer:
-                        target.add(record, replace=True)
-                        holder[record.seed], kept, dropped = source.path, source.path, kept
                     log(f"conflict: seed {record.seed}: {', '.join(fields)} differ; kept {kept}, "
                         f"dropped {dropped}")
             for seed, why in source.skipped_rows:
@@ -125,7 +163,6 @@ def merge_into(target, out: Path, sources, prefer: Path | None, tally: Tally, lo
 
 def open_sources(paths) -> list:
     """The IN stores, read-only, refused unless they hold one protocol scored on one test set."""
-    from fastseed.store import Store
     sources = []
     try:
         for path in paths:
@@ -144,11 +181,6 @@ def open_sources(paths) -> list:
 
 
 def run(argv) -> int:
-    import sqlite3
-
-    from fastseed.store import Store
-    from fastseed.store.file import build_store_file, new_meta, publish_store_file, temp_beside
-
     a = parse(argv)
     sources = open_sources(a.inputs)
     first, tally = sources[0], Tally()
@@ -162,6 +194,7 @@ def run(argv) -> int:
                         f"the INs {first.protocol} ({first.protocol_hash[:12]}): only stores of one "
                         f"protocol merge")
         Store.check(a.out, first.protocol, first.protocol_hash)  # read-only file or folder, ...
+        remove_stale_temps(a.out)  # what a merge killed while building OUT left (kill -9: no handler ran)
         if a.out.exists():
             with Store(a.out, *identity) as target:
                 merge_into(target, a.out, sources, a.prefer, tally)
@@ -180,7 +213,8 @@ def run(argv) -> int:
             except (OSError, sqlite3.Error) as e:
                 raise FastseedError(f"cannot create {a.out}: {e}") from None
             finally:
-                tmp.unlink(missing_ok=True)
+                for path in (tmp, side_file(tmp, "-wal"), side_file(tmp, "-shm")):
+                    path.unlink(missing_ok=True)
     finally:
         for s in sources:
             s.close()
@@ -189,7 +223,21 @@ def run(argv) -> int:
 
 
 def main(argv=None) -> int:
-    return one_line_errors("fastseed.merge", run, argv)
+    """The command line (`argv` None: sys.argv; a signal while Python then exits is ignored)."""
+    STOPPING.clear()
+    previous = {s: signal.signal(s, _interrupt) for s in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (started with them blocked: taken now)
+    try:
+        return one_line_errors("fastseed.merge", run, argv)
+    except Interrupted as e:
+        print(f"fastseed.merge: {signal.Signals(e.signum).name}: stopped; OUT is as it was, or complete if the "
+              f"merge had just ended: run the same merge again", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        STOPPING.append(None)
+        if argv is not None:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 from fastseed import FastseedError
 from fastseed.cli import Parser, one_line_errors
@@ -37,6 +38,31 @@ def differences(stored, new) -> list[str]:
             out.append(f"{name}: stored {a!r}, replayed {b!r}")
     return out
 
+
+
+@contextmanager
+def cpu_layout_of(stored, device):
+    """On a CPU, the record's thread count while the replay trains (a float32 sum split over other
+    threads rounds otherwise); a record that does not state it (written before it joined the layout),
+    or vector kernels this CPU does not run, is said in a note."""
+    import torch
+
+    from fastseed.engine.provenance import cpu_layout
+    layout, here = stored.layout(), cpu_layout()
+    if device.type != "cpu" or stored.provenance.get("device_type", "cpu") != "cpu":
+        yield
+        return
+    if "threads" not in layout:
+        print(f"note: the record does not say how many CPU threads trained it (an older fastseed): replaying "
+              f"with {here['threads']}; a difference may come from that", file=sys.stderr)
+    if layout.get("cpu_capability", here["cpu_capability"]) != here["cpu_capability"]:
+        print(f"note: the record was trained with {layout['cpu_capability']} kernels, this CPU runs "
+              f"{here['cpu_capability']}: float results may differ", file=sys.stderr)
+    torch.set_num_threads(layout.get("threads", here["threads"]))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(here["threads"])
 
 
 def run(argv) -> int:
@@ -82,7 +108,8 @@ def run(argv) -> int:
     print(f"replaying seed {a.seed} of {protocol.name} on {job.device}: {strategy} pack of {len(seeds)} {seeds}",
           flush=True)
     records = []
-    job.train(seeds, records.append, stop_flag=False)
+    with cpu_layout_of(stored, job.device):
+        job.train(seeds, records.append, stop_flag=False)
     new = next(r for r in records if r.seed == a.seed)
     diffs = differences(stored, new)
     if not diffs:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from fastseed import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FastseedError, UserCodeError
-from fastseed.cli import Parser
+from fastseed.cli import Parser, name_list, nonnegative_int, pack_or_auto, positive_int, positive_minutes
 from fastseed.workers.local import StartupInterrupted, StopFlag
 
 # After a training function raised: what resumes, and what does not
@@ -33,11 +33,26 @@ RANGE_END = 2**63 - 1
 
 
 def parse(argv):
-    from fastseed.engine import STRATEGIES
-    from fastseed.recipe.presets import PRESETS
     p = Parser(prog="python -m fastseed.scan", description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=10000, metavar="N", help="number of seeds (default 10000)")
-    p.add_argument("--start", type=int, default=0, metavar="S", help="first seed (default 0)")
+    _range_args(p)
+    _protocol_args(p)
+    _training_args(p)
+    _rule_args(p.add_argument_group("stopping rules (anytime-valid confidence sequences; --seeds is the cap)"))
+    _worker_args(p.add_argument_group("several workers on one store"))
+    _imagenet_args(p.add_argument_group("ImageNet fine-tuning presets (imagenet-*)"))
+    _output_args(p)
+    a = p.parse_args(argv)
+    _check_together(a)
+    return a
+
+
+def _range_args(p) -> None:
+    p.add_argument("--seeds", type=positive_int, default=10000, metavar="N", help="number of seeds (default 10000)")
+    p.add_argument("--start", type=nonnegative_int, default=0, metavar="S", help="first seed (default 0)")
+
+
+def _protocol_args(p) -> None:
+    from fastseed.recipe.presets import PRESETS
     p.add_argument("--preset", default=None, help=f"protocol (default picard-short): {', '.join(PRESETS)}")
     p.add_argument("--train", default=None, metavar="package.module:function",
                    help="your own training function instead of a preset: function(seed, device, **knobs) returns "
@@ -53,11 +68,23 @@ def parse(argv):
                         "(imported from the current directory; its file's sha256 is part of the protocol)")
     p.add_argument("--show-protocol", action="store_true",
                    help="print every knob of the resolved protocol and where it came from, then exit")
+    p.add_argument("--augment", default=None, choices=["chunk", "image", "none"],
+                   help="override the protocol's augmentation mode (a distinct protocol in the store)")
+    p.add_argument("--fix", type=name_list, default=(), metavar="STREAMS",
+                   help="comma-separated random streams held at --fix-seed in every run: init, order, "
+                        "augment (ImageNet: head, order, augment); a distinct protocol in the store")
+    p.add_argument("--fix-seed", type=nonnegative_int, default=0, metavar="R",
+                   help="the seed fixed streams draw from")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic cuDNN/cuBLAS kernels (a distinct protocol in the store)")
+
+
+def _training_args(p) -> None:
+    from fastseed.engine import STRATEGIES
     p.add_argument("--data-dir", default=None, help="dataset root (default $FASTSEED_DATA or ./data)")
     p.add_argument("--download", action="store_true", help="fetch the official CIFAR-10 if it is missing")
-    p.add_argument("--out", default=None, help="results store (default results/<protocol name>.sqlite)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--pack", default="auto", metavar="K|auto",
+    p.add_argument("--pack", type=pack_or_auto, default="auto", metavar="K|auto",
                    help="seeds trained at once; auto (default) measures this GPU (1 on a CPU)")
     p.add_argument("--strategy", default=None, choices=list(STRATEGIES),
                    help="how a pack trains: fused (one grouped model, the default when the model fuses), "
@@ -68,19 +95,13 @@ def parse(argv):
     p.add_argument("--no-graphs", action="store_true", help="do not replay training steps as CUDA graphs")
     p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32", "float64"],
                    help="compute dtype (default: the protocol's on a GPU, float32 on the CPU)")
-    p.add_argument("--augment", default=None, choices=["chunk", "image", "none"],
-                   help="override the protocol's augmentation mode (a distinct protocol in the store)")
-    p.add_argument("--fix", default="", metavar="STREAMS",
-                   help="comma-separated random streams held at --fix-seed in every run: init, order, "
-                        "augment (ImageNet: head, order, augment); a distinct protocol in the store")
-    p.add_argument("--fix-seed", type=int, default=0, metavar="R", help="the seed fixed streams draw from")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic cuDNN/cuBLAS kernels (a distinct protocol in the store)")
     p.add_argument("--keep", default=None, choices=["logits"],
                    help="logits: records keep the headline evaluation's logits (float16, about 180 kB a CIFAR "
                         "seed compressed), for the report's soft votes and calibration; not for ImageNet "
                         "(100 MB a seed)")
-    r = p.add_argument_group("stopping rules (anytime-valid confidence sequences; --seeds is the cap)")
+
+
+def _rule_args(r) -> None:
     r.add_argument("--until-ci", type=float, default=None, metavar="W",
                    help="stop once the 95 %% confidence sequence of the mean accuracy is within ±W "
                         "percentage points (a training function's metric: in its unit; at least 10 seeds)")
@@ -92,43 +113,46 @@ def parse(argv):
     r.add_argument("--ci-method", default=None, choices=["normal", "bounded"],
                    help="normal (default: t-mixture, exact for normal accuracies) or bounded (empirical "
                         "Bernstein: no assumption but the range [0, 100], thousands of seeds)")
-    w = p.add_argument_group("several workers on one store")
+
+
+def _worker_args(w) -> None:
     w.add_argument("--gpus", default=None, metavar="all|N|I,J",
                    help="one worker process per GPU: all, the first N, or these indices")
-    w.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="N worker processes on --device (e.g. --workers 4 --device cpu); with --ray, N actors")
+    w.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="N worker processes on --device (e.g. --workers 4 --device cpu), at most what the "
+                        "machine holds (seeds left, cores, memory); with --ray, N actors")
     w.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="train on a Ray cluster, one actor per GPU (or CPU): auto, HOST:PORT or ray://HOST:PORT "
                         "(without ADDRESS: a Ray started here); needs pip install 'fastseed[ray]'")
-    g = p.add_argument_group("ImageNet fine-tuning presets (imagenet-*)")
+
+
+def _imagenet_args(g) -> None:
     g.add_argument("--weights", default=None, metavar="PATH",
                    help="the pretrained backbone's weight file (required; nothing is downloaded)")
-    g.add_argument("--classes", type=int, default=None, metavar="N", help="train on the first N classes only")
-    g.add_argument("--limit-steps", type=int, default=None, metavar="N", help="at most N steps a phase")
-    g.add_argument("--limit-batch", type=int, default=None, metavar="N", help="at most N images a batch")
-    g.add_argument("--loader-threads", type=int, default=4, metavar="N",
+    g.add_argument("--classes", type=positive_int, default=None, metavar="N", help="train on the first N classes only")
+    g.add_argument("--limit-steps", type=positive_int, default=None, metavar="N", help="at most N steps a phase")
+    g.add_argument("--limit-batch", type=positive_int, default=None, metavar="N", help="at most N images a batch")
+    g.add_argument("--loader-threads", type=positive_int, default=4, metavar="N",
                    help="DALI CPU threads of each worker (default 4)")
-    g.add_argument("--checkpoint-every", type=float, default=None, metavar="MIN",
+    g.add_argument("--checkpoint-every", type=positive_minutes, default=None, metavar="MIN",
                    help="save the seed in flight every MIN minutes (default 10), beside the store; a rerun "
                         "resumes it, and the first Ctrl-C checkpoints it and stops at once")
+
+
+def _output_args(p) -> None:
+    p.add_argument("--out", default=None, help="results store (default results/<protocol name>.sqlite)")
     p.add_argument("--csv", default=None, help="also export the store to this CSV when done")
     p.add_argument("--parquet", default=None, help="also export the store to this Parquet file when done")
     p.add_argument("--no-progress", action="store_true", help="print a line per seed instead of a bar")
-    a = p.parse_args(argv)
-    if a.seeds <= 0:
-        raise FastseedError(f"--seeds must be a positive number, got {a.seeds}")
-    if a.start < 0:
-        raise FastseedError(f"--start must be >= 0, got {a.start}")
+
+
+def _check_together(a) -> None:
+    """What no single argument can check: the range's end, flags that exclude each other."""
+    from fastseed.workers.stopping import check_rule_flags
     if a.start + a.seeds > RANGE_END:
         raise FastseedError(f"--start {a.start} --seeds {a.seeds}: the last seed would be {a.start + a.seeds - 1}; "
                             f"a scan's seeds end at 2**63 - 2 = {RANGE_END - 1} (its range's end is a signed "
                             f"64-bit integer)")
-    a.fix = tuple(sorted({s.strip() for s in a.fix.split(",") if s.strip()}))
-    if a.fix_seed < 0:
-        raise FastseedError(f"--fix-seed must be >= 0, got {a.fix_seed}")
-    for name in ("classes", "limit_steps", "limit_batch", "loader_threads"):
-        if getattr(a, name) is not None and getattr(a, name) <= 0:
-            raise FastseedError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(a, name)}")
     if a.train is not None and (a.preset is not None or a.model is not None or a.protocol is not None):
         given = [f for f, v in (("--preset", a.preset), ("--model", a.model), ("--protocol", a.protocol)) if v]
         raise FastseedError(f"--train and {' '.join(given)}: give one (a protocol file names its function as "
@@ -138,18 +162,10 @@ def parse(argv):
     if a.ray is not None and a.gpus is not None:
         raise FastseedError("--gpus and --ray: give one (on a cluster each actor gets a GPU; --workers N caps "
                             "the actors)")
-    if a.pack != "auto":
-        if not a.pack.isdigit() or int(a.pack) <= 0:
-            raise FastseedError(f"--pack must be a positive number or auto, got {a.pack}")
-        a.pack = int(a.pack)
-    if a.checkpoint_every is not None and not a.checkpoint_every > 0:
-        raise FastseedError(f"--checkpoint-every must be a positive number of minutes, got {a.checkpoint_every:g}")
-    from fastseed.workers.stopping import check_rule_flags
     check_rule_flags(a.until_ci, a.versus, a.margin, a.ci_method)
     if a.versus is not None and (a.gpus is not None or a.workers is not None or a.ray is not None):
         raise FastseedError("--versus trains both protocols in turn in this process: drop --gpus/--workers/--ray "
                             "(--until-ci works with them)")
-    return a
 
 
 def resolved(a):
@@ -200,6 +216,7 @@ def run(a, stop_flag: StopFlag) -> int:
     # first worker's kind of device
     job = build(a, devices[0] if len(devices) == 1 else devices[0].split(":")[0])
     out = out_path(a, job.protocol)
+    check_exports(a, out)
     start, end = a.start, a.start + a.seeds
     say = lambda line: print(line, flush=True)
     from fastseed.workers.stopping import stopping_rule
@@ -221,6 +238,7 @@ def run(a, stop_flag: StopFlag) -> int:
             from fastseed.workers.pool import scan_pool
             outcome = scan_pool(job, out, start, end, devices, stop_flag=stop_flag, quiet=a.no_progress, log=say,
                                 until=until)
+        stop_flag.closing()  # what follows ends the scan: a signal no longer interrupts it
         if stopping is not None:
             stopping.decided()  # the commits of the last packs in flight are read too
     finally:
@@ -255,9 +273,26 @@ def run(a, stop_flag: StopFlag) -> int:
     return EXIT_FAILED
 
 
+def check_exports(a, out: Path) -> None:
+    """--csv and --parquet, refused before anything trains if they cannot be written."""
+    from fastseed.store.file import check_export
+    for flag, path in (("--csv", a.csv), ("--parquet", a.parquet)):
+        if path is not None:
+            try:
+                check_export(Path(path), out)
+            except FastseedError as e:
+                raise FastseedError(f"{flag} {path}: {e}") from None
+    if a.parquet is not None:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise FastseedError("--parquet needs pyarrow: pip install 'fastseed[parquet]'") from None
+
+
 def main(argv=None) -> int:
+    """The command line (`argv` None: sys.argv; its handlers then stay until the process ends)."""
     stop_flag = StopFlag()  # installed first: a signal during the slow start-up stops it with one line
-    with stop_flag.installed():
+    with stop_flag.installed(keep=argv is None):
         try:
             return run(parse(argv), stop_flag)
         except FastseedError as e:
@@ -269,6 +304,9 @@ def main(argv=None) -> int:
             return EXIT_FAILED
         except StartupInterrupted as e:
             print(f"fastseed.scan: {e}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except KeyboardInterrupt:  # a second signal, outside the packs (those end in their workers)
+            print("fastseed.scan: stopped at once: rerun the same command to resume", file=sys.stderr)
             return EXIT_INTERRUPTED
 
 

@@ -3,12 +3,14 @@ and test sets refused untouched, and a merge killed midway that leaves OUT as it
 
 import dataclasses
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fastseed.merge import main
 from fastseed.store import Store
@@ -207,3 +209,83 @@ def test_a_merge_killed_midway_leaves_out_as_it_was(tmp_path):
     conn.close()
     assert main([str(out), str(a), str(b)]) == 0  # and the merge, run again, completes
     assert seeds_in(out) == list(range(40)) + [100]
+
+
+# ---- issue #23 ----------------------------------------------------------------------------------------
+
+def on_cpu(record, threads: int):
+    """`record` as a CPU scan with `threads` threads stored it."""
+    return dataclasses.replace(record, provenance={**record.provenance, "device_type": "cpu", "threads": threads,
+                                                   "cpu_capability": "AVX512"})
+
+
+def test_a_seed_trained_on_another_thread_count_is_another_sample_not_a_conflict(tmp_path, capsys):
+    """Issue #23.4: the seeds of a plain store (2 threads) and a --workers store (1 thread) showed up
+    as conflicts: the thread count changes a float32 result and is part of the layout now. Under the
+    same layout a different outcome is still a conflict; an older record, which does not state its
+    threads, is taken as the same layout."""
+    plain = store_of(tmp_path / "plain.sqlite", [on_cpu(make_record(s), 2) for s in range(3)])
+    pooled = [on_cpu(dataclasses.replace(make_record(s), test_acc=0.5), 1) for s in (1, 2)]
+    workers = store_of(tmp_path / "workers.sqlite", pooled)
+    out = tmp_path / "all.sqlite"
+    code, lines, _ = merge(capsys, out, plain, workers)
+    assert code == 0
+    assert lines[:2] == [f"another layout: seed {s}: threads 2 vs 1: test_acc differ; kept {plain}, dropped {workers}"
+                         for s in (1, 2)]
+    assert lines[2] == (f"{out}: 3 records added from 2 store(s), 0 identical duplicate(s), 0 conflict(s), "
+                        f"2 duplicate(s) trained under another layout, 0 malformed row(s) skipped; 3 records in all")
+    older = store_of(tmp_path / "older.sqlite", [dataclasses.replace(make_record(1), test_acc=0.5)])
+    code, lines, _ = merge(capsys, out, older)
+    assert code == 1 and lines[0] == f"conflict: seed 1: test_acc differ; kept {out}, dropped {older}"
+
+
+@pytest.mark.slow
+def test_what_a_merge_killed_while_building_a_new_out_left_is_removed_by_the_next(tmp_path):
+    """Issue #23.6: a merge killed (-9) while building a new OUT left `.OUT.merge-<pid>-….tmp` and its
+    -wal beside OUT, and later merges never removed them."""
+    a = store_of(tmp_path / "a.sqlite", [make_record(s) for s in range(0, 40, 2)])
+    out = tmp_path / "new" / "all.sqlite"
+    assert killed_merge([out, a], after=15) == -9
+    left = sorted(p.name for p in out.parent.iterdir())
+    assert left and all(name.startswith(".all.sqlite.merge-") for name in left)  # the temp store, its -wal
+    assert main([str(out), str(a)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["all.sqlite"]
+    assert seeds_in(out) == list(range(0, 40, 2))
+
+
+def signalled_merge(argv, after: int, signum: int) -> subprocess.CompletedProcess:
+    """The merge of `argv` in a process that gets `signum` at its `after`-th record, and its exit code."""
+    code = KILLED_MERGE.format(after=after, argv=[str(a) for a in argv]).replace("signal.SIGKILL", str(int(signum)))
+    code = code.replace("\nmain(", "\nraise SystemExit(main(") + ")"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_merge_stopped_by_a_signal_rolls_back_in_one_line_and_130(tmp_path, signum):
+    """SIGINT or SIGTERM mid-merge: one line, exit 130, a new OUT not there and nothing beside it, an
+    existing OUT as it was (before: a KeyboardInterrupt traceback, or a SIGTERM death that left the
+    temp store)."""
+    a = store_of(tmp_path / "a.sqlite", [make_record(s) for s in range(0, 40, 2)])
+    existing = store_of(tmp_path / "old" / "all.sqlite", [make_record(100)])
+    for out in (tmp_path / "new" / "all.sqlite", existing):
+        done = signalled_merge([out, a], after=15, signum=signum)
+        assert done.returncode == 130, done.stderr
+        assert done.stderr.splitlines() == [f"fastseed.merge: {signal.Signals(signum).name}: stopped; OUT is as it "
+                                            f"was, or complete if the merge had just ended: run the same merge again"]
+    assert list((tmp_path / "new").iterdir()) == []
+    assert sorted(p.name for p in existing.parent.iterdir()) == ["all.sqlite"] and seeds_in(existing) == [100]
+
+
+def test_a_truncated_predictions_blob_is_skipped_and_named_not_copied(tmp_path, capsys):
+    """Issue #23.7: merge copied `predictions = x'00'` into OUT as a valid record."""
+    a = store_of(tmp_path / "a.sqlite", [make_record(s) for s in range(3)])
+    with sqlite3.connect(a) as db:
+        db.execute("UPDATE records SET predictions = x'00' WHERE seed = 1")
+    out = tmp_path / "all.sqlite"
+    code, lines, _ = merge(capsys, out, a)
+    assert code == 1
+    assert lines[0] == (f"{a}: seed 1: malformed row skipped: predictions hold 1 byte(s), not 10000 (a class per "
+                        f"test image)")
+    assert seeds_in(out) == [0, 2]

@@ -203,3 +203,16 @@ def test_variations_a_protocol_has_no_knob_for_are_refused_in_one_line(preset, c
     with pytest.raises(FastseedError) as e:
         protocol_variant(get_preset(preset), **changes)
     assert str(e.value) == phrase or str(e.value).startswith(phrase)
+
+
+def test_a_protocol_file_that_is_a_folder_or_names_an_unknown_base_says_which_file(tmp_path):
+    """Issue #23.9 and .10: `--protocol DIR` said "no such file"; an unknown `base` did not name the file."""
+    with pytest.raises(FastseedError) as e:
+        resolve_protocol("picard-short", protocol_file=tmp_path)
+    assert str(e.value) == f"--protocol {tmp_path}: a folder, not a protocol file (TOML)"
+    path = tmp_path / "mine.toml"
+    path.write_text('base = "picard-shrt"\n')
+    with pytest.raises(FastseedError) as e:
+        resolve_protocol("picard-short", protocol_file=path)
+    assert str(e.value).startswith(f"--protocol {path}: base = 'picard-shrt': unknown preset 'picard-shrt' (did you "
+                                   f"mean picard-short")

@@ -390,3 +390,27 @@ def test_the_stopping_rule_a_scan_recorded_is_stated_in_the_summary(tmp_path, ca
     other = synthetic_store(tmp_path / "t.sqlite", 3, n_images=1000, epochs=3)
     assert report(capsys, other, "--out", tmp_path / "q")[0] == 0
     assert "Stopping rule" not in (tmp_path / "q" / "report.md").read_text()
+
+
+def test_a_truncated_predictions_blob_is_one_malformed_row_not_the_end_of_every_per_image_section(tmp_path):
+    """Issue #23.7: `predictions = x'00'` on one row was read as valid: the predictions matrix went
+    ragged and the report dropped every per-image section ("no stored test labels or predictions").
+    Now that row is skipped and named, and so is a logits blob that does not decode."""
+    store = synthetic_store(tmp_path / "s.sqlite", 30, n_images=500, epochs=2)
+    runs = runs_of(store)
+    rng = np.random.default_rng(0)
+    write_logits(store, {int(s): logits_for(runs.predictions[i], rng) for i, s in enumerate(runs.seeds)})
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute("UPDATE records SET predictions = x'00' WHERE seed = 3")
+        conn.execute("UPDATE records SET logits = x'0000' WHERE seed = 4")
+    conn.close()
+    runs = runs_of(store)
+    assert runs.scorable and runs.predictions.shape == (29, 500)  # what the per-image sections need
+    assert runs.skipped_rows == [(3, "predictions hold 1 byte(s), not 500 (a class per test image)")]
+    assert sorted(i for i, _ in runs.logits(np.arange(len(runs)))) == [i for i in range(29) if runs.seeds[i] != 4]
+    doc = Document("t")
+    sections.malformed_logits(doc, [runs])
+    text = "\n".join(m for m, _ in doc.blocks)
+    assert text.startswith("x: 1 seed(s) with malformed logits, left out of calibration and soft votes: seed 4 "
+                           "(logits do not decode: ")

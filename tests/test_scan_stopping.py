@@ -207,3 +207,14 @@ def test_a_pool_stops_its_workers_once_the_rule_decides(real_cifar_root, tmp_pat
     assert meta["decision"] == rule.decision.reason and rule.decision.reason in result.stdout
     with sqlite3.connect(out) as db:
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_versus_a_store_of_another_data_set_is_refused_not_asked_for_weights(fake, capsys):
+    """Issue #23.9: `--versus` an ImageNet store from a CIFAR scan asked for `--weights` instead of
+    refusing a comparison of accuracies on two data sets."""
+    make_store("inet.sqlite", get_preset("imagenet-rn50"))
+    code, _, err = run(capsys, "--seeds", 10, "--out", "s.sqlite", "--versus", "inet.sqlite")
+    assert code == 2 and err.splitlines() == [
+        "fastseed.scan: error: --versus inet.sqlite holds imagenet-rn50, trained on imagenet; this scan's smoke "
+        "is on cifar10: their accuracies do not compare"]
+    assert fake == [] and not Path("s.sqlite").exists()

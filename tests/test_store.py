@@ -442,3 +442,34 @@ def test_records_are_read_a_batch_at_a_time_in_seed_order(tmp_path, monkeypatch)
     with Store.open(path) as store:
         assert [r.seed for r in store.iter_records()] == [0, 1, 3, 4, 7, 8, 9]
         assert [seed for seed, _ in store.skipped_rows] == [5, 6]
+
+
+def test_a_blob_of_the_wrong_length_or_a_curve_of_the_wrong_shape_is_a_malformed_row(tmp_path):
+    """Issue #23.7: a truncated predictions blob (`x'00'`) was read as valid, so merge copied it and
+    replay compared 10,000 images with 1. Every blob is checked against the store's test set when read,
+    with its blobs or without (the scan's start-up): the same rows, the same reasons."""
+    import zlib
+    path = tmp_path / "s.sqlite"
+    with new_store(path) as store:
+        store.set_test_labels(np.arange(10_000) % 10)
+        store.add(dataclasses.replace(make_record(0), logits=zlib.compress(bytes(2 * 10_000 * 10))))
+    insert_raw(path, 1, predictions=b"\x00")
+    insert_raw(path, 2, logits=zlib.compress(bytes(7)))
+    insert_raw(path, 3, logits=b"\x00\x00")
+    insert_raw(path, 4, train_curve="[[0, 1.5], [1, 1.2]]")
+    insert_raw(path, 5, pack='{"strategy": "fused", "seeds": [1, "two"]}')
+    insert_raw(path, 6)
+    with Store.open(path) as store:
+        light = [r.seed for r in store.iter_records(blobs=False)]
+        light_skipped = store.skipped_rows
+        full = [r.seed for r in store.iter_records()]
+        assert full == [0, 6] and light == [0, 2, 3, 6]  # the logits are not read at start-up
+        assert store.skipped_rows[0] == (1, "predictions hold 1 byte(s), not 10000 (a class per test image)")
+        assert store.skipped_rows[1] == (2, "logits hold 7 byte(s) decompressed, not float16 classes for each of "
+                                            "10000 test images")
+        assert store.skipped_rows[2][0] == 3 and store.skipped_rows[2][1].startswith("logits do not decompress")
+        assert store.skipped_rows[3] == (4, "train_curve has a row list [0, 1.5], not [epoch, a, b]")
+        assert store.skipped_rows[4] == (5, "pack seeds is list [1, 'two']")
+        assert [seed for seed, _ in light_skipped] == [1, 4, 5]
+        assert light_skipped[0] == store.skipped_rows[0]
+        assert "seed 1 is malformed: predictions hold 1 byte(s)" in refused(store.record, 1)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_store import assert_same, make_record, new_store  # noqa: E402
 
 FORK = multiprocessing.get_context("fork")  # the parent's imports are reused: a worker starts at once
-LABELS = np.arange(50, dtype=np.uint8) % 10
+LABELS = np.arange(10_000, dtype=np.uint8) % 10  # a class for each of make_record's predictions
 
 
 def work(path: Path, start: int, stop: int, k: int, lease_s: float, train_s: float, barrier,

@@ -97,11 +97,11 @@ def test_a_reader_sees_the_commits_of_a_writer_that_started_after_it(tmp_path):
         with new_store(path) as writer:
             writer.add(make_record(1))
             assert reader.done_seeds() == {0, 1}
-            writer.set_test_labels(np.arange(10))
+            writer.set_test_labels(np.arange(10_000) % 10)  # a class for each of the records' predictions
             writer.add(make_record(2))
             assert [r.seed for r in reader.records()] == [0, 1, 2]
         writer_gone = reader.done_seeds()  # its checkpoint rewrote the file under the reader
-        assert writer_gone == {0, 1, 2} and np.array_equal(reader.test_labels, np.arange(10))
+        assert writer_gone == {0, 1, 2} and np.array_equal(reader.test_labels, np.arange(10_000) % 10)
 
 
 def wal_pages(wal: Path) -> tuple[int, set[int]]:
@@ -354,3 +354,35 @@ def test_a_full_file_system_fails_one_commit_in_one_line_and_the_store_goes_on(t
                                    f"before are intact")
     assert seed >= 3 and out["retried"] is True and out["seeds"] == list(range(seed + 1))
     assert out["integrity"] == "ok"
+
+
+# ---- temp files a killed process left (issue #23) ----------------------------------------------------
+
+KILLED_CREATION = """
+import os, signal
+import fastseed.store.file as file
+def publish(tmp, path):  # SIGKILL between the build of the new store and its link into place
+    os.kill(os.getpid(), signal.SIGKILL)
+file.publish_store_file = publish
+from test_store import new_store
+new_store({path!r})
+"""
+
+
+@pytest.mark.slow
+def test_a_store_whose_creator_was_killed_before_linking_it_leaves_a_temp_the_next_writer_removes(tmp_path):
+    """Issue #23.6: a `.new-*.tmp` store stayed beside the path after a kill -9 of a scan. A live
+    process's temp file, and one of another machine, are kept."""
+    path = tmp_path / "s.sqlite"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", KILLED_CREATION.format(path=str(path))], env=env, capture_output=True)
+    assert done.returncode == -9
+    left = listing(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".s.sqlite.new-") and left[0].endswith(".tmp")
+    from fastseed.store.file import temp_beside
+    mine = temp_beside(path, "merge")  # this process's: alive
+    mine.write_bytes(b"a merge in flight")
+    elsewhere = tmp_path / ".s.sqlite.merge-00000000-1-0123abcd.tmp"  # pid 1 of another machine
+    elsewhere.write_bytes(b"another machine's merge")
+    new_store(path).close()
+    assert listing(tmp_path) == sorted([mine.name, elsewhere.name, "s.sqlite"])

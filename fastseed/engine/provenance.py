@@ -36,12 +36,21 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def cpu_layout() -> dict:
+    """What changes a CPU result beyond the pack and the dtype: how many threads split each sum (a
+    float32 sum split in 2 rounds otherwise than in 1) and the vector kernels the CPU runs (AVX2 or
+    AVX512 sum in other orders). Part of a record's layout (store/record.py: Record.layout), which
+    replay sets up again and merge compares."""
+    return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def provenance(device: torch.device, dtype: torch.dtype | None, *, started: datetime, **extra) -> dict:
     return {
         **code_version(),
         "device": device_name(device),
         "device_type": device.type,
         "dtype": None if dtype is None else str(dtype).removeprefix("torch."),  # None: the user's code chose
+        **cpu_layout(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,

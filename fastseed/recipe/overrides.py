@@ -206,6 +206,8 @@ def read_protocol_file(path) -> dict:
         except ImportError:
             raise FastseedError("protocol files need Python 3.11 (tomllib) or the tomli package") from None
     path = Path(path)
+    if path.is_dir():
+        raise FastseedError(f"--protocol {path}: a folder, not a protocol file (TOML)")
     if not path.is_file():
         raise FastseedError(f"--protocol {path}: no such file")
     try:
@@ -252,7 +254,12 @@ def resolve(base: str | None, sets=(), protocol_file=None, model: str | None = N
         from fastseed.recipe.function import function_protocol
         start = function_protocol(train)
     else:
-        start = get_preset(base)
+        try:
+            start = get_preset(base)
+        except FastseedError as e:
+            if protocol_file is None:
+                raise
+            raise FastseedError(f"--protocol {protocol_file}: base = {base!r}: {e}") from None
 
     steps = []  # (key, value, origin, where), in the order they apply
     origin = f"file {Path(protocol_file).name}" if protocol_file is not None else ""

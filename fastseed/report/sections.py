@@ -371,6 +371,16 @@ def ensembles_section(doc: Document, groups, calibrated: dict) -> None:
         doc.text("Soft vote (mean of probabilities) needs each seed's logits: scan with --keep logits.")
 
 
+def malformed_logits(doc: Document, groups) -> None:
+    """The seeds whose stored logits did not decode when the sections above read them: left out of
+    calibration and soft votes, and named."""
+    for g in groups:
+        if g.logits is not None and g.logits.malformed:
+            doc.text(f"{g.label}: {len(g.logits.malformed)} seed(s) with malformed logits, left out of calibration "
+                     f"and soft votes: " + listing([f"seed {s} ({why})" for s, why in g.logits.malformed], 10,
+                                                   "the store") + ".")
+
+
 def compare_section(doc: Document, groups, n_boot: int) -> None:
     from fastseed.stats.compare import compare
     doc.heading("Comparing recipes")
@@ -467,6 +477,7 @@ def build(groups, top: int = 5, n_boot: int | None = None, data_dir=None) -> Doc
     halves = transfer_section(doc, groups, evidence)
     calibrated = ev.calibration_section(doc, groups, rng_for("calibration"))
     ensembles_section(doc, groups, calibrated)
+    malformed_logits(doc, groups)
     if len(groups) > 1:
         compare_section(doc, groups, n_boot)
     factors_section(doc, groups, n_boot)

@@ -25,7 +25,7 @@ import numpy as np
 
 from fastseed import FastseedError
 from fastseed.store import Store
-from fastseed.store.record import ACCURACY, Metric, decode_logits
+from fastseed.store.record import ACCURACY, BlobShape, Metric, decode_logits
 
 COLUMNS = ("seed", "status", "test_acc", "test_loss", "headline_epoch", "wall_time_s", "eval_curve",
            "train_curve", "provenance", "metrics", "predictions")
@@ -218,13 +218,16 @@ class _Matrix:
         return None if self.data is None else self.data[: self.n]
 
 
-def _scalars(row, itemsize: int) -> tuple:
-    """(seed, ok, acc, loss, headline epoch, wall time) of a row, or TypeError/ValueError."""
+def _scalars(row, itemsize: int, shape: BlobShape | None) -> tuple:
+    """(seed, ok, acc, loss, headline epoch, wall time) of a row, or TypeError/ValueError (a
+    predictions blob of another length than the test set's: MalformedRow, a ValueError)."""
     seed, status, acc, loss, epoch, wall, *_, predictions = row
     if not isinstance(seed, int) or not isinstance(status, str) or not isinstance(epoch, int):
         raise TypeError("seed, status or headline_epoch has the wrong type")
     if not isinstance(predictions, bytes) or len(predictions) % itemsize:
         raise TypeError("predictions are not whole labels")
+    if shape is not None:
+        shape.check_predictions(len(predictions))
     acc = math.nan if acc is None else float(acc)
     loss = math.nan if loss is None else float(loss)
     return seed, status == "ok" and math.isfinite(acc), acc, loss, epoch, float(wall)
@@ -240,26 +243,26 @@ def _metrics(text) -> dict | None:
     return metrics
 
 
-def _decode(rows, itemsize: int) -> tuple:
+def _decode(rows, itemsize: int, shape: BlobShape | None) -> tuple:
     """(scalars per row, eval curves, train curves, fixed streams per row, metrics per row) of some rows,
     or ValueError/TypeError naming what is wrong with one of them."""
-    return ([_scalars(r, itemsize) for r in rows], _curves([r[6] for r in rows]),
+    return ([_scalars(r, itemsize, shape) for r in rows], _curves([r[6] for r in rows]),
             _curves([r[7] for r in rows]), [_fixed(r[8]) for r in rows], [_metrics(r[9]) for r in rows])
 
 
 def load_runs(store: Store, label: str) -> Runs:
     """All records of `store` as a Runs; refuses a store without records."""
-    dtype = np.dtype(store.label_dtype)
+    dtype, shape = np.dtype(store.label_dtype), store.blob_shape
     matrix = _Matrix(len(store), dtype)
     scalars, evals, trains, fixed, metrics, skipped = [], [], [], [], [], []
     for batch in store.iter_columns(COLUMNS):
         try:  # the whole batch at once; a run that ends early, or a bad row, sends it row by row
-            decoded = [(batch, _decode(batch, dtype.itemsize))]
+            decoded = [(batch, _decode(batch, dtype.itemsize, shape))]
         except (ValueError, TypeError):
             decoded = []
             for row in batch:
                 try:
-                    decoded.append(([row], _decode([row], dtype.itemsize)))
+                    decoded.append(([row], _decode([row], dtype.itemsize, shape)))
                 except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
                     skipped.append((row[0] if isinstance(row[0], int) else None, str(e).split("\n")[0]))
         for rows, (values, e, t, f, m) in decoded:
@@ -321,10 +324,11 @@ def _user_metrics(metrics: list, n_images: int, labels) -> tuple:
 class StoredLogits:
     """Some runs' logits, read from the store when asked (it is opened again, read-only, for each
     request): (index, logits) for the requested run indices whose records kept logits. A blob that
-    does not decode is left out like a missing one."""
+    does not decode is left out and listed in `malformed` as (seed, reason), for the report to name."""
     path: Path
     seeds: np.ndarray
     n_images: int
+    malformed: list = field(default_factory=list, compare=False)
 
     def __call__(self, rows) -> Iterator[tuple[int, np.ndarray]]:
         rows = np.asarray(rows, dtype=np.int64)
@@ -336,6 +340,8 @@ class StoredLogits:
                         continue
                     try:
                         logits = decode_logits(bytes(blob), self.n_images)
-                    except (ValueError, zlib.error):
+                    except (ValueError, TypeError, zlib.error) as e:
+                        if seed not in (s for s, _ in self.malformed):
+                            self.malformed.append((seed, f"logits do not decode: {str(e).splitlines()[0]}"))
                         continue
                     yield index[seed], logits

@@ -19,9 +19,11 @@ import numpy as np
 from fastseed import FastseedError
 from fastseed.store import claims
 from fastseed.store.file import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE, SCHEMA_VERSION,
-                                 connect_reader, create, disk_full, existing_meta, new_meta, probe, read_meta, refuse_orphan_wal,
-                                 refuse_read_only, short, upgrade, uri, wal_has_frames)
-from fastseed.store.record import (ACCURACY, JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Metric, Record,
+                                 check_export, connect_reader, create, disk_full, existing_meta, new_meta, probe,
+                                 read_meta, refuse_orphan_wal, refuse_read_only, remove_stale_temps, short,
+                                 temp_beside, upgrade, uri, wal_has_frames)
+from fastseed.store.record import (ACCURACY, JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, BlobShape, MalformedRow, Metric,
+                                   Record,
                                    finished_at)
 
 STOPPING_NOTE = "stopping"  # meta: the stopping rule a scan followed (workers/stopping.py), which the report states
@@ -40,6 +42,7 @@ class Store:
         self.skipped_rows: list[tuple[int | None, str]] = []
         self._lock, self._depth = threading.RLock(), 0
         Store.check(self.path, protocol, protocol_hash)
+        remove_stale_temps(self.path)  # a store or a merge that a killed process left half-built
         if not self.path.exists():
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,21 +322,29 @@ class Store:
         except (TypeError, ValueError):  # a malformed row: the report and the scan name it elsewhere
             return ACCURACY
 
-    # without the blobs: a blob's type only (SQLite types a value without reading it); a value of
-    # another type is passed on, for the row to be named malformed
+    # without the blobs: their type, and the predictions' length (SQLite has both without reading a
+    # blob); a value of another type is passed on, for the row to be named malformed
     BLOBLESS = {"predictions": "CASE WHEN typeof(predictions) = 'blob' THEN X'' ELSE predictions END",
                 "logits": "CASE WHEN typeof(logits) IN ('blob', 'null') THEN NULL ELSE logits END"}
+    BLOB_SIZE = "length(predictions) AS predictions_bytes"
 
     def _select(self, conn, blobs: bool = True) -> str:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(records)")}
-        return ", ".join(f"NULL AS {c}" if c not in columns else c if blobs or c not in self.BLOBLESS
-                         else f"{self.BLOBLESS[c]} AS {c}" for c in RECORD_COLUMNS)
+        return ", ".join([f"NULL AS {c}" if c not in columns else c if blobs or c not in self.BLOBLESS
+                          else f"{self.BLOBLESS[c]} AS {c}" for c in RECORD_COLUMNS] + [self.BLOB_SIZE] * (not blobs))
+
+    @property
+    def blob_shape(self) -> BlobShape | None:
+        """What every record's blobs must hold, from the test labels (None while none are stored)."""
+        labels = self.test_labels
+        return None if labels is None else BlobShape(len(labels), labels.dtype.itemsize)
 
     def iter_records(self, blobs: bool = True):
         """The records in seed order, read ROWS_PER_READ at a time (a store with logits may not fit
         in memory). Rows that do not decode are skipped and listed in `skipped_rows` as (seed, reason).
         `blobs=False`: without predictions (empty) and logits (None), only to see which rows decode."""
         self.skipped_rows = []
+        shape = self.blob_shape
         after = ()  # the last seed read: each batch is one short query, so no statement stays open
         while True:
             with self._reading() as conn:
@@ -342,7 +353,7 @@ class Store:
                                     (self.protocol_hash, *after)).fetchall()
             for row in rows:
                 try:
-                    yield Record.from_row(row)
+                    yield Record.from_row(row, shape)
                 except MalformedRow as e:
                     seed = row["seed"] if type(row["seed"]) is int else None
                     self.skipped_rows.append((seed, str(e)))
@@ -361,7 +372,7 @@ class Store:
             row = conn.execute(f"SELECT {self._select(conn)} FROM records WHERE protocol_hash = ? AND "
                                f"seed = ?", (self.protocol_hash, seed)).fetchone()
         try:
-            return None if row is None else Record.from_row(row)
+            return None if row is None else Record.from_row(row, self.blob_shape)
         except MalformedRow as e:
             raise FastseedError(f"{self.path}: the record of seed {seed} is malformed: {e}") from None
 
@@ -431,12 +442,22 @@ class Store:
 
     @staticmethod
     def _write(path, write) -> None:
+        """`write(tmp)` to a temp file beside `path`, then renamed to it: a kill or a full disk mid-export
+        leaves the previous file (or none), never half of one."""
         path = Path(path)
+        check_export(path)
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write(path)
+            remove_stale_temps(path)
+            tmp = temp_beside(path, "export")
+            write(tmp)
+            os.replace(tmp, path)
         except OSError as e:
             raise FastseedError(f"cannot write {path}: {e.strerror or e}") from None
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
     # ---- streaming read (reports of 10^5 seeds) -------------------------------------------------
 

@@ -77,7 +77,7 @@ def claim(conn: sqlite3.Connection, protocol_hash: str, start: int, end: int, k:
     return seeds
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: nothing is sent, only whether the process exists
     except ProcessLookupError:
@@ -92,9 +92,7 @@ def release_dead(conn: sqlite3.Connection, host: str) -> None:
     with SIGKILL, or crashed, gives its seeds back now rather than when its lease runs out, so a rerun
     right after `kill -9` resumes at once. A frozen process still exists and keeps its lease; workers
     of other machines, or of another pid namespace here, keep theirs (their pids mean nothing here)."""
-    pids = [pid for (pid,) in conn.execute("SELECT DISTINCT pid FROM claims WHERE host = ?", (host,))
-            if not _alive(pid)]
-    conn.executemany("DELETE FROM claims WHERE host = ? AND pid = ?", [(host, pid) for pid in pids])
+    conn.executemany("DELETE FROM claims WHERE host = ? AND pid = ?", [(host, pid) for pid in dead_pids(conn, host)])
 
 
 def renew(conn: sqlite3.Connection, worker: str, lease_s: float) -> None:
@@ -112,9 +110,19 @@ def release(conn: sqlite3.Connection, worker: str, seeds=None) -> None:
                          [(worker, int(s)) for s in seeds])
 
 
+def dead_pids(conn: sqlite3.Connection, host: str) -> list[int]:
+    """The pids of `host` (this machine: `machine()`) that hold claims and no longer exist."""
+    return [pid for (pid,) in conn.execute("SELECT DISTINCT pid FROM claims WHERE host = ?", (host,))
+            if not alive(pid)]
+
+
 def live_claims(conn: sqlite3.Connection, protocol_hash: str, start: int, end: int) -> int:
-    """Seeds of [start, end) claimed under a live lease and not stored yet."""
+    """Seeds of [start, end) claimed under a live lease and not stored yet. A claim of a dead process
+    of this machine is not live, whatever its lease says: the next claim drops it (`release_dead`)."""
+    host = machine()
+    dead = dead_pids(conn, host)
     return conn.execute(
         "SELECT COUNT(*) FROM claims c WHERE expires > ? AND seed >= ? AND seed < ? AND NOT EXISTS "
-        "(SELECT 1 FROM records r WHERE r.protocol_hash = ? AND r.seed = c.seed)",
-        (time.time(), start, end, protocol_hash)).fetchone()[0]
+        "(SELECT 1 FROM records r WHERE r.protocol_hash = ? AND r.seed = c.seed) AND NOT (host = ? AND pid IN "
+        f"({', '.join('?' * len(dead))}))",
+        (time.time(), start, end, protocol_hash, host, *dead)).fetchone()[0]

@@ -12,7 +12,9 @@ built-in recipes). A writer upgrades an older store in place; a fastseed that re
 then refuses it in one line instead of writing into it blind to what it cannot store.
 """
 
+import hashlib
 import os
+import re
 import secrets
 import sqlite3
 import urllib.parse
@@ -153,6 +155,23 @@ def refuse_read_only(path: Path) -> None:
             raise FastseedError(f"{side} is read-only; make it writable or use another --out")
 
 
+def check_export(path: Path, store: Path | None = None) -> None:
+    """Refuse, before anything is trained or written, an export path (`--csv`, `--parquet`) that cannot
+    be written: a folder, the store itself, a read-only file, a folder that cannot be created."""
+    path = Path(path)
+    if path.is_dir():
+        raise FastseedError(f"{path} is a folder: give a file name to write to")
+    if store is not None and path.resolve() == Path(store).resolve():
+        raise FastseedError(f"{path} is the store itself: give another file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FastseedError(f"{path} is read-only: make it writable or give another file name")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise FastseedError(f"cannot write {path}: {ancestor} is not a writable folder")
+
+
 def refuse_orphan_wal(path: Path) -> None:
     """A -wal file without its store (the store deleted, its -wal left) would be replayed into a new
     store at that path, mixing another study's pages into it."""
@@ -201,8 +220,39 @@ def publish_store_file(tmp: Path, path: Path) -> bool:
     return True
 
 
+# A temp file beside its final path: `.NAME.WHAT-MACHINE-PID-RANDOM.tmp`, MACHINE a digest of
+# claims.machine(), so that a process that died before putting it in place (kill -9 mid-merge) can be
+# known dead by the next writer on the same machine, which removes it (`remove_stale_temps`).
+TEMP = re.compile(r"\.(?P<name>.+)\.(?P<what>[a-z]+)-(?P<machine>[0-9a-f]{8})-(?P<pid>[0-9]+)-[0-9a-f]{8}"
+                  r"\.tmp(?:-wal|-shm|-journal)?")
+
+
+def machine_tag() -> str:
+    return hashlib.sha256(claims.machine().encode()).hexdigest()[:8]
+
+
 def temp_beside(path: Path, what: str) -> Path:
-    return path.with_name(f".{path.name}.{what}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{what}-{machine_tag()}-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files beside `path` (and their -wal, -shm) that processes of this machine left
+    when they died; returns them. A live process's, or another machine's, are kept."""
+    path, tag, removed = Path(path), machine_tag(), []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP.fullmatch(entry.name)
+        if (match and match["name"] == path.name and match["machine"] == tag
+                and not claims.alive(int(match["pid"]))):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except FileNotFoundError:
+                pass  # another writer removed it first
+    return removed
 
 
 def new_meta(protocol: str, protocol_hash: str, protocol_json: str) -> dict:

@@ -1,8 +1,10 @@
 """One finished seed as a Python object, and its row in the store: encode, decode, compare.
 
 Decoding is strict: a row written by hand or by another tool (text where a number belongs, JSON that
-does not parse, a curve that is not a list) raises `MalformedRow` with the column and the reason, so
-a reader can skip that row and say why instead of crashing or guessing.
+does not parse, a curve that is not a list of [epoch, a, b] rows, a predictions blob of the wrong length,
+logits that do not decompress to images × classes) raises `MalformedRow` with the column and the
+reason, so a reader can skip that row and say why instead of crashing or guessing. The blobs' lengths
+are checked against the store's test set (`BlobShape`), which a row does not know.
 """
 
 from __future__ import annotations
@@ -70,6 +72,15 @@ class Metric:
 
 ACCURACY = Metric()
 
+# How a seed was trained beyond its protocol: what a replay sets up again to get the same numbers, and
+# what two records of one seed must share for their outcomes to be expected equal (merge). The pack
+# (strategy, size, slot, partners), the device type and dtype, and on a CPU the threads that split each
+# sum and the vector kernels (engine/provenance.py: cpu_layout). Older records (before issue 23) lack
+# the CPU's part: unknown, which agrees with anything.
+PACK_LAYOUT = ("strategy", "size", "slot", "seeds")
+RUN_LAYOUT = ("device_type", "dtype")
+CPU_LAYOUT = ("threads", "cpu_capability")
+
 
 @dataclass
 class Record:
@@ -116,15 +127,34 @@ class Record:
         return row
 
     @classmethod
-    def from_row(cls, row) -> "Record":
-        """The record of a stored row; `MalformedRow` (column and reason) if a value has the wrong type."""
+    def from_row(cls, row, shape: "BlobShape | None" = None) -> "Record":
+        """The record of a stored row; `MalformedRow` (column and reason) if a value has the wrong type,
+        or a blob does not have `shape` (None: the store has no test labels to check them against). A
+        row read without its blobs (Store.iter_records(blobs=False)) brings the predictions' length
+        instead (`predictions_bytes`), checked the same way."""
         values = {}
         for f in fields(cls):
             if f.name == "labels":
                 continue
             value = row[f.name] if f.name in row.keys() else None  # older schemas: no logits, no metrics
             values[f.name] = _decode(f.name, value)
+        size = row["predictions_bytes"] if "predictions_bytes" in row.keys() else len(values["predictions"])
+        if shape is not None:
+            shape.check_predictions(size)
+            if values["logits"] is not None:
+                shape.check_logits(values["logits"])
         return cls(**values)
+
+    def layout(self) -> dict:
+        """How the seed was trained (PACK_LAYOUT, RUN_LAYOUT, on a CPU CPU_LAYOUT): the entries it states."""
+        run = RUN_LAYOUT + (CPU_LAYOUT if self.provenance.get("device_type") == "cpu" else ())
+        return {**{k: self.pack[k] for k in PACK_LAYOUT if k in self.pack},
+                **{k: self.provenance[k] for k in run if k in self.provenance}}
+
+    def layout_differences(self, other: "Record") -> list[str]:
+        """The layout entries both records state and that differ, as `name a vs b`."""
+        mine, theirs = self.layout(), other.layout()
+        return [f"{k} {mine[k]} vs {theirs[k]}" for k in mine if k in theirs and mine[k] != theirs[k]]
 
     def outcome_differences(self, other: "Record") -> list[str]:
         """The OUTCOME_FIELDS in which `other` differs (NaN equals NaN; curves compared as JSON)."""
@@ -134,6 +164,29 @@ class Record:
 
 class MalformedRow(ValueError):
     """A stored row that does not decode into a Record; the message names the column."""
+
+
+@dataclass(frozen=True)
+class BlobShape:
+    """What a store's blobs hold: a predicted class per test image (`label_bytes` each: 1, or 2 for
+    ImageNet's 1,000 classes), and (images × classes) float16 logits, zlib-compressed."""
+    images: int
+    label_bytes: int
+
+    def check_predictions(self, size: int) -> None:
+        if size != self.images * self.label_bytes:
+            raise MalformedRow(f"predictions hold {size} byte(s), not {self.images * self.label_bytes} (a class "
+                               f"per test image)")
+
+    def check_logits(self, blob: bytes) -> None:
+        """Decompressed to a whole number of classes for every test image (the blob is read anyway)."""
+        try:
+            size = len(zlib.decompress(blob))
+        except zlib.error as e:
+            raise MalformedRow(f"logits do not decompress ({e})") from None
+        if size == 0 or size % (2 * self.images):
+            raise MalformedRow(f"logits hold {size} byte(s) decompressed, not float16 classes for each of "
+                               f"{self.images} test images")
 
 
 ROW_COLUMNS = tuple(f.name for f in fields(Record) if f.name != "labels") + ("finished_at",)
@@ -171,12 +224,35 @@ def _decode(name: str, value):
         if not isinstance(decoded, _JSON_TYPES[name]):
             raise MalformedRow(f"{name} is a JSON {type(decoded).__name__}, "
                                f"not a {_JSON_TYPES[name].__name__}")
+        if name in ("eval_curve", "train_curve"):
+            _check_curve(name, decoded)
+        elif name == "pack":
+            _check_pack(decoded)
         return decoded
     if name == "predictions" or (name == "logits" and value is not None):
         if type(value) is not bytes:
             raise MalformedRow(f"{name} is {_shown(value)}, not a blob")
         return value
     return value
+
+
+def _number(value) -> bool:
+    return value is None or type(value) in (int, float)  # None: NaN written as JSON null by another tool
+
+
+def _check_curve(name: str, curve: list) -> None:
+    """Rows of [epoch, a, b]: three numbers each (eval: accuracy, loss; train: loss, accuracy)."""
+    for row in curve:
+        if not (isinstance(row, list) and len(row) == 3 and all(map(_number, row)) and row[0] is not None):
+            raise MalformedRow(f"{name} has a row {_shown(row)}, not [epoch, a, b]")
+
+
+def _check_pack(pack: dict) -> None:
+    """The layout replay sets up again: a strategy name, the size and slot, the partners' seeds."""
+    kinds = {"strategy": (str,), "size": (int,), "slot": (int,), "seeds": (list,)}
+    bad = [k for k, t in kinds.items() if k in pack and type(pack[k]) not in t]
+    if bad or not all(type(s) is int for s in pack.get("seeds", [])):
+        raise MalformedRow(f"pack {(bad or ['seeds'])[0]} is {_shown(pack.get((bad or ['seeds'])[0]))}")
 
 
 def _shown(value) -> str:

@@ -100,6 +100,7 @@ class Driver:
         """Until the range is stored, a stop, or no actor is left."""
         t0, told = time.monotonic(), False
         while True:
+            self.stop_flag.check()  # a stop while the actors start: StartupInterrupted, here
             stopping = bool(self.stop_flag) or self.user_error is not None
             if stopping and not self.halted:
                 self.halted = True  # the packs queued behind the ones training come back empty

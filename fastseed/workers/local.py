@@ -39,29 +39,67 @@ class StartupInterrupted(KeyboardInterrupt):
         self.signum = signum
 
     def __str__(self) -> str:
-        return f"{signal.Signals(self.signum).name} during start-up: stopped before training any seed"
+        return startup_line(self.signum)
+
+
+def startup_line(signum: int) -> str:
+    return f"{signal.Signals(signum).name} during start-up: stopped before training any seed"
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopFlag:
-    """SIGINT and SIGTERM. During start-up a signal stops at once (`StartupInterrupted`). While training, the
-    first finishes and commits the pack in flight, then stops; a second drops it (KeyboardInterrupt)."""
+    """SIGINT and SIGTERM, from a command's first statement to its last, in four states:
 
-    def __init__(self):
-        self.signum, self.training = None, False
+    starting  nothing written yet: a signal stops the process at once with one line (exit 130),
+              whatever it is doing -- an import, a data set read from a pipe: nothing needs closing,
+              and nothing is raised into code that cannot take it
+    opening   a store is open for writing, nothing trains yet: a signal raises the flag and the
+              command stops at its next safe point (`check`) with the same line; a second one stops it
+              at once, as a kill would (nothing is raised into Ray's or torch's code, which may take
+              it badly; the store is crash-safe, and the next writer removes its -wal and -shm)
+    training  the first signal finishes and commits the pack in flight, then stops; a second drops
+              it (KeyboardInterrupt)
+    closing   training is over (the summary, the export, the store closed): a signal only raises the
+              flag, the command ends as it was ending
+
+    `quiet`: the start-up line is left to the parent (a pool's worker, stopped by its parent)."""
+
+    def __init__(self, command: str = "fastseed.scan", quiet: bool = False):
+        self.command, self.quiet = command, quiet
+        self.signum, self.state = None, "starting"
         self.in_flight: Callable[[], str | None] = lambda: None  # e.g. "about 3 min more"
         self.doing = "finishing the seeds in flight"
         self._raised = threading.Event()
 
     def __call__(self, signum, frame):
-        if not self.training:
-            raise StartupInterrupted(signum)
+        if self.state == "starting" or (self.state == "opening" and self.signum is not None):
+            self._exit_now(signum)
+        if self.state in ("opening", "closing"):
+            self._raise(signum)
+            return
         if self.signum is not None:
             raise KeyboardInterrupt
-        self.signum = signum
-        self._raised.set()
+        self._raise(signum)
         needs = self.in_flight()
         print(f"\n{signal.Signals(signum).name}: {self.doing}{f' ({needs})' if needs else ''}, then stopping "
               f"(again to stop at once)", file=sys.stderr, flush=True)
+
+    def _raise(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._raised.set()
+
+    def _exit_now(self, signum: int) -> None:
+        """One line and exit 130, now: written with os.write, since a print may be what was interrupted."""
+        try:
+            sys.stdout.flush()  # the lines said so far
+        except (OSError, RuntimeError, ValueError):
+            pass
+        if not self.quiet:
+            os.write(2, f"{self.command}: {startup_line(signum)}\n".encode())
+        os._exit(EXIT_INTERRUPTED)
 
     def __bool__(self) -> bool:
         return self.signum is not None
@@ -70,23 +108,47 @@ class StopFlag:
         """Sleep, but wake up when the flag is raised."""
         self._raised.wait(seconds)
 
+    def opening(self) -> None:
+        """A store is about to be written: from now on a start-up signal waits for the next safe
+        point (`check`, `start_training`), so that what is open is closed cleanly."""
+        if self.state == "starting":
+            self.state = "opening"
+
+    def check(self) -> None:
+        """A safe point of the start-up: StartupInterrupted if a signal came since `opening`."""
+        if self.state in ("starting", "opening") and self.signum is not None:
+            raise StartupInterrupted(self.signum)
+
     def start_training(self, in_flight: Callable[[], str | None] | None = None, doing: str | None = None) -> None:
         """Training starts: a signal now stops after `doing` (what the pack in flight is told to do),
-        and says how long that takes (`in_flight()`) when known."""
-        self.training = True
+        and says how long that takes (`in_flight()`) when known. A signal that came while the store
+        was opening stops the start-up here."""
+        self.check()
+        self.state = "training"
         if in_flight is not None:
             self.in_flight = in_flight
         if doing is not None:
             self.doing = doing
 
+    def closing(self) -> None:
+        """Training is over: a signal no longer interrupts what the command does to end."""
+        self.state = "closing"
+
     @contextmanager
-    def installed(self):
-        previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+    def installed(self, keep: bool = False):
+        """The handler on SIGINT and SIGTERM, then both unblocked: a process started with them blocked
+        (a pool's worker: workers/pool.py) gets a signal sent before this point now, not never. After
+        the block the previous handlers come back, unless `keep` (a command line: a signal while Python
+        exits only raises the flag, and the exit code stays the command's)."""
+        previous = {s: signal.signal(s, self) for s in STOP_SIGNALS}
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             yield self
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.closing()
+            if not keep:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
 
 
 class Lease:
@@ -230,7 +292,7 @@ def scan_here(job, out, start: int, end: int, *, stop_flag: StopFlag, quiet: boo
         log(f"{job.protocol.name}: {why} the {stored} seeds stored in {out}: nothing to train")
         return Outcome(stored >= total, stored, total, summary(accs, metric))
     with ExitStack() as stack:
-        sides = {name: _open_side(name, side_job, path, start, end, stack, log)
+        sides = {name: _open_side(name, side_job, path, start, end, stack, stop_flag, log)
                  for name, (side_job, path) in jobs.items()}
         store = sides["A"].store
         progress = Progress(total, store.progress(start, end)[0], store.accuracies(start, end), quiet)
@@ -270,8 +332,8 @@ def scan_here(job, out, start: int, end: int, *, stop_flag: StopFlag, quiet: boo
             progress.close()
             if stopping is not None:
                 stopping.close()  # its readers before the writers: the last to close cleans up the -wal
-        stored = store.progress(start, end)[0]
-        return Outcome(stored >= total, stored, total, progress.summary())
+        stored = store.progress(start, end)[0]  # whoever trained them: other scans share the store
+        return Outcome(stored >= total, stored, total, summary(store.accuracies(start, end), store.metric()))
 
 
 @dataclass
@@ -284,10 +346,11 @@ class Side:
     pace: object = None
 
 
-def _open_side(name: str, job, out, start: int, end: int, stack: ExitStack, log) -> Side:
+def _open_side(name: str, job, out, start: int, end: int, stack: ExitStack, stop_flag, log) -> Side:
     from fastseed.store import Store
     protocol, total = job.protocol, end - start
     labels = job.load()  # None: a training function's labels come with its results
+    stop_flag.opening()
     store = stack.enter_context(Store(out, protocol.name, protocol.hash, protocol.to_json()))
     if labels is not None:
         store.set_test_labels(labels)
@@ -309,8 +372,10 @@ def child_main(spec: dict) -> int:
     options, the loop run on its device until the range is stored. Exit 0: the range is complete;
     130: stopped by a signal; 2: bad input (one line on stderr); 1: a training function raised (its
     traceback, then the `error: ` line the parent reads)."""
-    stop_flag = StopFlag()
-    with stop_flag.installed():  # its own session (pool._spawn): only the parent's forwarded Ctrl-C reaches it
+    # its own session (pool._spawn): only the parent's forwarded Ctrl-C reaches it, and a stop before it
+    # trains ends it quietly (the parent says so)
+    stop_flag = StopFlag(quiet=True)
+    with stop_flag.installed(keep=True):
         try:
             return _child(spec, stop_flag)
         except FastseedError as e:
@@ -337,6 +402,7 @@ def _child(spec: dict, stop_flag: StopFlag) -> int:
     start, end, worker = spec["start"], spec["end"], spec["worker"]
     labels = job.load()
     protocol = job.protocol
+    stop_flag.opening()
     with Store(spec["store"], protocol.name, protocol.hash, protocol.to_json()) as store:
         if labels is not None:
             store.set_test_labels(labels)

@@ -14,7 +14,12 @@ Ctrl-C would: the same code would fail them too.
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only the parent, which
 forwards it once; a GPU child sees only its GPU (CUDA_VISIBLE_DEVICES), so it creates no context on
-the others.
+the others. A child starts with SIGINT and SIGTERM blocked and unblocks them once its handler is in
+place: a stop forwarded while it was still starting Python is taken then (it exits 130, quietly), not
+lost and not a KeyboardInterrupt traceback.
+
+No more workers start than the machine can hold: seeds left to train, cores for CPU workers, and the
+memory a worker needs (an estimate: `worker_bytes`); one line says so when that caps `--workers`.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from fastseed import EXIT_FAILED, FastseedError
-from fastseed.workers.local import LEASE_S, Outcome
+from fastseed.workers.local import LEASE_S, STOP_SIGNALS, Outcome
 
 POLL_S = 1.0  # how often the parent reads the store's counts and its children's states
 STOP_GRACE_S = 30.0  # after a second Ctrl-C, how long children get to release their claims
+MEMORY_SHARE = 0.8  # of the available memory, what a pool's workers may take together
 
 
 def pool_devices(gpus: str | None, workers: int | None, device: str) -> list[str]:
@@ -83,6 +89,50 @@ class Child:
     reported: bool = False
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity: a Slurm or container limit counts)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def worker_bytes(job) -> int:
+    """Host memory one worker process needs, estimated: this process's resident memory now (Python,
+    torch and fastseed loaded, no data yet: a worker's runtime, its shared libraries counted in full,
+    so the estimate errs high) and what the job holds on top (`job.worker_bytes()`: its data set while it
+    is read, a seed's training step on a CPU)."""
+    return resident_bytes() + job.worker_bytes()
+
+
+def capped(devices: list[str], left: int, job, log: Callable[[str], None]) -> list[str]:
+    """The first of `devices` the machine can hold: no more workers than seeds `left` to train, CPU
+    workers no more than the cores, and all of them within MEMORY_SHARE of the available memory (one
+    line says which limit, when one does)."""
+    from fastseed.engine.autopack import available_memory
+    limits = [(max(1, left), f"{left} seed(s) left to train")]
+    if any(d.startswith("cpu") for d in devices):
+        limits.append((cores(), f"{cores()} CPU core(s)"))
+    per, available = worker_bytes(job), available_memory()
+    fit = max(1, int(MEMORY_SHARE * available // max(per, 1)))
+    limits.append((fit, f"memory for {fit} (about {per / 2**30:.1f} GiB a worker, {available / 2**30:.1f} GiB "
+                        f"available)"))
+    k = min(len(devices), *(n for n, _ in limits))
+    if k < len(devices):
+        why = "; ".join(reason for n, reason in limits if n == k)
+        log(f"{len(devices)} workers asked for, starting {k}: {why}")
+    return devices[:k]
+
+
 def _spawn(name: str, device: str, spec: dict) -> subprocess.Popen:
     env = dict(os.environ)
     options = dict(spec["options"], device=device)
@@ -90,8 +140,13 @@ def _spawn(name: str, device: str, spec: dict) -> subprocess.Popen:
         env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
         options["device"] = "cuda"
     argv = [sys.executable, "-m", "fastseed.workers.local", json.dumps(dict(spec, options=options))]
-    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+    # the child inherits this thread's signal mask: blocked until its StopFlag is installed
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _relay(child: Child, write: Callable[[str], None]) -> None:
@@ -131,8 +186,11 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
     from fastseed.store.claims import worker_id
     from fastseed.workers.progress import Progress, summary
     protocol, total = job.protocol, end - start
+    stop_flag.opening()
     with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:  # made once, here
         stored, live = store.progress(start, end)
+        if stored < total:
+            devices = capped(devices, total - stored - live, job, log)
         # a worker's name is its device, numbered when several share one (CPU workers always do)
         names = [d if devices.count(d) == 1 else f"{d}#{i}" for i, d in enumerate(devices)]
         others = f", {live} claimed by other workers" if live else ""
@@ -143,12 +201,14 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
         cpu_workers = sum(d.startswith("cpu") for d in devices)
         threads = None  # CPU workers share the cores (unless OMP_NUM_THREADS says otherwise)
         if cpu_workers and "OMP_NUM_THREADS" not in os.environ:
-            threads = max(1, (os.cpu_count() or 1) // cpu_workers)
+            threads = max(1, cores() // cpu_workers)
         spec = dict(protocol=protocol.to_json(), options=job.options.to_dict(), store=str(os.path.abspath(out)),
                     start=start, end=end, lease_s=lease_s, workers=len(devices), seed_lines=quiet, threads=threads)
         progress = Progress(total, stored, store.accuracies(start, end), quiet)
         run_id = worker_id()
         children = []
+        stop_flag.doing = f"stopping the {len(devices)} workers once they commit their packs in flight"
+        stop_flag.start_training()  # a stop now reaches the workers, starting or not
         try:
             for name, device in zip(names, devices):
                 worker = f"{run_id}/{name}"
@@ -156,8 +216,6 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
                 child.relay = threading.Thread(target=_relay, args=(child, progress.write), daemon=True)
                 child.relay.start()
                 children.append(child)
-            stop_flag.doing = f"stopping the {len(devices)} workers once they commit their packs in flight"
-            stop_flag.start_training()
             failed = _watch(children, store, start, end, stop_flag, progress, until)
         except KeyboardInterrupt:  # a second Ctrl-C: the children drop their packs in flight
             _signal(children, signal.SIGINT)

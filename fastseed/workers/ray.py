@@ -31,7 +31,7 @@ import threading
 from typing import Callable
 
 from fastseed import FastseedError
-from fastseed.workers.local import LEASE_S, Lease, Outcome, StartupInterrupted
+from fastseed.workers.local import LEASE_S, STOP_SIGNALS, Lease, Outcome, StartupInterrupted
 
 INSTALL = "--ray needs Ray: pip install 'fastseed[ray]'"
 
@@ -65,9 +65,12 @@ def connect(ray, address: str) -> None:
     extra = {"include_dashboard": False} if address == "local" else {}
     # A Ray started here runs its raylet and GCS in our process group: a Ctrl-C in the terminal would
     # reach them too (they would die, and relay a second SIGINT to us). Ignored while they start, it
-    # stays ignored in them. ray.init also installs its own SIGTERM handler: ours comes back.
+    # stays ignored in them. Blocked too (a blocked signal is kept pending, even an ignored one), so a
+    # Ctrl-C to this process meanwhile reaches our handler once it is back, instead of being lost.
+    # ray.init also installs its own SIGTERM handler: ours comes back.
     main = threading.current_thread() is threading.main_thread()
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main else {}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS) if main else None
     try:
         if main:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -77,6 +80,8 @@ def connect(ray, address: str) -> None:
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _reachable(address: str, given: str) -> None:
@@ -97,7 +102,7 @@ def _first_line(error: BaseException) -> str:
 
 def actor_plan(device: str, workers: int | None, resources: dict) -> tuple[int, dict, str]:
     """How many actors, what each asks of Ray, the device it trains on: one per GPU of the cluster
-    (`--device auto|cuda`), else one per CPU; `--workers N` asks for N."""
+    (`--device auto|cuda`), else one per CPU; `--workers N` asks for N (`capped_actors` caps them)."""
     if workers is not None and workers <= 0:
         raise FastseedError(f"--workers must be a positive number, got {workers}")
     if device not in ("auto", "cuda", "cpu"):
@@ -112,6 +117,19 @@ def actor_plan(device: str, workers: int | None, resources: dict) -> tuple[int, 
     if not cpus:
         raise FastseedError("--ray: the cluster has no CPU to train on")
     return workers or cpus, {"num_cpus": 1}, "cpu"
+
+
+def capped_actors(count: int, on: str, left: int, resources: dict, log: Callable[[str], None]) -> int:
+    """No more actors than seeds `left` to train, nor than the cluster's GPUs (or CPUs) can place at
+    once (more would wait, unplaced, for the scan's whole life); one line says so when that caps
+    `--workers`."""
+    slots = int(resources.get("GPU" if on == "cuda" else "CPU", 0))
+    limits = [(max(1, left), f"{left} seed(s) left to train"),
+              (max(1, slots), f"{slots} {'GPU' if on == 'cuda' else 'CPU'}(s) in the cluster")]
+    k = min(count, *(n for n, _ in limits))
+    if k < count:
+        log(f"{count} actors asked for, starting {k}: {'; '.join(why for n, why in limits if n == k)}")
+    return k
 
 
 def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: str = "auto",
@@ -137,9 +155,12 @@ def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: 
     if connecting:
         connect(ray, address)
     try:
-        count, ask, on = actor_plan(device, workers, ray.cluster_resources())
+        resources = ray.cluster_resources()
+        count, ask, on = actor_plan(device, workers, resources)
+        stop_flag.opening()
         with Store(out, protocol.name, protocol.hash, protocol.to_json()) as store:
             stored, live = store.progress(start, end)
+            count = capped_actors(count, on, total - stored - live, resources, log)
             others = f", {live} claimed by other workers" if live else ""
             log(f"{protocol.name} [{protocol.hash[:12]}]: {total - stored} of {total} seeds to train{others}, "
                 f"{stored} already in {out}; {count} Ray actor(s), one per {'GPU' if on == 'cuda' else 'CPU'}")
@@ -173,4 +194,8 @@ def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: 
                            error=driver.user_error)
     finally:
         if connecting:
+            main = threading.current_thread() is threading.main_thread()
+            handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main else {}
             ray.shutdown()
+            for s, handler in handlers.items():  # Ray's core worker leaves SIGTERM at its default as it ends
+                signal.signal(s, handler)

@@ -224,6 +224,9 @@ def stopping_rule(job, out, start: int, end: int, *, until_ci=None, versus=None,
         complete = store.progress(start, end)[0] >= end - start
     if theirs.hash == job.protocol.hash:
         raise FastseedError(f"--versus {other} holds this scan's protocol ({theirs.name}): nothing to compare")
+    if theirs.dataset != job.protocol.dataset:
+        raise FastseedError(f"--versus {other} holds {theirs.name}, trained on {theirs.dataset}; this scan's "
+                            f"{job.protocol.name} is on {job.protocol.dataset}: their accuracies do not compare")
     labels = (job.protocol.name, theirs.name) if theirs.name != job.protocol.name else ("A", "B")
     rule = Stopping.versus(out, other, start, end, 0.0 if margin is None else margin, labels, method)
     if complete:

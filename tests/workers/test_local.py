@@ -197,3 +197,45 @@ def test_a_frozen_workers_seeds_are_taken_over_when_its_lease_runs_out(data, tmp
     assert report["complete"] and sorted(report["trained"]) == [0, 1, 2, 3]
     assert waited >= 1.0  # seeds 0 and 1 came only when the frozen worker's lease had run out
     assert_stored_once(path, range(4))
+
+
+# ---- the stop flag, from the first statement to the last (issue #23) ------------------------------
+
+def test_the_stop_flag_stops_at_once_before_a_write_at_a_safe_point_after_and_never_in_the_end():
+    """Before anything is written a signal ends the process at once with one line (nothing is raised into
+    what runs then: an import, a read); once a store is open it waits for a safe point; while training
+    the first finishes the pack and the second drops it; at the end it only raises the flag."""
+    from fastseed.workers.local import StartupInterrupted, StopFlag
+    flag = StopFlag()
+    flag.opening()
+    flag(signal.SIGTERM, None)
+    assert flag and flag.state == "opening"
+    with pytest.raises(StartupInterrupted, match="SIGTERM during start-up: stopped before training any seed"):
+        flag.start_training()
+
+    flag = StopFlag()
+    flag.start_training()
+    flag(signal.SIGINT, None)  # the pack in flight finishes
+    assert flag and flag.signum == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        flag(signal.SIGINT, None)  # dropped
+    flag = StopFlag()
+    flag.start_training()
+    flag.closing()
+    flag(signal.SIGINT, None)
+    flag(signal.SIGTERM, None)  # nothing raised: the scan ends as it was ending
+    assert flag.signum == signal.SIGINT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quiet", [False, True], ids=["scan", "pool worker"])
+def test_a_signal_before_anything_is_written_ends_the_process_with_one_line_and_130(quiet):
+    script = ("import os, signal, time\n"
+              "from fastseed.workers.local import StopFlag\n"
+              f"with StopFlag(quiet={quiet}).installed():\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    time.sleep(30)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 130
+    assert done.stderr == ("" if quiet else "fastseed.scan: SIGTERM during start-up: stopped before training any seed\n")

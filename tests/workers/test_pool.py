@@ -4,6 +4,7 @@ all after their seeds in flight, and the rerun completes the range. Real smoke s
 them; which devices `--gpus` means is checked against a pretend 4-GPU machine."""
 
 import os
+import subprocess
 import signal
 import sqlite3
 import sys
@@ -121,3 +122,72 @@ def test_gpus_without_a_gpu_are_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(FastseedError, match="no CUDA GPU is visible"):
         pool_devices("all", None, "auto")
+
+
+# ---- how many workers, and a stop while they start (issue #23) ----------------------------------
+
+class FakeJob:
+    """What `capped` asks of a job: the memory it holds in a worker beyond the runtime."""
+
+    def __init__(self, held: int):
+        self.held = held
+
+    def worker_bytes(self) -> int:
+        return self.held
+
+
+def test_workers_are_capped_by_the_seeds_left_the_cores_and_the_memory_in_one_line(monkeypatch):
+    """Issue #23.1: `--workers 1000 --seeds 2` started 145 torch processes and 11.7 GB before it was
+    stopped. Each limit caps alone, and the line names the one that did."""
+    from fastseed.workers import pool
+    monkeypatch.setattr(pool, "cores", lambda: 16)
+    monkeypatch.setattr(pool, "resident_bytes", lambda: 2**30)  # a worker's runtime: 1 GiB, + 1 GiB of job
+    monkeypatch.setattr("fastseed.engine.autopack.available_memory", lambda: 10 * 2**30)
+    lines = []
+    assert pool.capped(["cpu"] * 1000, 2, FakeJob(2**30), lines.append) == ["cpu"] * 2
+    assert pool.capped(["cpu"] * 1000, 100, FakeJob(2**30), lines.append) == ["cpu"] * 4  # 80 % of 10 GiB
+    assert pool.capped(["cpu"] * 1000, 100, FakeJob(0), lines.append) == ["cpu"] * 8
+    monkeypatch.setattr("fastseed.engine.autopack.available_memory", lambda: 2**40)
+    assert pool.capped(["cpu"] * 1000, 100, FakeJob(0), lines.append) == ["cpu"] * 16
+    assert pool.capped(["cuda:0", "cuda:1"], 100, FakeJob(0), lines.append) == ["cuda:0", "cuda:1"]  # no cap
+    assert pool.capped(["cpu"] * 3, 100, FakeJob(0), lines.append) == ["cpu"] * 3
+    assert lines == ["1000 workers asked for, starting 2: 2 seed(s) left to train",
+                     "1000 workers asked for, starting 4: memory for 4 (about 2.0 GiB a worker, 10.0 GiB available)",
+                     "1000 workers asked for, starting 8: memory for 8 (about 1.0 GiB a worker, 10.0 GiB available)",
+                     "1000 workers asked for, starting 16: 16 CPU core(s)"]
+
+
+@pytest.mark.slow
+def test_workers_1000_on_this_machine_start_what_it_holds_and_say_so(real_cifar_root, tmp_path, monkeypatch, capsys):
+    """The acceptance of issue #23: the parent starts at most the cores here, and says so in one line
+    (the workers are stand-ins that exit at once: what is checked is how many start)."""
+    from fastseed import scan
+    from fastseed.workers import pool
+    started = []
+
+    def spawn(name, device, spec):
+        started.append(name)
+        return subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE, text=True)
+
+    monkeypatch.setattr(pool, "_spawn", spawn)
+    argv = ["--preset", "smoke", "--device", "cpu", "--data-dir", str(real_cifar_root), "--out", str(tmp_path / "s.sqlite"),
+            "--no-progress", "--seeds", "100", "--workers", "1000"]
+    assert scan.main(argv) == 1  # the stand-ins trained nothing
+    asked = [line for line in capsys.readouterr().out.splitlines() if "workers asked for" in line]
+    assert len(started) == min(len(os.sched_getaffinity(0)), 100) < 1000
+    assert asked == [f"1000 workers asked for, starting {len(started)}: {len(started)} CPU core(s)"] or \
+        asked[0].startswith(f"1000 workers asked for, starting {len(started)}: memory for")
+
+
+@pytest.mark.slow
+def test_a_stop_sent_to_a_worker_still_starting_python_ends_it_quietly_with_130(tmp_path):
+    """Issue #23.3: a worker stopped while Python started printed a KeyboardInterrupt traceback, and
+    the parent reported it "killed by SIGINT", as failed. It starts with the stop signals blocked, so a
+    SIGINT sent before its handler exists waits for it: exit 130, not a line printed."""
+    from fastseed.workers.pool import _spawn
+    spec = {"protocol": "{}", "options": {}, "store": str(tmp_path / "s.sqlite"), "start": 0, "end": 1}
+    proc = _spawn("cpu#0", "cpu", spec)
+    proc.send_signal(signal.SIGINT)  # at once: the child is still being created
+    assert proc.wait(timeout=60) == 130
+    assert proc.stdout.read() == ""
+    assert not (tmp_path / "s.sqlite").exists()

@@ -307,3 +307,41 @@ def test_without_ray_installed_ray_is_refused_with_the_install_line(real_cifar_r
     assert scan.main(smoke(real_cifar_root, tmp_path / "s.sqlite", "--seeds", 2, "--ray")) == 2
     assert capsys.readouterr().err == "fastseed.scan: error: --ray needs Ray: pip install 'fastseed[ray]'\n"
     assert not (tmp_path / "s.sqlite").exists()
+
+
+# ---- issue #23: a stop while the actors start, and how many start ----------------------------------
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_actors_start_stops_with_the_start_up_line_and_130(cluster, real_cifar_root, tmp_path,
+                                                                           capsys):
+    """Issue #23.5: Ctrl-C while the actors started ended in exit 1 and "2 seeds not trained (0
+    worker(s) failed)". The SIGINT goes the moment the scan's actors exist (still starting)."""
+    out = tmp_path / "s.sqlite"
+
+    def interrupt():
+        deadline = time.monotonic() + WAIT_S
+        while not Actors.now():
+            assert time.monotonic() < deadline, f"no actor was started within {WAIT_S} s"
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    signaller, _ = in_background(interrupt)
+    assert scan.main(smoke(real_cifar_root, out, "--seeds", 3, "--ray")) == 130
+    signaller.join(timeout=WAIT_S)
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["fastseed.scan: SIGINT during start-up: stopped before training any seed"]
+    assert committed(out) == []
+    assert_sound(out)
+
+
+def test_actors_are_capped_by_the_seeds_left_and_the_clusters_slots_in_one_line():
+    """Issue #23.1 for Ray: actors beyond the cluster's CPUs (or GPUs) would wait unplaced all along."""
+    from fastseed.workers.ray import capped_actors
+    lines = []
+    assert capped_actors(1000, "cpu", 2, {"CPU": 8.0}, lines.append) == 2
+    assert capped_actors(1000, "cpu", 100, {"CPU": 8.0}, lines.append) == 8
+    assert capped_actors(16, "cuda", 100, {"CPU": 64.0, "GPU": 4.0}, lines.append) == 4
+    assert capped_actors(3, "cpu", 100, {"CPU": 8.0}, lines.append) == 3
+    assert lines == ["1000 actors asked for, starting 2: 2 seed(s) left to train",
+                     "1000 actors asked for, starting 8: 8 CPU(s) in the cluster",
+                     "16 actors asked for, starting 4: 4 GPU(s) in the cluster"]
