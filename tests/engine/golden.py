@@ -34,9 +34,9 @@ def cases() -> dict:
         # the same, with picard-long's flat 0.01 from epoch 4 on and every epoch evaluated
         "picard-long": (get_preset("picard-long").variant(**small, epochs=6, lr_warmup_epochs=2, lr_decay_end=7,
                                                           lr_floor_from=4), (200, 100, 2)),
-        # Adam; 300 images in batches of 128: the last batch of every epoch holds 44
-        "resnet18-exp1": (get_preset("resnet18-exp1").variant(train_size=300, test_size=100, epochs=2,
-                                                              eval_batch_size=100), (300, 100, 5)),
+        # Adam; 100 images in batches of 32: the last batch of every epoch holds 4
+        "resnet18-exp1": (get_preset("resnet18-exp1").variant(train_size=100, test_size=100, batch_size=32, epochs=2,
+                                                              eval_batch_size=100), (100, 100, 5)),
         # 4 steps an epoch, 2.5 epochs: 10 steps; lookahead every 3; the whitening bias trains in epoch 0 only
         "fast94": (get_preset("fast94").variant(train_size=200, test_size=100, batch_size=50, eval_batch_size=50,
                                                 width=0.0625, epochs=3, train_epochs=2.5, whiten_bias_epochs=1,

@@ -1,6 +1,7 @@
 """Every preset still trains to the records it trained to before its schedules moved into device tensors
 (issue 19): float64 on the CPU, the pack-independence tolerance (1e-9 relative), predictions equal, the
-same protocol hashes. golden_records.json was written by tests/engine/golden.py at commit 14d589c."""
+same protocol hashes. golden_records.json was written by tests/engine/golden.py at commit a3c61a1 (main 14d589c and the
+store's import fix), before the engine changed."""
 
 import json
 import sys
