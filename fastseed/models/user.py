@@ -58,8 +58,18 @@ def module_file(spec: str) -> Path:
     return Path(found.origin)
 
 
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime) → sha256: the file is read again only once it changed
+
+
 def source_digest(spec: str) -> str:
-    return hashlib.sha256(module_file(spec).read_bytes()).hexdigest()
+    """sha256 of the factory's module file. Checked at every seed's init, so remembered by the file's
+    size and modification time: a scan of 10^5 seeds reads it once, not 10^5 times."""
+    path = module_file(spec)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _DIGESTS[key]
 
 
 def load_factory(spec: str):

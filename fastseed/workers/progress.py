@@ -33,15 +33,42 @@ def duration(seconds: float) -> str:
     return f"{seconds / (365.25 * 86400):.1f} years"
 
 
+class Tally:
+    """Count, mean, variance, min and max of the finite accuracies seen so far (NaN = diverged, left
+    out), updated in O(1) a seed: the bar of a scan with 10^5 seeds stored redraws without re-reading or
+    re-summing them. Batches merge by Chan, Golub & LeVeque's pairwise update (1979, eq. 2.1), one
+    value by Welford's (1962)."""
+
+    def __init__(self, accs=()):
+        self.n, self.mean, self.m2, self.lo, self.hi = 0, 0.0, 0.0, np.inf, -np.inf
+        self.extend(accs)
+
+    def extend(self, accs) -> None:
+        x = np.asarray(accs, dtype=float)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return
+        n, mean = self.n + x.size, x.mean()
+        delta = mean - self.mean
+        self.m2 += ((x - mean) ** 2).sum() + delta ** 2 * self.n * x.size / n
+        self.mean += delta * x.size / n
+        self.n, self.lo, self.hi = n, min(self.lo, x.min()), max(self.hi, x.max())
+
+    def add(self, acc: float) -> None:
+        self.extend([acc])
+
+    def summary(self) -> str:
+        """Running accuracy in percent, e.g. "acc 90.02±0.23% min 89.01 max 90.83 (n=10000)"."""
+        if self.n == 0:
+            return "acc n/a"
+        std = np.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return (f"acc {100 * self.mean:.2f}±{100 * std:.2f}% min {100 * self.lo:.2f} "
+                f"max {100 * self.hi:.2f} (n={self.n})")
+
+
 def summary(accs) -> str:
     """Running accuracy of the stored seeds (NaN = diverged, left out), in percent."""
-    accs = np.asarray(accs, dtype=float)
-    accs = accs[np.isfinite(accs)]
-    if accs.size == 0:
-        return "acc n/a"
-    std = accs.std(ddof=1) if accs.size > 1 else 0.0
-    return (f"acc {100 * accs.mean():.2f}±{100 * std:.2f}% min {100 * accs.min():.2f} "
-            f"max {100 * accs.max():.2f} (n={accs.size})")
+    return Tally(accs).summary()
 
 
 class Progress:
@@ -50,7 +77,7 @@ class Progress:
     def __init__(self, total: int, stored: int, accs, quiet: bool):
         from tqdm import tqdm
         self.total, self.quiet = total, quiet
-        self.stored0, self.stored, self.accs = stored, stored, list(accs)
+        self.stored0, self.stored, self.tally = stored, stored, Tally(accs)
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total, initial=stored, unit="seed", dynamic_ncols=True, disable=quiet,
                         smoothing=0.1)
@@ -78,11 +105,21 @@ class Progress:
 
     def show(self) -> None:
         rate = 60 * (self.stored - self.stored0) / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {summary(self.accs)}")
+        # drawn with the bar's next refresh (tqdm's own pace), not one redraw per seed
+        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {self.tally.summary()}", refresh=False)
 
     def set(self, stored: int, accs) -> None:
-        """The store's counts now (several workers: polled)."""
-        self.accs = list(accs)
+        """The store's counts now: `accs` are all the range's accuracies."""
+        self.tally = Tally(accs)
+        self._count(stored)
+
+    def extend(self, stored: int, new_accs) -> None:
+        """The store's counts now: `new_accs` are the accuracies committed since the last call (a pool's
+        parent polls the store: workers/pool.py)."""
+        self.tally.extend(new_accs)
+        self._count(stored)
+
+    def _count(self, stored: int) -> None:
         if stored != self.stored:
             self.bar.update(stored - self.stored)
             self.stored = stored
@@ -90,7 +127,7 @@ class Progress:
 
     def add(self, record) -> None:
         """A record this process just committed."""
-        self.accs.append(record.test_acc)
+        self.tally.add(record.test_acc)
         if self.quiet:
             print(f"seed {record.seed}: {record.status} acc {100 * record.test_acc:.2f}% "
                   f"({record.wall_time_s:.1f}s)", flush=True)
@@ -106,7 +143,7 @@ class Progress:
             self.bar.write(line, file=sys.stdout)
 
     def summary(self) -> str:
-        return summary(self.accs)
+        return self.tally.summary()
 
     def close(self) -> None:
         self._close_seed_bar()
