@@ -1,7 +1,7 @@
 """Every preset still trains to the records it trained to before its schedules moved into device tensors
 (issue 19): float64 on the CPU, the pack-independence tolerance (1e-9 relative), predictions equal, the
-same protocol hashes. golden_records.json was written by tests/engine/golden.py at commit a3c61a1 (main 14d589c and the
-store's import fix), before the engine changed."""
+same protocol hashes. golden_records.json was written by tests/engine/golden.py at commit a3c61a1 (main
+14d589c and the store's import fix), before the engine changed."""
 
 import json
 import sys
@@ -36,7 +36,12 @@ def test_preset_hashes_are_unchanged():
     assert {name: p.hash for name, p in PRESETS.items()} == GOLDEN["preset_hashes"]
 
 
-@pytest.mark.parametrize("name", list(golden.cases()))
+def tiered(names, quick: tuple):
+    """The cases, those not in `quick` marked slow (the quick tier keeps one of each kind of test)."""
+    return [n if n in quick else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+@pytest.mark.parametrize("name", tiered(golden.cases(), quick=("smoke",)))
 def test_float64_records_are_todays(name):
     protocol, shape = golden.cases()[name]
     want = GOLDEN["cases"][name]

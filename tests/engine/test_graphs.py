@@ -21,7 +21,7 @@ from fastseed.engine.train import train_pack
 
 sys.path.insert(0, str(Path(__file__).parent))
 import golden  # noqa: E402
-from test_golden import assert_matches_golden  # noqa: E402
+from test_golden import assert_matches_golden, tiered  # noqa: E402
 
 GOLDEN = json.loads(golden.FILE.read_text())
 MAX_CAPTURES = {"fast94": 2}  # the issue's bound: fast94 may capture twice (its whitening bias freezes)
@@ -84,8 +84,7 @@ def test_a_pool_whose_graphs_are_gone_cannot_take_a_capture():
 
 # --- one capture per pack, today's records --------------------------------------------------------
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "resnet18-exp1" else n
-                                  for n in golden.cases()])
+@pytest.mark.parametrize("name", tiered(golden.cases(), quick=("fast94",)))  # its per-step lr, lookahead, freeze
 def test_each_preset_captures_once_per_pack_and_trains_todays_records(name):
     records, api = graphed(name)
     assert 1 <= api.captures <= MAX_CAPTURES.get(name, 1), f"{name}: {api.captures} captures"
@@ -99,9 +98,9 @@ def test_each_preset_captures_once_per_pack_and_trains_todays_records(name):
 def test_a_failed_capture_leaves_the_stream_as_it_found_it_and_the_pack_trains_eagerly(capfd):
     api = RecordedGraphs()
     api.fail_capture = RuntimeError("CUDA error: operation failed due to a previous error during capture")
-    records, _ = graphed("picard-short", api)
+    records, _ = graphed("smoke", api)
     assert api.current is api.default  # not the capture stream
-    assert_matches_golden(records, GOLDEN["cases"]["picard-short"]["records"])
+    assert_matches_golden(records, GOLDEN["cases"]["smoke"]["records"])
     steps = records[0].provenance["steps"]
     assert not steps["graphed"] and steps["captures"] == 0 and "previous error during capture" in steps["failure"]
     assert capfd.readouterr().err.count("CUDA graph capture failed") == 1
@@ -116,6 +115,7 @@ def test_an_out_of_memory_capture_is_an_out_of_memory():
     assert autopack.is_oom(torch.OutOfMemoryError("CUDA out of memory"))
 
 
+@pytest.mark.slow
 def test_a_hook_that_adam_cannot_switch_recaptures_into_fresh_pools():
     """fast94's whitening bias under Adam: frozen by requires_grad, so the step is captured again once
     it freezes (one eager step first, which makes Adam's state for what now trains); each capture in a
