@@ -173,6 +173,11 @@ REHEARSAL = Scale(name="rehearsal", protocol="smoke", matmul=(256, "float32"), c
 
 
 # --- the table -----------------------------------------------------------------------------------
+def grid(*columns: str) -> list[str]:
+    """A blank line, then a Markdown table's header and rule."""
+    return ["", f"| {' | '.join(columns)} |", f"| {' | '.join('---' for _ in columns)} |"]
+
+
 def table(lines: list[dict]) -> str:
     """The campaign's results as Markdown, from its JSON lines alone (so `--table` can rebuild it)."""
     by = lambda kind: [x for x in lines if x.get("kind") == kind]
@@ -183,21 +188,19 @@ def table(lines: list[dict]) -> str:
             f"{(env.get('commit') or 'unknown')[:12]}, torch {env.get('torch')}, triton {env.get('triton')}, "
             f"cuDNN {env.get('cudnn')}, budget {env.get('budget_s')} s ({env.get('scale')}"
             f"{', synthetic data' if env.get('synthetic') else ''})"), "",
-           "| phase | status | allotted s | used s | note |", "| --- | --- | --- | --- | --- |"]
+           *grid("phase", "status", "allotted s", "used s", "note")[1:]]
     for p in by("phase"):
         out.append(f"| {p['phase']} {p.get('title', '')} | {p['status']} | {f(p.get('allotted_s'), '.1f')} | "
                    f"{f(p.get('used_s'), '.1f')} | {p.get('reason') or p.get('error') or ''} |")
     out += [""] + [f"matmul peak: {x['flops_per_s'] / 1e12:.3g} TFLOP/s ({x['dtype']}, n={x['n']})" for x in by("peak")]
     out += [f"device copy: {x['gbps']:.1f} GB/s (read + write)" for x in by("copy")]
     if by("kernel"):
-        out += ["", "| kernel | shape | agrees | µs triton | µs torch | speedup | GB/s | % of copy | first call s |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        out += grid("kernel", "shape", "agrees", "µs triton", "µs torch", "speedup", "GB/s", "% of copy", "first call s")
         out += [f"| {x['name']} | {x['shape']} {x['dtype']} | {x['agree']} | {1e6 * x['s_triton']:.1f} | "
                 f"{1e6 * x['s_torch']:.1f} | {x['speedup']:.2f} | {f(x.get('gbps'), '.0f')} | "
                 f"{pct(x.get('fraction_of_copy'), '.0f')} | {x['compile_s']:.2f} |" for x in by("kernel")]
     if by("step"):
-        out += ["", "| strategy | K | graphs | ms/step | ms/seed-step | training s/seed (projected) | % of peak |",
-                "| --- | --- | --- | --- | --- | --- | --- |"]
+        out += grid("strategy", "K", "graphs", "ms/step", "ms/seed-step", "training s/seed (projected)", "% of peak")
         for x in by("step"):
             if x.get("error"):
                 out.append(f"| {x['strategy']} | {x['k']} | {x['error']} | | | | |")
@@ -206,15 +209,13 @@ def table(lines: list[dict]) -> str:
                        f"{1e3 * x['s_per_seed_step']:.2f} | {x['projected_s_per_seed']:.2f} | "
                        f"{pct(x.get('fraction_of_peak'), '.1f')} |")
     if by("run"):
-        out += ["", "| run | K | steps | s | s/seed | graphed | captures | replays | eager steps | failure |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        out += grid("run", "K", "steps", "s", "s/seed", "graphed", "captures", "replays", "eager steps", "failure")
         out += [f"| {x['preset']}{' (stand-in)' if x.get('stand_in') else ''} | {x['k']} | {x['steps']} | "
                 f"{x['wall_s']:.1f} | {x['s_per_seed']:.2f} | {x['graphed']} | {x['captures']} | {x['replays']} | "
                 f"{x['eager_steps']} | {x['failure'] or ''} |" for x in by("run")]
     out += [f"\n--pack auto ({x['strategy']}): K = {x['k']}" for x in by("pack_auto")]
     if by("graph_check"):
-        out += ["", "| graph vs eager | K | steps | losses | weight updates | BN statistics | agree | captures |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        out += grid("graph vs eager", "K", "steps", "losses", "weight updates", "BN statistics", "agree", "captures")
         out += [f"| {x['strategy']}{' (stand-in)' if x.get('stand_in') else ''} | {x['k']} | {x['steps']} | "
                 f"{x['loss_rel']:.1e} | {x['weight_rel']:.1e} | {x['bn_rel']:.1e} | {x['agree']} | {x['captures']} |"
                 for x in by("graph_check")]

@@ -84,6 +84,7 @@ def report(benchmark, what: str, stored: int, seconds: float, **extra):
           + "".join(f", {k} {v}" for k, v in extra.items()))
 
 
+@pytest.mark.slow  # a store of 10^4 seeds to build first (tests/workers/test_polling.py is the quick tier's)
 @pytest.mark.parametrize("pack", [1, 32])
 def test_one_process(benchmark, template, stored, tmp_path, pack):
     out = store_copy(template, tmp_path)

@@ -46,11 +46,11 @@ def pick_pack(per_seed_bytes: int, free_bytes: int, seconds_per_seed: Callable[[
     return best
 
 
-def time_pack(protocol, data, device, dtype, strategy, k, graphs, steps=6, warmup=GraphedStep.WARMUP + 1,
-              compile=None) -> float:
-    """Seconds per seed per training step for a pack of k (fresh seeds; the result is discarded). With
-    `graphs`, the warm-up covers GraphedStep's eager steps and its capture, so the timed steps are
-    replays."""
+def time_pack(protocol, data, device, dtype, strategy, k, graphs, steps=6, warmup=None, compile=None) -> float:
+    """Seconds per seed per training step for a pack of k (fresh seeds; the result is discarded). The
+    warm-up (default: GraphedStep's eager steps and its capture with `graphs` or a compile mode's first
+    steps, else one step) is not timed, so a graphed pack's timed steps are replays."""
+    warmup = (GraphedStep.WARMUP + 1 if graphs or compile else 1) if warmup is None else warmup
     train_x, train_y, _, _ = subset(protocol, data)
     pack, opt = build(protocol, [Seed(i) for i in range(k)], device, dtype, strategy, compile, images=train_x,
                       graphs=graphs)

@@ -16,7 +16,12 @@ The engine knows no model by name: a model's hooks (fastseed/models/registry.py)
 data (airbench's whitening) and freeze parameters by epoch (its whitening bias). The airbench recipe
 (`fast94`) also brings, all per seed and elementwise or per-channel, so a fused pack stays K
 independent runs: parameter groups (BatchNorm biases at bias_scaler × the lr), a per-step lr
-(ScheduledSGD, engine/schedule.py), a fractional last epoch, lookahead and test-time augmentation.
+(engine/schedule.py), a fractional last epoch, lookahead and test-time augmentation.
+
+On a GPU a pack's step is captured once as a CUDA graph and replayed for the whole run (engine/step.py):
+every learning rate, per step or per epoch, and every frozen parameter lives in a device tensor of the
+optimiser (engine/optim.py), never in a number a capture would bake in; the pack runs under its
+device's context (engine/graphs.py: on_device).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from fastseed.store.record import ACCURACY, Metric
+
 SLOW_SEED_S = 300  # on a CPU, a preset projected slower than this a seed is one meant for a GPU
 
 
@@ -33,11 +35,24 @@ def duration(seconds: float) -> str:
     return f"{seconds / (365.25 * 86400):.1f} years"
 
 
+def number(value: float, metric: Metric = ACCURACY) -> str:
+    """A stored headline value as shown: accuracy in percent to 2 decimals, a user's metric to 4 digits."""
+    return f"{100 * value:.2f}" if metric == ACCURACY else f"{value:.4g}"
+
+
+def shown(record) -> str:
+    """A record's headline as a seed's line says it: "acc 93.92%", "log loss 0.1234"."""
+    metric = record.metric
+    if metric == ACCURACY:
+        return f"acc {number(record.test_acc)}%"
+    return f"{metric.name} {number(record.test_acc, metric)}{metric.unit}"
+
+
 class Tally:
-    """Count, mean, variance, min and max of the finite accuracies seen so far (NaN = diverged, left
+    """Count, mean, variance, min and max of the finite headline values seen so far (NaN = diverged, left
     out), updated in O(1) a seed: the bar of a scan with 10^5 seeds stored redraws without re-reading or
     re-summing them. Batches merge by Chan, Golub & LeVeque's pairwise update (1979, eq. 2.1), one
-    value by Welford's (1962)."""
+    value as a batch of one (Welford's update)."""
 
     def __init__(self, accs=()):
         self.n, self.mean, self.m2, self.lo, self.hi = 0, 0.0, 0.0, np.inf, -np.inf
@@ -57,18 +72,20 @@ class Tally:
     def add(self, acc: float) -> None:
         self.extend([acc])
 
-    def summary(self) -> str:
-        """Running accuracy in percent, e.g. "acc 90.02±0.23% min 89.01 max 90.83 (n=10000)"."""
+    def summary(self, metric: Metric = ACCURACY) -> str:
+        """e.g. "acc 90.02±0.23% min 89.01 max 90.83 (n=10000)", or a training function's metric."""
+        name, unit = ("acc", "%") if metric == ACCURACY else (metric.name, metric.unit)
         if self.n == 0:
-            return "acc n/a"
+            return f"{name} n/a"
         std = np.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
-        return (f"acc {100 * self.mean:.2f}±{100 * std:.2f}% min {100 * self.lo:.2f} "
-                f"max {100 * self.hi:.2f} (n={self.n})")
+        return (f"{name} {number(self.mean, metric)}±{number(std, metric)}{unit} min {number(self.lo, metric)} "
+                f"max {number(self.hi, metric)} (n={self.n})")
 
 
-def summary(accs) -> str:
-    """Running accuracy of the stored seeds (NaN = diverged, left out), in percent."""
-    return Tally(accs).summary()
+def summary(accs, metric: Metric = ACCURACY) -> str:
+    """Running headline of the stored seeds (NaN = diverged, left out): test accuracy in percent, or a
+    training function's metric as it returns it."""
+    return Tally(accs).summary(metric)
 
 
 class Progress:
@@ -76,7 +93,7 @@ class Progress:
 
     def __init__(self, total: int, stored: int, accs, quiet: bool):
         from tqdm import tqdm
-        self.total, self.quiet = total, quiet
+        self.total, self.quiet, self.metric = total, quiet, ACCURACY  # a function's metric: its first record's
         self.stored0, self.stored, self.tally = stored, stored, Tally(accs)
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total, initial=stored, unit="seed", dynamic_ncols=True, disable=quiet,
@@ -106,20 +123,21 @@ class Progress:
     def show(self) -> None:
         rate = 60 * (self.stored - self.stored0) / max(time.perf_counter() - self.t0, 1e-9)
         # drawn with the bar's next refresh (tqdm's own pace), not one redraw per seed
-        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {self.tally.summary()}", refresh=False)
+        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {self.summary()}", refresh=False)
 
-    def set(self, stored: int, accs) -> None:
-        """The store's counts now: `accs` are all the range's accuracies."""
+    def set(self, stored: int, accs, metric: Metric | None = None) -> None:
+        """The store's counts now: `accs` are all the range's values; its records' metric when known."""
         self.tally = Tally(accs)
-        self._count(stored)
+        self._count(stored, metric)
 
-    def extend(self, stored: int, new_accs) -> None:
-        """The store's counts now: `new_accs` are the accuracies committed since the last call (a pool's
+    def extend(self, stored: int, new_accs, metric: Metric | None = None) -> None:
+        """The store's counts now: `new_accs` are the values committed since the last call (a pool's
         parent polls the store: workers/pool.py)."""
         self.tally.extend(new_accs)
-        self._count(stored)
+        self._count(stored, metric)
 
-    def _count(self, stored: int) -> None:
+    def _count(self, stored: int, metric: Metric | None) -> None:
+        self.metric = metric or self.metric
         if stored != self.stored:
             self.bar.update(stored - self.stored)
             self.stored = stored
@@ -128,9 +146,9 @@ class Progress:
     def add(self, record) -> None:
         """A record this process just committed."""
         self.tally.add(record.test_acc)
+        self.metric = record.metric
         if self.quiet:
-            print(f"seed {record.seed}: {record.status} acc {100 * record.test_acc:.2f}% "
-                  f"({record.wall_time_s:.1f}s)", flush=True)
+            print(f"seed {record.seed}: {record.status} {shown(record)} ({record.wall_time_s:.1f}s)", flush=True)
         self.stored += 1
         self.bar.update(1)
         self.show()
@@ -143,7 +161,7 @@ class Progress:
             self.bar.write(line, file=sys.stdout)
 
     def summary(self) -> str:
-        return self.tally.summary()
+        return self.tally.summary(self.metric)
 
     def close(self) -> None:
         self._close_seed_bar()

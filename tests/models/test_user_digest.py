@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from fastseed import FastseedError
-from fastseed.models.user import build_user_model, source_digest
+from fastseed.models.user import build_user_model
+from fastseed.usercode import source_digest
 
 
 def test_the_model_file_is_read_once_and_an_edit_is_still_refused(tmp_path, monkeypatch):
@@ -22,7 +23,7 @@ def test_the_model_file_is_read_once_and_an_edit_is_still_refused(tmp_path, monk
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     spec = f"{name}:make"
-    digest = source_digest(spec)
+    digest = source_digest(spec, "--model", "factory")
     reads, read_bytes = [], pathlib.Path.read_bytes
     monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: (reads.append(self), read_bytes(self))[1])
     for _ in range(20):  # twenty seeds' inits
