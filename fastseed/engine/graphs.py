@@ -34,7 +34,7 @@ def inductor_graphs(compile: str | None) -> bool:
         from torch._inductor import list_mode_options
         return bool(list_mode_options(compile).get("triton.cudagraphs", False))
     except (ImportError, RuntimeError):  # an unknown mode: torch.compile refuses it, not us
-        return "cudagraphs" not in compile and compile in ("reduce-overhead", "max-autotune")
+        return compile in ("reduce-overhead", "max-autotune")
 
 
 def use_graphs(device: torch.device, strategy_graphs: bool, asked: bool = True, compile: str | None = None) -> bool:

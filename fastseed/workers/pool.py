@@ -191,7 +191,7 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
         spec = dict(protocol=protocol.to_json(), options=job.options.to_dict(), store=str(os.path.abspath(out)),
                     start=start, end=end, lease_s=lease_s, workers=len(devices), seed_lines=quiet, threads=threads)
         accs, row = store.accuracies_after(start, end)
-        progress = Progress(total, stored, accs, quiet)
+        progress = Progress(total, stored, accs, quiet, store.metric())
         run_id = worker_id()
         children = []
         try:

@@ -91,9 +91,9 @@ def summary(accs, metric: Metric = ACCURACY) -> str:
 class Progress:
     """One tqdm bar over the seeds of a range, from the store's count of stored seeds."""
 
-    def __init__(self, total: int, stored: int, accs, quiet: bool):
+    def __init__(self, total: int, stored: int, accs, quiet: bool, metric: Metric = ACCURACY):
         from tqdm import tqdm
-        self.total, self.quiet, self.metric = total, quiet, ACCURACY  # a function's metric: its first record's
+        self.total, self.quiet, self.metric = total, quiet, metric  # a function's metric: its first record's
         self.stored0, self.stored, self.tally = stored, stored, Tally(accs)
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total, initial=stored, unit="seed", dynamic_ncols=True, disable=quiet,
