@@ -78,13 +78,14 @@ def workdir(path: Path):
 def run_fastseed(a, data, out: Path, log) -> dict:
     from fastseed.engine import compute_dtype, train_pack
     from fastseed.engine.autopack import choose_pack
+    from fastseed.engine.graphs import use_graphs
     from fastseed.engine.pack import get_strategy
     from fastseed.recipe.presets import get_preset
     from fastseed.store import Store
 
     protocol, device = get_preset("fast94"), torch.device("cuda")
     dtype = compute_dtype(protocol, device)
-    graphs = get_strategy(a.strategy).graphs and not a.no_graphs
+    graphs = use_graphs(device, get_strategy(a.strategy).graphs, asked=not a.no_graphs)  # the scan's rule
     search = []
     if a.pack == "auto":
         pack = choose_pack(protocol, data, device, dtype, a.strategy, graphs,

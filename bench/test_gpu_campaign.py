@@ -1,6 +1,7 @@
 """The GPU campaign (bench/gpu_campaign.py) rehearsed on the CPU, so that nothing in it is first found
-broken on the GPU: every phase at toy scale on the real CIFAR-10, the budget rules (a phase without
-enough time is skipped, one that overruns is cut, one that raises is logged), and its statistics."""
+broken on the GPU: every phase at toy scale on the real CIFAR-10 (and a–d on generated data, as the first
+GPU call runs them), the capture rule through the CPU stand-in of CUDA graphs, the budget rules (a phase
+without enough time is skipped, one that overruns is cut, one that raises is logged), and its statistics."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def load():
 
 
 gpu_campaign = load()
+import campaign_phases  # noqa: E402  (bench/, put on the path by gpu_campaign)
+import campaign_run  # noqa: E402
 
 
 # What this machine may have and the GPU machine has not: hidden from the command (sitecustomize runs
@@ -85,7 +88,7 @@ def of(lines, kind):
 def test_rehearsal_runs_every_phase_and_leaves_few_files(rehearsal):
     out, proc, lines = rehearsal
     assert sorted(p.name for p in out.iterdir()) == ["campaign.jsonl", "campaign.log", "summary.md"]  # ≤ 8
-    assert {k: x["status"] for k, x in statuses(lines).items()} == {k: "done" for k in "abcde"}
+    assert {k: x["status"] for k, x in statuses(lines).items()} == {k: "done" for k in "abcdef"}
     first = proc.stdout.splitlines()[0]
     assert first.startswith("gpu_campaign: found no GPU") and "dali absent, ray absent" in first
     assert re.search(r"commit ([0-9a-f]{12}|unknown)", first)
@@ -100,7 +103,8 @@ def test_rehearsal_prints_the_final_table_and_keeps_it(rehearsal):
     out, proc, _ = rehearsal
     table = (out / "summary.md").read_text().strip()
     assert proc.stdout.rstrip().endswith(table)
-    for heading in ("| phase | status", "| kernel |", "| strategy | K |", "verdict:", "non-determinism:", "total"):
+    for heading in ("| phase | status", "| kernel |", "| strategy | K |", "| run |", "| graph vs eager |", "verdict:",
+                    "non-determinism:", "total"):
         assert heading in table
     assert gpu_campaign.table(gpu_campaign.read_lines(out / "campaign.jsonl")) == table  # --table rebuilds it
 
@@ -118,6 +122,10 @@ def test_rehearsal_checks_both_kernels_against_their_references(rehearsal):
     assert all(x["agree"] and x["s_triton"] > 0 and x["s_torch"] > 0 and x["compile_s"] > 0 for x in kernels.values())
     assert kernels["augment"]["identical"] and kernels["augment"]["fraction_of_copy"] > 0
     assert 0 <= kernels["lsce"]["max_abs_diff"] < 1e-4
+    # augment's bytes: each of its M·3·32·32 outputs reads one uint8 pixel and writes a float32
+    n, m = gpu_campaign.REHEARSAL.augment_shape
+    want = m * 3 * 32 * 32 * (1 + 4) / kernels["augment"]["s_triton"] / 1e9
+    assert kernels["augment"]["gbps"] == pytest.approx(want, rel=1e-9)
 
 
 def test_rehearsal_times_every_strategy_and_pack_size(rehearsal):
@@ -125,17 +133,37 @@ def test_rehearsal_times_every_strategy_and_pack_size(rehearsal):
     steps = of(lines, "step")
     assert [(x["strategy"], x["k"]) for x in steps] == list(gpu_campaign.REHEARSAL.configs)
     for x in steps:
-        assert x["s_per_step"] > 0 and x["eval_s_per_seed"] > 0 and 0 < x["fraction_of_peak"]
-        assert x["steps_per_seed"] == 8 and x["evals"] == 2  # the rehearsal's protocol: 2 epochs of 4 steps
-        assert x["projected_s_per_seed"] == pytest.approx(
-            x["s_per_step"] / x["k"] * x["steps_per_seed"] + x["eval_s_per_seed"] * x["evals"])
-        assert x["graphs"] is False and x["captured"] is False  # no CUDA graphs on a CPU
+        assert x["s_per_seed_step"] > 0 and 0 < x["fraction_of_peak"]
+        assert x["steps_per_seed"] == 6  # the rehearsal's protocol: 3 epochs of 2 steps
+        assert x["projected_s_per_seed"] == pytest.approx(x["s_per_seed_step"] * x["steps_per_seed"])
+        assert x["s_per_step"] == pytest.approx(x["k"] * x["s_per_seed_step"])
+        assert x["graphs"] is False  # no CUDA graphs on a CPU (the scan's own rule)
     assert of(lines, "pack_auto")[0]["k"] == 1  # --pack auto on a CPU
+
+
+def test_rehearsal_runs_cross_epochs_and_the_freeze_with_one_capture_a_pack(rehearsal):
+    _, _, lines = rehearsal
+    runs = {x["preset"]: x for x in of(lines, "run")}
+    assert set(runs) == {"smoke", "fast94"}
+    for x in runs.values():  # through the CPU stand-in of CUDA graphs: the scan's GraphedStep, captured once
+        assert x["stand_in"] and x["graphed"] and x["captures"] == 1 and x["failure"] is None
+        assert x["eager_steps"] == 3 and x["replays"] == x["steps"] - 3 and x["replays"] >= 3
+    assert (runs["smoke"]["steps"], runs["fast94"]["steps"]) == (6, 8)
+
+
+def test_rehearsal_checks_graph_against_eager(rehearsal):
+    _, _, lines = rehearsal
+    checks = {x["strategy"]: x for x in of(lines, "graph_check")}
+    assert set(checks) == {"fused", "streams"}
+    for x in checks.values():  # the stand-in replays the same ops on the CPU: exactly the eager run
+        assert x["agree"] and x["loss_rel"] == x["weight_rel"] == x["bn_rel"] == 0.0
+        assert x["captures"] == 1 and x["replays"] == x["steps"] - 3 and x["k"] == 2 and x["dtype"] == "float32"
+    assert of(lines, "compile") == []  # no --compile in the rehearsal (its C++ build alone takes minutes)
 
 
 def test_rehearsal_trains_seeds_and_compares_them_to_table1(rehearsal):
     _, _, lines = rehearsal
-    seeds = [x for x in of(lines, "seed") if x["phase"] == "d"]
+    seeds = [x for x in of(lines, "seed") if x["phase"] == "e"]
     assert [x["seed"] for x in seeds] == [0, 1]
     for x in seeds:
         assert x["status"] == "ok" and 0 <= x["acc"] <= 1 and x["wall_s"] > 0
@@ -159,6 +187,21 @@ def test_rehearsal_repeats_one_seed_and_the_cpu_shows_no_nondeterminism(rehearsa
     assert result["other_acc"] is not None and result["layout_diff_pp"] is not None
 
 
+@pytest.mark.slow
+def test_synthetic_data_runs_the_engine_phases_and_leaves_the_real_data_ones(tmp_path):
+    """The first GPU call: generated CIFAR-shaped images, phases c–f asked (a and b need no data)."""
+    proc = run_command(tmp_path, "--rehearse", "--synthetic", "--phases", "cdef")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = strict_lines(tmp_path / "campaign.jsonl")
+    phases = statuses(lines)
+    assert phases["c"]["status"] == phases["d"]["status"] == "done"
+    for key in "ef":
+        assert phases[key]["status"] == "skipped" and "needs the real CIFAR-10" in phases[key]["reason"]
+    (data,) = of(lines, "data")
+    assert data["source"].startswith("synthetic") and (data["train"], data["test"]) == (200, 200)
+    assert of(lines, "env")[0]["synthetic"] is True and all(x["agree"] for x in of(lines, "graph_check"))
+
+
 def in_process(module, monkeypatch, argv) -> int:
     """main() in this process with the budget's clock started now: the budget rules without the
     machine's variable startup time (the subprocess tests cover the command itself)."""
@@ -172,13 +215,13 @@ def test_tiny_budget_skips_phases_for_lack_of_time_and_still_exits_0(cifar_root,
     lines = strict_lines(tmp_path / "campaign.jsonl")
     phases = statuses(lines)
     assert phases["a"]["status"] == "done" and of(lines, "peak")  # 5 % of 14 s: enough for a's matmul
-    for key in "bcde":  # each would get less than it needs
+    for key in "bcdef":  # each would get less than it needs
         assert phases[key]["status"] == "skipped" and phases[key]["reason"].startswith("not enough time")
         assert phases[key]["allotted_s"] < gpu_campaign.REHEARSAL.floors[key]
     end = of(lines, "end")[0]
-    assert end["skipped"] == list("bcde") and end["failed"] == end["cut"] == [] and end["total_s"] <= 14
+    assert end["skipped"] == list("bcdef") and end["failed"] == end["cut"] == [] and end["total_s"] <= 14
     out = capsys.readouterr().out
-    assert out.count("skipped, not enough time") == 4 and "| phase | status" in out
+    assert out.count("skipped, not enough time") == 5 and "| phase | status" in out
 
 
 def test_a_phase_that_raises_is_logged_and_the_campaign_goes_on(cifar_root, tmp_path):
@@ -187,7 +230,7 @@ def test_a_phase_that_raises_is_logged_and_the_campaign_goes_on(cifar_root, tmp_
     phases = statuses(strict_lines(tmp_path / "campaign.jsonl"))
     assert phases["a"]["status"] == "failed" and "injected failure" in phases["a"]["error"]
     assert phases["b"]["status"] == "done"  # the next phase ran, and measured the copy bandwidth itself
-    assert [phases[k]["reason"] for k in "cde"] == ["not selected (--phases)"] * 3
+    assert [phases[k]["reason"] for k in "cdef"] == ["not selected (--phases)"] * 4
     log = (tmp_path / "campaign.log").read_text()
     assert "Traceback (most recent call last)" in log and "RuntimeError: injected failure in phase a" in log
 
@@ -197,7 +240,7 @@ def test_a_phase_that_overruns_is_cut_and_the_next_gets_its_share(tmp_path, monk
         run.emit("peak", flops_per_s=1.0, n=1, dtype="float32")  # measured before the overrun: kept
         try:
             time.sleep(600)
-        except gpu_campaign.PhaseCut:  # as library code might, turning the cut into an error it catches
+        except campaign_run.PhaseCut:  # as library code might, turning the cut into an error it catches
             pass
         time.sleep(600)  # and going on: the alarm cuts again a second later
 
@@ -213,8 +256,9 @@ def test_a_phase_that_overruns_is_cut_and_the_next_gets_its_share(tmp_path, monk
     assert "a: cut" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["--budget-s", "0"], ["--phases", "az"], ["--budget-s", "x"]],
-                         ids=["zero-budget", "unknown-phase", "not-a-number"])
+@pytest.mark.parametrize("argv", [["--budget-s", "0"], ["--phases", "az"], ["--budget-s", "x"],
+                                  ["--synthetic", "--data-dir", "data"]],
+                         ids=["zero-budget", "unknown-phase", "not-a-number", "synthetic-and-real"])
 def test_bad_arguments_give_one_line_and_exit_2(argv, tmp_path, capsys):
     assert gpu_campaign.main(["--rehearse", "--out", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err
@@ -228,29 +272,6 @@ def test_an_out_folder_with_a_campaign_is_refused_not_overwritten(tmp_path, caps
     assert (tmp_path / "campaign.jsonl").read_text() == '{"kind": "env"}\n'
 
 
-# --- the commit, on a machine without git ---------------------------------------------------------
-def test_commit_is_read_from_the_git_files_without_git(tmp_path):
-    sha, other = "a" * 40, "b" * 40
-    git = tmp_path / "repo" / ".git"
-    (git / "refs" / "heads").mkdir(parents=True)
-    (git / "HEAD").write_text("ref: refs/heads/main\n")
-    (git / "packed-refs").write_text(f"# pack-refs with: peeled\n{other} refs/heads/dev\n{sha} refs/heads/main\n")
-    assert gpu_campaign.read_commit(tmp_path / "repo") == sha  # packed ref
-    (git / "refs" / "heads" / "main").write_text(other + "\n")
-    assert gpu_campaign.read_commit(tmp_path / "repo") == other  # a loose ref wins over the packed one
-    # a worktree: .git is a file naming its git folder, whose refs live in the common folder
-    tree = git / "worktrees" / "wt"
-    tree.mkdir(parents=True)
-    (tree / "HEAD").write_text("ref: refs/heads/main\n")
-    (tree / "commondir").write_text("../..\n")
-    (tmp_path / "wt").mkdir()
-    (tmp_path / "wt" / ".git").write_text(f"gitdir: {tree}\n")
-    assert gpu_campaign.read_commit(tmp_path / "wt") == other
-    (git / "HEAD").write_text(sha + "\n")  # detached
-    assert gpu_campaign.read_commit(tmp_path / "repo") == sha
-    assert gpu_campaign.read_commit(tmp_path) is None  # no .git at all: "unknown", not an error
-
-
 # --- the comparison with Table 1 ------------------------------------------------------------------
 def standardized(n, mean, std, seed=0):
     """n values whose sample mean and std (ddof 1) are exactly `mean` and `std`."""
@@ -260,7 +281,7 @@ def standardized(n, mean, std, seed=0):
 
 def test_intervals_are_the_textbook_t_and_chi_square_intervals():
     x = standardized(10, 90.0, 0.3)
-    result = gpu_campaign.compare_to_table1(x)
+    result = campaign_phases.compare_to_table1(x)
     # tabulated quantiles for 9 degrees of freedom: t(0.975) = 2.262157, chi2(0.975) = 19.02277, chi2(0.025) = 2.700389
     half = 2.262157 * 0.3 / math.sqrt(10)
     assert result["ci_mean"] == pytest.approx([90.0 - half, 90.0 + half], rel=1e-6)
@@ -271,7 +292,7 @@ def test_intervals_are_the_textbook_t_and_chi_square_intervals():
 def test_intervals_cover_the_true_mean_and_std_95_percent_of_the_time():
     rng = np.random.default_rng(1)
     samples = rng.normal(90.02, 0.23, size=(500, 8))
-    results = [gpu_campaign.compare_to_table1(list(s)) for s in samples]
+    results = [campaign_phases.compare_to_table1(list(s)) for s in samples]
     mean_cover = np.mean([lo <= 90.02 <= hi for lo, hi in (r["ci_mean"] for r in results)])
     std_cover = np.mean([lo <= 0.23 <= hi for lo, hi in (r["ci_std"] for r in results)])
     # 500 trials: a binomial standard error of 1 point around 95 %; three of them either side
@@ -279,14 +300,14 @@ def test_intervals_cover_the_true_mean_and_std_95_percent_of_the_time():
 
 
 def test_verdicts_agree_disagree_or_say_too_few_seeds():
-    agree = gpu_campaign.compare_to_table1(standardized(100, 90.02, 0.23))
+    agree = campaign_phases.compare_to_table1(standardized(100, 90.02, 0.23))
     assert agree["verdict"].startswith("agrees") and "inside" in agree["std_verdict"]
-    low = gpu_campaign.compare_to_table1(standardized(100, 89.5, 0.23))
+    low = campaign_phases.compare_to_table1(standardized(100, 89.5, 0.23))
     assert low["verdict"].startswith("disagrees")
-    wide = gpu_campaign.compare_to_table1(standardized(100, 90.02, 1.0))  # the mean agrees, the std does not
+    wide = campaign_phases.compare_to_table1(standardized(100, 90.02, 1.0))  # the mean agrees, the std does not
     assert wide["verdict"].startswith("agrees") and "outside" in wide["std_verdict"]
-    few = gpu_campaign.compare_to_table1([89.8, 90.02, 90.24])  # holds 90.02, but ± 0.55 pp wide
+    few = campaign_phases.compare_to_table1([89.8, 90.02, 90.24])  # holds 90.02, but ± 0.55 pp wide
     assert few["verdict"].startswith("too few seeds to tell")
-    one = gpu_campaign.compare_to_table1([90.1])
+    one = campaign_phases.compare_to_table1([90.1])
     assert one["verdict"].startswith("too few seeds to tell") and one["ci_mean"] is None
-    assert gpu_campaign.compare_to_table1([88.0, 90.0, 91.0])["outside_range"] == 2  # below 89.01, above 90.83
+    assert campaign_phases.compare_to_table1([88.0, 90.0, 91.0])["outside_range"] == 2  # below 89.01, above 90.83

@@ -26,7 +26,8 @@ from fastseed.data.cifar import BATCHES, RECORD, to_tensors
 from fastseed.engine import compute_dtype, resolve_device
 from fastseed.engine.autopack import choose_pack, cpu_pack_cap, seed_bytes
 from fastseed.engine.checkpoint import checkpoint_path, remove_checkpoint
-from fastseed.engine.finetune import load_finetune, train_finetune
+from fastseed.engine.finetune import amp_dtype, load_finetune, train_finetune
+from fastseed.engine.graphs import inductor_graphs, use_graphs
 from fastseed.engine.pack import choose_strategy, get_strategy
 from fastseed.models.imagenet import weights_digest
 
@@ -86,7 +87,10 @@ class CifarJob:
         self.strategy = choose_strategy(protocol, options.strategy, log)
         # the strategy decided here travels in the options: a pool's workers do not decide it again
         self.options = dataclasses.replace(options, strategy=self.strategy.name)
-        self.graphs = self.device.type == "cuda" and self.strategy.graphs and options.graphs
+        self.graphs = use_graphs(self.device, self.strategy.graphs, options.graphs, options.compile)
+        if self.device.type == "cuda" and options.graphs and inductor_graphs(options.compile):
+            log(f"--compile {options.compile} captures CUDA graphs of its own: the training step is not captured "
+                f"by fastseed (graphs do not nest)")
         self.dtype = compute_dtype(protocol, self.device, options.dtype)
         self.data = None
 
@@ -124,7 +128,7 @@ class CifarJob:
         asked = self.options.pack
         if asked == "auto":
             k = choose_pack(self.protocol, self.data, self.device, self.dtype, self.strategy.name, self.graphs,
-                            log=log)
+                            log=log, compile=self.options.compile)
             return min(k, remaining)
         k = min(int(asked), remaining)
         if self.device.type == "cpu" and self.together and k > 1:
@@ -166,7 +170,7 @@ class FinetuneJob:
             raise FastseedError(f"{protocol.name} needs --weights PATH: the pretrained {protocol.backbone} "
                                 f"weight file")
         if options.dtype == "float64":
-            raise FastseedError("--dtype float64: ImageNet presets train in float32, float16 or bfloat16")
+            raise FastseedError("--dtype float64: ImageNet presets train in float32 or bfloat16")
         if options.loader_threads <= 0:
             raise FastseedError(f"--loader-threads must be a positive number, got {options.loader_threads}")
         if options.checkpoint_every is not None and not options.checkpoint_every > 0:
@@ -181,6 +185,7 @@ class FinetuneJob:
         self.protocol = dataclasses.replace(protocol, weights=digest)
         self.options, self.log = options, log
         self.device = resolve_device(options.device)
+        amp_dtype(self.protocol, self.device, options.dtype)  # float16 refused before any data loads
 
     @property
     def stops_mid_seed(self) -> bool:

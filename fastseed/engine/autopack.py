@@ -2,8 +2,10 @@
 
 The memory of one seed is measured (peak of a real training step at K = 1), K is capped so the pack
 fits in 80 % of the free memory, and the candidate pack sizes up to that cap are timed for a few
-steps; the fastest per seed wins. An out-of-memory error while timing ends the search instead of the
-run. On a CPU there is nothing to gain from packing: K = 1.
+steps; the fastest per seed wins. What is timed is what the scan will run: the same strategy, the same
+compile mode, the same graph setting (a graphed pack is timed on replays of its captured step). An
+out-of-memory error while timing, a capture's included, ends the search instead of the run. All of it
+runs under the device's own context. On a CPU there is nothing to gain from packing: K = 1.
 """
 
 from __future__ import annotations
@@ -14,17 +16,14 @@ from typing import Callable
 
 import torch
 
+from fastseed.engine.graphs import is_oom, on_device
 from fastseed.engine.pack import get_strategy
-from fastseed.engine.step import EagerStep, GraphedStep
-from fastseed.engine.train import build, subset
+from fastseed.engine.step import GraphedStep
+from fastseed.engine.train import build, make_step, subset
 from fastseed.seeds import Seed
 
 CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 MEMORY_SHARE = 0.8
-
-
-def is_oom(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
 
 
 def pick_pack(per_seed_bytes: int, free_bytes: int, seconds_per_seed: Callable[[int], float],
@@ -47,17 +46,16 @@ def pick_pack(per_seed_bytes: int, free_bytes: int, seconds_per_seed: Callable[[
     return best
 
 
-def time_pack(protocol, data, device, dtype, strategy, k, graphs, steps=6, warmup=4, compile=None) -> float:
-    """Seconds per seed per training step for a pack of k (fresh seeds; the result is discarded)."""
+def time_pack(protocol, data, device, dtype, strategy, k, graphs, steps=6, warmup=None, compile=None) -> float:
+    """Seconds per seed per training step for a pack of k (fresh seeds; the result is discarded). The
+    warm-up (default: GraphedStep's eager steps and its capture with `graphs` or a compile mode's first
+    steps, else one step) is not timed, so a graphed pack's timed steps are replays."""
+    warmup = (GraphedStep.WARMUP + 1 if graphs or compile else 1) if warmup is None else warmup
     train_x, train_y, _, _ = subset(protocol, data)
-    pack, opt, _ = build(protocol, [Seed(i) for i in range(k)], device, dtype, strategy, compile, graphs,
-                         images=train_x)
-    step = (GraphedStep if graphs else EagerStep)(protocol, pack, opt, train_x, train_y, dtype)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    shape = (k, protocol.batch_size)
-    idx = torch.randint(0, train_x.shape[0], shape, generator=g).to(device)
-    params = [torch.randint(0, 2 * protocol.crop_pad + 1, shape, generator=g).to(device) for _ in range(2)]
-    params += [torch.zeros(shape, dtype=torch.bool, device=device), idx % 32, idx % 31]
+    pack, opt = build(protocol, [Seed(i) for i in range(k)], device, dtype, strategy, compile, images=train_x,
+                      graphs=graphs)
+    step = make_step(protocol, pack, opt, train_x, train_y, dtype, torch.cuda if graphs else None)
+    idx, params = random_batch(protocol, train_x.shape[0], k, device)
     sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device).type == "cuda" else (lambda: None)
     for _ in range(warmup):
         step(idx, params)
@@ -70,17 +68,35 @@ def time_pack(protocol, data, device, dtype, strategy, k, graphs, steps=6, warmu
     return (time.perf_counter() - t0) / steps / k
 
 
-def choose_pack(protocol, data, device, dtype, strategy, graphs, log=print) -> int:
+def random_batch(protocol, images: int, k: int, device, seed: int = 0) -> tuple:
+    """A training step's input for a pack of k with nothing of a seed in it: (K, B) image indices and
+    their augmentation parameters (crop offsets, flips, cutout centres), drawn from `seed`."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    shape = (k, protocol.batch_size)
+    idx = torch.randint(0, images, shape, generator=g)
+    params = [torch.randint(0, 2 * protocol.crop_pad + 1, shape, generator=g) for _ in range(2)]
+    params += [torch.randint(0, 2, shape, generator=g).bool(), torch.randint(0, 32, shape, generator=g),
+               torch.randint(0, 32, shape, generator=g)]
+    return idx.to(device), [p.to(device) for p in params]
+
+
+def choose_pack(protocol, data, device, dtype, strategy, graphs, log=print, compile=None) -> int:
+    """The pack size for `--pack auto`: measured as the scan will train (strategy, graphs, compile)."""
     device = torch.device(device)
     if device.type != "cuda":
         log("pack auto: no GPU, training one seed at a time")
         return 1
     if not get_strategy(strategy).together:
         return 1
+    with on_device(device):
+        return _measure(protocol, data, device, dtype, strategy, graphs, log, compile)
+
+
+def _measure(protocol, data, device, dtype, strategy, graphs, log, compile) -> int:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
-    time_pack(protocol, data, device, dtype, strategy, 1, graphs, steps=1, warmup=1)
+    time_pack(protocol, data, device, dtype, strategy, 1, graphs, steps=1, compile=compile)
     per_seed = torch.cuda.max_memory_allocated(device) - base
     torch.cuda.empty_cache()
     free, _ = torch.cuda.mem_get_info(device)
@@ -88,7 +104,7 @@ def choose_pack(protocol, data, device, dtype, strategy, graphs, log=print) -> i
 
     def measure(k):
         try:
-            return time_pack(protocol, data, device, dtype, strategy, k, graphs)
+            return time_pack(protocol, data, device, dtype, strategy, k, graphs, compile=compile)
         finally:
             torch.cuda.empty_cache()
 

@@ -22,7 +22,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,8 +32,9 @@ import torch.nn.functional as F
 
 from fastseed import FastseedError
 from fastseed.engine.checkpoint import SeedStopped, load_checkpoint, run_identity, save_checkpoint
+from fastseed.engine.graphs import on_device
 from fastseed.engine.provenance import code_version, provenance
-from fastseed.engine.train import DTYPES, determinism
+from fastseed.engine.train import DTYPES, autotuned, determinism
 from fastseed.kernels.lsce import protocol_loss_reference
 from fastseed.models.imagenet import Finetuner, make_head
 from fastseed.seeds import Seed
@@ -53,10 +53,14 @@ def label_dtype(classes: int):
 
 
 def amp_dtype(protocol, device: torch.device, dtype: str | None = None) -> torch.dtype:
-    """Autocast dtype: the protocol's on a GPU; float32 (no autocast) on the CPU unless asked."""
-    if dtype is not None:
-        return DTYPES[dtype]
-    return DTYPES[protocol.dtype] if device.type == "cuda" else torch.float32
+    """Autocast dtype: the protocol's on a GPU; float32 (no autocast) on the CPU unless asked. float16
+    is refused: its gradients underflow without loss scaling, which these fine-tunes do not do
+    (bfloat16 has float32's range and needs none)."""
+    amp = DTYPES[dtype] if dtype is not None else DTYPES[protocol.dtype] if device.type == "cuda" else torch.float32
+    if amp == torch.float16:
+        raise FastseedError(f"{protocol.name}: float16 autocast needs loss scaling, which the ImageNet fine-tunes do "
+                            f"not do; use bfloat16 (the presets' own) or float32")
+    return amp
 
 
 def io_layout(device: torch.device) -> str:
@@ -75,13 +79,14 @@ def _autocast(device: torch.device, dtype: torch.dtype):
 
 @torch.no_grad()
 def evaluate(model, protocol, val, device, dtype, num_threads: int) -> tuple[float, float, bytes]:
-    """Accuracy, mean CE loss and the predicted class of every validation image (in index order)."""
+    """Accuracy, mean CE loss and the predicted class of every validation image (in index order).
+    The pipeline emits images in `dtype`, the autocast dtype: one rounding, not two (data/imagenet.py
+    makes bfloat16 from float32)."""
     from fastseed.data.imagenet import eval_batches
     model.eval()
     layout, preds = io_layout(device), []
     loss = torch.zeros((), device=device, dtype=torch.float64)  # summed on the device: no sync per batch
-    io = torch.float16 if device.type == "cuda" else torch.float32
-    for x, y in eval_batches(val, protocol.eval_batch_size, device, io, layout=layout, num_threads=num_threads,
+    for x, y in eval_batches(val, protocol.eval_batch_size, device, dtype, layout=layout, num_threads=num_threads,
                              size=protocol.image_size):
         with _autocast(device, dtype):
             logits = model(_as_nchw(x, layout)).float()
@@ -92,17 +97,6 @@ def evaluate(model, protocol, val, device, dtype, num_threads: int) -> tuple[flo
     right, n = (preds == labels).sum().item(), len(labels)
     loss = loss.item() / n
     return right / n, loss, preds.numpy().astype(label_dtype(protocol.classes)).tobytes()
-
-
-@contextmanager
-def autotuned(enabled: bool):
-    """cuDNN picks the fastest convolution per shape: the shapes of a fine-tune never change."""
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = saved or enabled
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
 
 
 def _optimizer(model: Finetuner, phase, train_images: int):
@@ -128,121 +122,180 @@ def train_finetune(protocol, seed: int | Seed, data: ImagenetData, backbone: tor
     `SeedStopped` (without a checkpoint path, it only stops). The caller removes the file once the record
     is committed. `on_progress(done, total)` is called after every step with global step counts (a
     resumed run starts past 0); it costs no device sync. `models_out` receives the trained model;
-    `before_update(optimizer)` is called before every update."""
-    from fastseed.data.imagenet import train_batches
+    `before_update(optimizer)` is called before every update. Everything runs under the device's own
+    context, with cuDNN autotuning on a GPU unless the protocol is deterministic."""
     seed = seed if isinstance(seed, Seed) else protocol.seed(seed)
     device = torch.device(device)
     amp = amp_dtype(protocol, device, dtype)
-    phases = protocol.run_phases()
-    total = sum(p.steps for p in phases)
-    identity = run_identity(protocol, seed, data) if checkpoint is not None else None
-    saved = load_checkpoint(checkpoint, identity) if checkpoint is not None else None
-    started = datetime.fromisoformat(saved["started"]) if saved else datetime.now(timezone.utc)
-    t0 = time.perf_counter() - (saved["elapsed_s"] if saved else 0.0)  # wall time counts earlier runs too
-    with determinism(protocol.deterministic), autotuned(device.type == "cuda" and not protocol.deterministic):
-        model = Finetuner(copy.deepcopy(backbone), make_head(protocol.backbone, protocol.classes,
-                                                             seed.torch_default("head"), protocol.head_rule))
-        if saved:
-            model.load_state_dict(saved["model"])
-        model.to(device)
-        if device.type == "cuda":
-            model.to(memory_format=torch.channels_last)
-        forward = torch.compile(model, mode=None if compile == "default" else compile) if compile else model
-        layout, io = io_layout(device), (torch.float16 if device.type == "cuda" else torch.float32)
-        evals, trains = (saved["evals"], saved["trains"]) if saved else ([], [])
-        headline = saved["headline"] if saved else None
-        first_phase, first_step = (saved["phase"], saved["step"]) if saved else (0, 0)
-        if saved and log:
-            log(f"seed {seed.value}: resumed from {checkpoint} at {phases[first_phase].name} step {first_step}")
-        if saved and saved["code"] != code_version():  # the record can name one code version only
-            logging.getLogger(__name__).warning("checkpoint %s was written by %s; the record names this code, %s",
-                                                checkpoint, saved["code"], code_version())
-        status, done = "ok", sum(p.steps for p in phases[:first_phase])
-        last_save = time.perf_counter()
-
-        def state(index: int, step: int) -> dict:
-            """Everything the rest of the run and its record depend on, at the end of `step` of phase `index`."""
-            return {"identity": identity, "phase": index, "step": step, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "loss_sum": loss_sum.cpu(), "right": right.cpu(), "seen": seen, "since": since,
-                    "evals": evals, "trains": trains, "headline": headline,
-                    "elapsed_s": time.perf_counter() - t0, "started": started.isoformat(),
-                    "code": code_version()}
-
-        model.train()
-        for index in range(first_phase, len(phases)):
-            phase = phases[index]
-            start = first_step if index == first_phase else 0
-            model.freeze_backbone(phase.train == "head")
-            opt, sched = _optimizer(model, phase, len(data.train.files))
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            right = torch.zeros((), device=device, dtype=torch.int64)
-            seen = since = 0
-            if saved and index == first_phase:
-                opt.load_state_dict(saved["optimizer"])
-                sched.load_state_dict(saved["scheduler"])
-                loss_sum.copy_(saved["loss_sum"]), right.copy_(saved["right"])
-                seen, since = saved["seen"], saved["since"]
-            batches = train_batches(data.train, seed, index, phase.batch_size, phase.steps, device, io,
-                                    layout=layout, num_threads=num_threads, size=protocol.image_size, start=start)
-            for step, (x, y) in enumerate(batches, start=start + 1):
-                with _autocast(device, amp):
-                    logits = forward(_as_nchw(x, layout))
-                loss = protocol_loss_reference(logits, y, eps=phase.lsce_eps, lsce_weight=phase.lsce_weight,
-                                               ce_weight=phase.ce_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if before_update is not None:
-                    before_update(opt)
-                opt.step()
-                if step % phase.sched_every == 0:
-                    sched.step()
-                loss_sum += loss.detach().double()
-                right += (logits.detach().argmax(-1) == y).sum()
-                seen, since = seen + y.numel(), since + 1
-                if step % phase.eval_every == 0 or step == phase.steps:
-                    mean = (loss_sum / since).item()  # the host waits for the GPU only here
-                    trains.append([done + step, mean, right.item() / seen])
-                    loss_sum.zero_(), right.zero_()
-                    seen = since = 0
-                    if not math.isfinite(mean):
-                        status = "diverged"
-                        break
-                    headline = evaluate(model, protocol, data.val, device, amp, num_threads)
-                    evals.append([done + step, headline[0], headline[1]])
-                    if log:
-                        log(f"seed {seed.value} {phase.name} step {step}/{phase.steps}: train loss {mean:.4f}, "
-                            f"val acc {100 * headline[0]:.2f}%")
-                if on_progress is not None:
-                    on_progress(done + step, total)
-                # a stop after the last step changes nothing: the record is returned, for the caller to commit
-                stop = should_stop is not None and done + step < total and should_stop()
-                written = False
-                if checkpoint is not None and (stop or time.perf_counter() - last_save >= checkpoint_every_s):
-                    written = _save(checkpoint, state(index, step))
-                    last_save = time.perf_counter()
-                if stop:
-                    raise SeedStopped(seed.value, done + step, total, Path(checkpoint) if written else None)
-            if status != "ok":
+    with on_device(device), determinism(protocol.deterministic), \
+            autotuned(device.type == "cuda" and not protocol.deterministic):
+        run = SeedRun(protocol, seed, data, device, amp, checkpoint, log)
+        run.build(backbone, compile)
+        hooks = Hooks(num_threads, before_update, checkpoint_every_s, should_stop, on_progress)
+        for index in range(run.first_phase, len(run.phases)):
+            if not run.train_phase(index, hooks):
                 break
-            done += phase.steps
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     if models_out is not None:
-        models_out.append(model)
-    n_val = len(data.val.files)
-    if status != "ok" or headline is None:
-        filler = np.full(n_val, np.iinfo(label_dtype(protocol.classes)).max, label_dtype(protocol.classes))
-        headline = (math.nan, math.nan, filler.tobytes())
-    return Record(
-        protocol=protocol.name, protocol_hash=protocol.hash, seed=seed.value, status=status,
-        test_acc=headline[0], test_loss=headline[1], headline_epoch=protocol.headline_epoch,
-        eval_curve=evals, train_curve=trains, predictions=headline[2],
-        wall_time_s=time.perf_counter() - t0,
-        pack={"strategy": "sequential", "size": 1, "slot": 0, "seeds": [seed.value]},
-        provenance=provenance(device, amp, started=started, fixed=sorted(seed.fixed), fix_seed=seed.fix_seed,
-                              train_images=len(data.train.files), val_images=n_val,
-                              skipped_images=len(data.train.skipped) + len(data.val.skipped)))
+        models_out.append(run.model)
+    return run.record()
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the caller asks of a run besides training: loader threads, a look before each update,
+    checkpoints, a stop, progress."""
+    num_threads: int
+    before_update: Callable | None
+    checkpoint_every_s: float
+    should_stop: Callable[[], bool] | None
+    on_progress: Callable[[int, int], None] | None
+
+
+class SeedRun:
+    """One seed's fine-tune: where it is (phase, step), what its record and checkpoint are made of
+    (model, optimiser, scheduler, running sums, curves, the last validation), and the phases' steps."""
+
+    def __init__(self, protocol, seed: Seed, data: ImagenetData, device: torch.device, amp: torch.dtype,
+                 checkpoint, log):
+        self.protocol, self.seed, self.data, self.device, self.amp = protocol, seed, data, device, amp
+        self.checkpoint, self.log = checkpoint, log
+        self.phases = protocol.run_phases()
+        self.total = sum(p.steps for p in self.phases)
+        self.identity = run_identity(protocol, seed, data) if checkpoint is not None else None
+        saved = self.saved = load_checkpoint(checkpoint, self.identity) if checkpoint is not None else None
+        self.started = datetime.fromisoformat(saved["started"]) if saved else datetime.now(timezone.utc)
+        self.t0 = time.perf_counter() - (saved["elapsed_s"] if saved else 0.0)  # earlier runs' time counts too
+        self.evals, self.trains = (saved["evals"], saved["trains"]) if saved else ([], [])
+        self.headline = saved["headline"] if saved else None
+        self.first_phase, self.first_step = (saved["phase"], saved["step"]) if saved else (0, 0)
+        self.status, self.done = "ok", sum(p.steps for p in self.phases[:self.first_phase])
+        self.last_save = time.perf_counter()
+        if saved and log:
+            log(f"seed {seed.value}: resumed from {checkpoint} at {self.phases[self.first_phase].name} step "
+                f"{self.first_step}")
+        if saved and saved["code"] != code_version():  # the record can name one code version only
+            logging.getLogger(__name__).warning("checkpoint %s was written by %s; the record names this code, %s",
+                                                checkpoint, saved["code"], code_version())
+
+    def build(self, backbone: torch.nn.Module, compile: str | None):
+        """The seed's model: a copy of the backbone and a head drawn from its `head` stream (or the saved
+        weights), on the device, channels-last on a GPU; `compile`d if asked."""
+        p = self.protocol
+        self.model = Finetuner(copy.deepcopy(backbone), make_head(p.backbone, p.classes, self.seed.torch_default("head"),
+                                                                  p.head_rule))
+        if self.saved:
+            self.model.load_state_dict(self.saved["model"])
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.forward = (torch.compile(self.model, mode=None if compile == "default" else compile) if compile
+                        else self.model)
+        self.model.train()
+
+    def start_phase(self, index: int) -> int:
+        """The phase's optimiser, scheduler and running sums (from the checkpoint when it resumes
+        there); the step it starts after."""
+        phase = self.phases[index]
+        self.model.freeze_backbone(phase.train == "head")
+        self.opt, self.sched = _optimizer(self.model, phase, len(self.data.train.files))
+        self.loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        self.right = torch.zeros((), device=self.device, dtype=torch.int64)
+        self.seen = self.since = 0
+        if not (self.saved and index == self.first_phase):
+            return 0
+        self.opt.load_state_dict(self.saved["optimizer"])
+        self.sched.load_state_dict(self.saved["scheduler"])
+        self.loss_sum.copy_(self.saved["loss_sum"]), self.right.copy_(self.saved["right"])
+        self.seen, self.since = self.saved["seen"], self.saved["since"]
+        return self.first_step
+
+    def train_phase(self, index: int, hooks: Hooks) -> bool:
+        """The phase's steps; False when the loss diverged (the run ends there)."""
+        from fastseed.data.imagenet import train_batches
+        phase, start = self.phases[index], self.start_phase(index)
+        layout = io_layout(self.device)
+        batches = train_batches(self.data.train, self.seed, index, phase.batch_size, phase.steps, self.device,
+                                self.amp, layout=layout, num_threads=hooks.num_threads, size=self.protocol.image_size,
+                                start=start)
+        for step, (x, y) in enumerate(batches, start=start + 1):
+            self.update(phase, step, x, y, layout, hooks.before_update)
+            if (step % phase.eval_every == 0 or step == phase.steps) and not self.validate(phase, step, hooks):
+                self.status = "diverged"
+                return False
+            if hooks.on_progress is not None:
+                hooks.on_progress(self.done + step, self.total)
+            self.maybe_stop(index, step, hooks)
+        self.done += phase.steps
+        return True
+
+    def update(self, phase, step: int, x, y, layout: str, before_update):
+        with _autocast(self.device, self.amp):
+            logits = self.forward(_as_nchw(x, layout))
+        loss = protocol_loss_reference(logits, y, eps=phase.lsce_eps, lsce_weight=phase.lsce_weight,
+                                       ce_weight=phase.ce_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if before_update is not None:
+            before_update(self.opt)
+        self.opt.step()
+        if step % phase.sched_every == 0:
+            self.sched.step()
+        self.loss_sum += loss.detach().double()
+        self.right += (logits.detach().argmax(-1) == y).sum()
+        self.seen, self.since = self.seen + y.numel(), self.since + 1
+
+    def validate(self, phase, step: int, hooks: Hooks) -> bool:
+        """The training curve's point and a validation; False when the training loss is not finite."""
+        mean = (self.loss_sum / self.since).item()  # the host waits for the GPU only here
+        self.trains.append([self.done + step, mean, self.right.item() / self.seen])
+        self.loss_sum.zero_(), self.right.zero_()
+        self.seen = self.since = 0
+        if not math.isfinite(mean):
+            return False
+        self.headline = evaluate(self.model, self.protocol, self.data.val, self.device, self.amp, hooks.num_threads)
+        self.evals.append([self.done + step, self.headline[0], self.headline[1]])
+        if self.log:
+            self.log(f"seed {self.seed.value} {phase.name} step {step}/{phase.steps}: train loss {mean:.4f}, "
+                     f"val acc {100 * self.headline[0]:.2f}%")
+        return True
+
+    def maybe_stop(self, index: int, step: int, hooks: Hooks):
+        """Save a checkpoint when it is time or a stop is asked; raise SeedStopped on a stop (one after
+        the last step changes nothing: the record is returned, for the caller to commit)."""
+        stop = hooks.should_stop is not None and self.done + step < self.total and hooks.should_stop()
+        written = False
+        if self.checkpoint is not None and (stop or time.perf_counter() - self.last_save >= hooks.checkpoint_every_s):
+            written = _save(self.checkpoint, self.state(index, step))
+            self.last_save = time.perf_counter()
+        if stop:
+            raise SeedStopped(self.seed.value, self.done + step, self.total, Path(self.checkpoint) if written else None)
+
+    def state(self, index: int, step: int) -> dict:
+        """Everything the rest of the run and its record depend on, at the end of `step` of phase `index`."""
+        return {"identity": self.identity, "phase": index, "step": step, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "loss_sum": self.loss_sum.cpu(), "right": self.right.cpu(), "seen": self.seen, "since": self.since,
+                "evals": self.evals, "trains": self.trains, "headline": self.headline,
+                "elapsed_s": time.perf_counter() - self.t0, "started": self.started.isoformat(),
+                "code": code_version()}
+
+    def record(self) -> Record:
+        p, data, n_val = self.protocol, self.data, len(self.data.val.files)
+        headline = self.headline
+        if self.status != "ok" or headline is None:
+            filler = np.full(n_val, np.iinfo(label_dtype(p.classes)).max, label_dtype(p.classes))
+            headline = (math.nan, math.nan, filler.tobytes())
+        return Record(
+            protocol=p.name, protocol_hash=p.hash, seed=self.seed.value, status=self.status,
+            test_acc=headline[0], test_loss=headline[1], headline_epoch=p.headline_epoch,
+            eval_curve=self.evals, train_curve=self.trains, predictions=headline[2],
+            wall_time_s=time.perf_counter() - self.t0,
+            pack={"strategy": "sequential", "size": 1, "slot": 0, "seeds": [self.seed.value]},
+            provenance=provenance(self.device, self.amp, started=self.started, fixed=sorted(self.seed.fixed),
+                                  fix_seed=self.seed.fix_seed, train_images=len(data.train.files), val_images=n_val,
+                                  skipped_images=len(data.train.skipped) + len(data.val.skipped)))
 
 
 def _save(path, state: dict) -> bool:

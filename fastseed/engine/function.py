@@ -192,9 +192,10 @@ def examples(value, where: str, keep_logits: bool) -> dict:
 def train_function(protocol, function, seed: int, device: torch.device, keep_logits: bool = False) -> Record:
     """Seed `seed` of a training function's protocol, trained by one call, as its Record. `--fix` streams
     the function never drew are refused (they would fix nothing)."""
+    from fastseed.engine.graphs import on_device
     from fastseed.engine.train import determinism
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    with determinism(protocol.deterministic):
+    with on_device(device), determinism(protocol.deterministic):  # its GPU current: cuda:N is N, never 0
         value, streams = call(function, protocol, seed, device)
     wall = time.perf_counter() - t0
     where = f"{protocol.train}, seed {seed}"

@@ -15,7 +15,9 @@ import fastseed
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict:
-    """fastseed version and, when run from a git checkout, its commit and whether it was modified."""
+    """fastseed version and, when run from a git checkout, its commit and whether it was modified. On a
+    machine without git (a GPU box the checkout was copied to), the commit is read from the .git files
+    and whether it was modified stays unknown (None)."""
     root = Path(fastseed.__file__).resolve().parents[1]
     info = {"fastseed": fastseed.__version__, "commit": None, "dirty": None}
     try:
@@ -27,7 +29,35 @@ def code_version() -> dict:
             info["dirty"] = bool(run("status", "--porcelain", "--untracked-files=no", "--", "fastseed").stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
+    if info["commit"] is None:
+        info["commit"] = read_commit(root)
     return info
+
+
+def read_commit(root: Path) -> str | None:
+    """HEAD's commit read from the .git files themselves, without git: a plain .git folder or a
+    worktree's `gitdir:` file, loose or packed refs. None when there is no repository."""
+    git = root / ".git"
+    try:
+        if git.is_file():
+            git = (root / git.read_text().split(":", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head.split(":", 1)[1].strip()
+        common = git / "commondir"
+        folders = [git] + ([(git / common.read_text().strip()).resolve()] if common.is_file() else [])
+        for folder in folders:
+            if (folder / ref).is_file():
+                return (folder / ref).read_text().strip()
+            packed = folder / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+    except (OSError, IndexError):
+        pass
+    return None
 
 
 def device_name(device: torch.device) -> str:

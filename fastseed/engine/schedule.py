@@ -1,9 +1,10 @@
 """Learning-rate schedules of the CIFAR recipes, and the optimiser units they are written in.
 
 Two kinds, by the protocol's `schedule` knob:
-- per epoch ("picard", "constant"): a LambdaLR multiplier, stepped once per epoch (Picard's script);
-- per step ("triangle"): airbench's piecewise-linear multiplier, set before every training step
-  (engine/step.py: ScheduledSGD keeps it in a device tensor, so a CUDA graph follows it).
+- per epoch ("picard", "constant"): Picard's LambdaLR multiplier, the same for every step of an epoch;
+- per step ("triangle"): airbench's piecewise-linear multiplier, a new one before every training step.
+Either way the optimiser holds the lr in a device tensor (engine/optim.py), so one captured step
+follows the whole schedule; `lr_at` is the multiplier of any step.
 Lookahead's decay is per step too. (The ImageNet fine-tunes use torch's CosineAnnealingLR per phase:
 engine/finetune.py.)
 """
@@ -39,6 +40,11 @@ def step_lr_multiplier(protocol, step: int, total: int) -> float:
     if step < top:
         return start + (1.0 - start) * step / top
     return 1.0 + (end - 1.0) * (step - top) / (total - top)
+
+
+def lr_at(protocol, epoch: int, step: int, total: int) -> float:
+    """The multiplier of the base lr at training step `step` (0-based, of `total`), in epoch `epoch`."""
+    return step_lr_multiplier(protocol, step, total) if per_step(protocol) else lr_multiplier(protocol, epoch)
 
 
 def lookahead_decay(protocol, step: int, total: int) -> float:

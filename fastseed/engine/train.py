@@ -16,7 +16,12 @@ The engine knows no model by name: a model's hooks (fastseed/models/registry.py)
 data (airbench's whitening) and freeze parameters by epoch (its whitening bias). The airbench recipe
 (`fast94`) also brings, all per seed and elementwise or per-channel, so a fused pack stays K
 independent runs: parameter groups (BatchNorm biases at bias_scaler × the lr), a per-step lr
-(ScheduledSGD, engine/schedule.py), a fractional last epoch, lookahead and test-time augmentation.
+(engine/schedule.py), a fractional last epoch, lookahead and test-time augmentation.
+
+On a GPU a pack's step is captured once as a CUDA graph and replayed for the whole run (engine/step.py):
+every learning rate, per step or per epoch, and every frozen parameter lives in a device tensor of the
+optimiser (engine/optim.py), never in a number a capture would bake in; the pack runs under its
+device's context (engine/graphs.py: on_device).
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ import torch
 import torch.nn.functional as F
 
 from fastseed import FastseedError
+from fastseed.engine.graphs import inductor_graphs, on_device, use_graphs
+from fastseed.engine.optim import Lookahead, ScheduledAdam, ScheduledSGD
 from fastseed.engine.pack import DEFAULT_STRATEGY, get_strategy
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.provenance import provenance
-from fastseed.engine.schedule import lookahead_decay, lr_multiplier, per_step, sgd_hyperparameters, step_lr_multiplier
-from fastseed.engine.step import EagerStep, GraphedStep, Lookahead, ScheduledSGD
+from fastseed.engine.schedule import lookahead_decay, lr_at, sgd_hyperparameters
+from fastseed.engine.step import EagerStep, GraphedStep
 from fastseed.kernels.augment import normalize
 from fastseed.models import create_model, set_dtype
 from fastseed.seeds import Seed
@@ -119,11 +126,12 @@ def sgd_groups(protocol, pack) -> list:
 
 
 def build(protocol, seeds: list[Seed], device, dtype, strategy: str = DEFAULT_STRATEGY, compile: str | None = None,
-          graphs: bool = False, images: torch.Tensor | None = None):
-    """The pack model for `strategy`, its optimiser and the per-epoch LambdaLR (None for a per-step
-    schedule: the loop sets ScheduledSGD's multiplier before every step). `compile` is a torch.compile
-    mode ("default", "reduce-overhead", "max-autotune", …) for the training forward. `images`: the
-    training images, for layers fitted to the data (fit_to_data)."""
+          images: torch.Tensor | None = None, graphs: bool = False):
+    """The pack model for `strategy` and its optimiser, whose learning rate follows `set_lr_multiplier`
+    (engine/optim.py: a device tensor, so one captured step serves the whole schedule). `compile` is a
+    torch.compile mode ("default", "reduce-overhead", "max-autotune", …) for the training forward.
+    `images`: the training images, for layers fitted to the data (fit_to_data). `graphs`: its steps
+    will be captured (Adam then keeps its step count on the device as well)."""
     models = [set_dtype(init_model(protocol, s), dtype) for s in seeds]
     fit_to_data(protocol, models, images)
     pack = get_strategy(strategy).make(models, torch.device(device))
@@ -131,17 +139,46 @@ def build(protocol, seeds: list[Seed], device, dtype, strategy: str = DEFAULT_ST
     if compile:
         pack.forward_train = torch.compile(pack.forward_train, mode=None if compile == "default" else compile)
     if protocol.optimizer == "adam":  # elementwise too: per-seed state, per-seed updates
-        opt = torch.optim.Adam(pack.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
-                               capturable=graphs)
-    elif per_step(protocol):
-        opt = ScheduledSGD(sgd_groups(protocol, pack), momentum=protocol.momentum, nesterov=protocol.nesterov,
-                           device=device)
-        return pack, opt, None
-    else:
-        opt = torch.optim.SGD(sgd_groups(protocol, pack), lr=protocol.lr, momentum=protocol.momentum,
-                              nesterov=protocol.nesterov, weight_decay=protocol.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_multiplier(protocol, epoch))
-    return pack, opt, sched
+        return pack, ScheduledAdam(pack.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay,
+                                   device=device, capturable=graphs)
+    return pack, ScheduledSGD(sgd_groups(protocol, pack), momentum=protocol.momentum, nesterov=protocol.nesterov,
+                              device=device)
+
+
+def make_step(protocol, pack, opt, images, labels, dtype, graph_api=None):
+    """The pack's training step: captured once as a CUDA graph when `graph_api` is given (torch.cuda, or
+    its CPU stand-in engine.graphs.RecordedGraphs), else eager."""
+    if graph_api is None:
+        return EagerStep(protocol, pack, opt, images, labels, dtype)
+    return GraphedStep(protocol, pack, opt, images, labels, dtype, api=graph_api)
+
+
+def frozen_switch(protocol, pack, opt, step) -> Callable[[int], None]:
+    """The model's `frozen_parameters` hook as a call at the start of each epoch (airbench's whitening
+    bias trains in the first epochs only). ScheduledSGD switches the hooked parameters in device tensors,
+    so a captured step stays valid; any other optimiser (Adam) stops them by `requires_grad` (no
+    gradient: no update, decay or momentum) and the step captures again when that changes."""
+    frozen_in = getattr(seed_model(pack), "frozen_parameters", None)
+    if frozen_in is None:
+        return lambda epoch: None
+    names = set().union(*(frozen_in(e, protocol) for e in range(protocol.epochs)))
+    hooked = [(seed_name(name), p) for name, p in pack.named_parameters() if seed_name(name) in names]
+    if isinstance(opt, ScheduledSGD):
+        opt.freezable(p for _, p in hooked)
+
+        def switch(epoch: int):
+            frozen = frozen_in(epoch, protocol)
+            for name, p in hooked:
+                opt.set_frozen(p, name in frozen)
+        return switch
+
+    def flip(epoch: int):
+        frozen, changed = frozen_in(epoch, protocol), False
+        for name, p in hooked:
+            changed |= p.requires_grad == (name in frozen)
+            p.requires_grad_(name not in frozen)
+        step.new_epoch(recapture=changed)
+    return flip
 
 
 def subset(protocol, data):
@@ -218,56 +255,25 @@ def training_draws(seeds: list[Seed], epoch: int, device: torch.device, graphs: 
 
 def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: torch.dtype,
                 strategy: str, packs: list[dict], models_out: list | None = None, *,
-                compile: str | None = None, graphs: bool = False,
+                compile: str | None = None, graph_api=None,
                 on_progress: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
-    """Train `seeds` together as one pack model; one Record per seed. `on_progress(done, total)` is called
-    after every training step (the scan's pace: time per step, what the pack in flight still needs).
-    `keep_logits`: each record keeps the headline evaluation's logits (encode_logits)."""
+    """Train `seeds` together as one pack model; one Record per seed. `graph_api`: capture the step as a
+    CUDA graph through it (see make_step). `on_progress(done, total)` is called after every training
+    step (the scan's pace: time per step, what the pack in flight still needs). `keep_logits`: each record
+    keeps the headline evaluation's logits (encode_logits)."""
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     train_x, train_y, test_x, test_y = subset(protocol, data)
-    pack, opt, sched = build(protocol, seeds, device, dtype, strategy, compile, graphs, images=train_x)
-    step = (GraphedStep if graphs else EagerStep)(protocol, pack, opt, train_x, train_y, dtype)
-    K, B, n = len(seeds), protocol.batch_size, train_x.shape[0]
-    total, done = protocol.total_steps(n), 0  # training steps of the run, and so far
-    lookahead = Lookahead(pack) if protocol.lookahead_every else None
-    # the model's frozen_parameters hook: which parameters sit out which epochs (airbench's whitening bias)
-    frozen_in = getattr(seed_model(pack), "frozen_parameters", lambda epoch, protocol: set())
-    hooked = set().union(*(frozen_in(e, protocol) for e in range(protocol.epochs)))
-    hooked = [(seed_name(name), p) for name, p in pack.named_parameters() if seed_name(name) in hooked]
-    evals, trains = [[] for _ in seeds], [[] for _ in seeds]
+    pack, opt = build(protocol, seeds, device, dtype, strategy, compile, images=train_x, graphs=graph_api is not None)
+    step = make_step(protocol, pack, opt, train_x, train_y, dtype, graph_api)
+    switch_frozen = frozen_switch(protocol, pack, opt, step)
+    run = Run(protocol, len(seeds), protocol.total_steps(train_x.shape[0]), on_progress,
+              Lookahead(pack) if protocol.lookahead_every else None)
+    K, evals, trains = len(seeds), [[] for _ in seeds], [[] for _ in seeds]
     headline, status, logits = [None] * K, ["ok"] * K, [None] * K
     for epoch in range(protocol.epochs):
-        plans = [plan_epoch(protocol, s, epoch, n, size=train_x.shape[-1]) for s in seeds]
-        order = torch.stack([p.order for p in plans]).to(device)  # (K, images trained this epoch)
-        params = [torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS]
-        # the last batch is partial when the protocol keeps it; a fractional run stops mid-epoch
-        steps = min(-(-order.shape[1] // B), total - done)
-        seen = min(order.shape[1], steps * B)
-        loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
-        correct = torch.zeros(K, device=device, dtype=torch.int64)
-        frozen, changed = frozen_in(epoch, protocol), False
-        for name, p in hooked:
-            changed |= p.requires_grad == (name in frozen)
-            p.requires_grad_(name not in frozen)  # frozen: no gradient, so no update, decay or momentum
-        step.new_epoch(recapture=sched is not None or changed)
-        with training_draws(seeds, epoch, device, graphs):
-            for i in range(steps):
-                if sched is None:
-                    opt.set_lr_multiplier(step_lr_multiplier(protocol, done, total))
-                idx = order[:, i * B: (i + 1) * B]
-                losses, right = step(idx, [p.gather(1, idx) for p in params])
-                loss_sum += losses.double()
-                correct += right
-                done += 1
-                if on_progress is not None:
-                    on_progress(done, total)
-                if lookahead is not None and done % protocol.lookahead_every == 0:
-                    lookahead.update(lookahead_decay(protocol, done, total))
-        if lookahead is not None and done == total:
-            lookahead.finish()  # the run's weights are the slow copy
-        if sched is not None:
-            sched.step()
-        means, accs = (loss_sum / max(steps, 1)).tolist(), (correct.double() / max(seen, 1)).tolist()
+        switch_frozen(epoch)
+        with training_draws(seeds, epoch, device, graph_api is not None):
+            means, accs = run.epoch(epoch, seeds, step, opt, train_x, device)
         for k in range(K):
             if status[k] == "ok":
                 trains[k].append([epoch, means[k], accs[k]])
@@ -289,14 +295,57 @@ def train_group(protocol, seeds: list[Seed], data, device: torch.device, dtype: 
     if models_out is not None:
         models_out.extend(pack.unpack(k) for k in range(K))
     none = (float("nan"), float("nan"), bytes([255]) * test_x.shape[0])  # diverged before the headline
+    steps = step.report()  # graphed or not, captures: the same for every seed of the pack
+    digest = protocol.hash  # once a pack: it hashes every knob
     return [Record(
-        protocol=protocol.name, protocol_hash=protocol.hash, seed=seed.value, status=status[k],
+        protocol=protocol.name, protocol_hash=digest, seed=seed.value, status=status[k],
         test_acc=(headline[k] or none)[0], test_loss=(headline[k] or none)[1],
         headline_epoch=protocol.headline_epoch, eval_curve=evals[k], train_curve=trains[k],
         predictions=(headline[k] or none)[2], wall_time_s=wall, pack=packs[k],
-        provenance=provenance(device, dtype, started=started, fixed=sorted(seed.fixed), fix_seed=seed.fix_seed),
+        provenance=provenance(device, dtype, started=started, fixed=sorted(seed.fixed), fix_seed=seed.fix_seed,
+                              steps=steps),
         logits=logits[k],
     ) for k, seed in enumerate(seeds)]
+
+
+class Run:
+    """Where a pack is in its run: training steps done of `total`, the learning-rate multiplier the
+    optimiser holds (set only when the schedule moves it: per step for airbench's triangle, per epoch for
+    Picard's), lookahead's updates."""
+
+    def __init__(self, protocol, k: int, total: int, on_progress, lookahead):
+        self.protocol, self.k, self.total, self.on_progress, self.lookahead = protocol, k, total, on_progress, lookahead
+        self.done, self.multiplier = 0, None
+
+    def epoch(self, epoch: int, seeds: list[Seed], step, opt, images, device) -> tuple[list, list]:
+        """One epoch's training steps (a fractional run stops mid-epoch); the per-seed mean training loss
+        and accuracy of the epoch."""
+        protocol, B, n = self.protocol, self.protocol.batch_size, images.shape[0]
+        plans = [plan_epoch(protocol, s, epoch, n, size=images.shape[-1]) for s in seeds]
+        order = torch.stack([p.order for p in plans]).to(device)  # (K, images trained this epoch)
+        params = [torch.stack([getattr(p, name) for p in plans]).to(device) for name in AUGMENT_PARAMS]
+        # the last batch is partial when the protocol keeps it; a fractional run stops mid-epoch
+        steps = min(-(-order.shape[1] // B), self.total - self.done)
+        seen = min(order.shape[1], steps * B)
+        loss_sum = torch.zeros(self.k, device=device, dtype=torch.float64)
+        correct = torch.zeros(self.k, device=device, dtype=torch.int64)
+        for i in range(steps):
+            multiplier = lr_at(protocol, epoch, self.done, self.total)
+            if multiplier != self.multiplier:
+                opt.set_lr_multiplier(multiplier)
+                self.multiplier = multiplier
+            idx = order[:, i * B: (i + 1) * B]
+            losses, right = step(idx, [p.gather(1, idx) for p in params])
+            loss_sum += losses.double()
+            correct += right
+            self.done += 1
+            if self.on_progress is not None:
+                self.on_progress(self.done, self.total)
+            if self.lookahead is not None and self.done % protocol.lookahead_every == 0:
+                self.lookahead.update(lookahead_decay(protocol, self.done, self.total))
+        if self.lookahead is not None and self.done == self.total:
+            self.lookahead.finish()  # the run's weights are the slow copy
+        return (loss_sum / max(steps, 1)).tolist(), (correct.double() / max(seen, 1)).tolist()
 
 
 @contextmanager
@@ -318,37 +367,59 @@ def determinism(enabled: bool):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
+@contextmanager
+def autotuned(enabled: bool):
+    """cuDNN picks the fastest convolution per shape: a pack's shapes never change (a CIFAR pack: one
+    training batch, maybe a last partial one, the evaluation batch; a fine-tune: one per phase). Off
+    with --deterministic, whose kernels must not be chosen by timing."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = saved or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def train_pack(protocol, seeds: Iterable[int | Seed], data, device, *, dtype: str | None = None,
                strategy: str = DEFAULT_STRATEGY, on_record: Callable[[Record], None] | None = None,
                should_stop: Callable[[], bool] = lambda: False, models_out: list | None = None,
-               compile: str | None = None, graphs: bool | None = None,
+               compile: str | None = None, graphs: bool | None = None, graph_api=None,
                on_progress: Callable[[int, int], None] | None = None, keep_logits: bool = False) -> list[Record]:
     """Train a pack of seeds and return their records (in the order given).
 
     `on_record` is called as records are finished (the scan commits there, so a crash loses only the
     seeds in flight); `should_stop` is polled between seeds of a sequential pack for a clean exit.
-    `graphs` (default: the strategy's, on a GPU) replays each step as a CUDA graph. `on_progress(done,
-    total)`: see train_group (for a one-after-another strategy, `total` is one seed's steps).
-    `keep_logits`: records keep the headline evaluation's logits (float16, encode_logits)."""
+    `graphs` (default: engine.graphs.use_graphs — the strategy's, on a GPU, unless the compile mode has
+    CUDA graphs of its own) captures each pack's step once as a CUDA graph and replays it; `graph_api`
+    is what captures it (torch.cuda; a CPU test passes engine.graphs.RecordedGraphs). Everything runs
+    under the device's own context (engine.graphs.on_device), with cuDNN autotuning on a GPU unless
+    the protocol is deterministic. `on_progress(done, total)`: see train_group (for a one-after-another
+    strategy, `total` is one seed's steps). `keep_logits`: records keep the headline evaluation's
+    logits (float16, encode_logits)."""
     how = get_strategy(strategy)
     device = torch.device(device)
     torch_dtype = compute_dtype(protocol, device, dtype)
     if graphs is None:
-        graphs = device.type == "cuda" and how.graphs
-    if graphs and device.type != "cuda":
+        graphs = use_graphs(device, how.graphs, compile=compile) or graph_api is not None
+    if graphs and inductor_graphs(compile):
+        raise FastseedError(f"--compile {compile} captures CUDA graphs of its own: train it without fastseed's "
+                            f"(--no-graphs), or compile with mode max-autotune-no-cudagraphs or default")
+    if graphs and device.type != "cuda" and graph_api is None:
         raise FastseedError("CUDA graphs need a CUDA device")
+    api = graph_api if graph_api is not None else torch.cuda
     seeds = [s if isinstance(s, Seed) else protocol.seed(s) for s in seeds]
     layout = [s.value for s in seeds]
     packs = [{"strategy": strategy, "size": len(seeds), "slot": k, "seeds": layout} for k in range(len(seeds))]
     groups = [list(range(len(seeds)))] if how.together else [[k] for k in range(len(seeds))]
     records = []
-    with determinism(protocol.deterministic):
+    with on_device(device, api), determinism(protocol.deterministic), \
+            autotuned(device.type == "cuda" and not protocol.deterministic):
         for group in groups:
             if should_stop():
                 break
             done = train_group(protocol, [seeds[k] for k in group], data, device, torch_dtype, strategy,
-                               [packs[k] for k in group], models_out, compile=compile, graphs=graphs,
-                               on_progress=on_progress, keep_logits=keep_logits)
+                               [packs[k] for k in group], models_out, compile=compile,
+                               graph_api=api if graphs else None, on_progress=on_progress, keep_logits=keep_logits)
             for record in done:
                 if on_record is not None:
                     on_record(record)

@@ -18,8 +18,9 @@ engine knows none by name. A model that needs more than its init draws carries h
         weights that come from the training images (uint8, N×C×H×W), not from a seed -- airbench's
         whitening conv. Computed once per pack on one model and loaded into every seed's model.
     frozen_parameters(epoch, protocol) -> set of parameter names
-        parameters that do not train in `epoch` (airbench's whitening bias after a few epochs): they get
-        no gradient, so no update, no weight decay, no momentum. Names as in `model.named_parameters()`.
+        parameters that do not train in `epoch` (airbench's whitening bias after a few epochs): no update,
+        no weight decay, no momentum, as if they had no gradient (the engine switches them off in a device
+        tensor, so a captured step stays valid). Names as in `model.named_parameters()`.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class Store:
     def __init__(self, path, protocol: str, protocol_hash: str, protocol_json: str):
         self.path = Path(path)
         self.skipped_rows: list[tuple[int | None, str]] = []
-        self._lock, self._depth = threading.RLock(), 0
+        self._lock, self._depth, self._prefix = threading.RLock(), 0, {}
         Store.check(self.path, protocol, protocol_hash)
         remove_stale_temps(self.path)  # a store or a merge that a killed process left half-built
         if not self.path.exists():
@@ -97,7 +97,7 @@ class Store:
         probe(path)
         store = cls.__new__(cls)
         store.path, store.skipped_rows, store.writable = path, [], False
-        store._lock, store._depth = threading.RLock(), 0
+        store._lock, store._depth, store._prefix = threading.RLock(), 0, {}
         store._connect()
         return store
 
@@ -255,7 +255,8 @@ class Store:
         if k <= 0 or start >= end:
             return []
         with self.transaction(f"claiming seeds for {worker}") as conn:
-            return claims.claim(conn, self.protocol_hash, int(start), int(end), int(k), worker, lease_s)
+            first = self._stored_prefix(conn, int(start))  # [start, first) is stored: no free seed there
+            return claims.claim(conn, self.protocol_hash, max(first, int(start)), int(end), int(k), worker, lease_s)
 
     def renew(self, worker: str, lease_s: float) -> None:
         """Every claim `worker` holds runs for another `lease_s` seconds from now."""
@@ -291,13 +292,47 @@ class Store:
         return self.schema != "1" or conn.execute(  # a schema-1 store opened read-only has none
             "SELECT 1 FROM sqlite_master WHERE name = 'claims'").fetchone() is not None
 
+    PREFIX_READ = 4096  # stored seeds read at a time while the stored prefix is followed
+
+    def _stored_prefix(self, conn, start: int) -> int:
+        """The first seed ≥ start that is not stored. Seeds below it are stored for good (a record is
+        never deleted), so this object remembers it and later reads only the records committed above
+        it: a claim or a count then costs what was committed since, not the 10^5 seeds of a long scan."""
+        first = self._prefix.get(start, start)
+        while True:
+            rows = conn.execute("SELECT seed FROM records WHERE protocol_hash = ? AND seed >= ? ORDER BY seed "
+                                f"LIMIT {self.PREFIX_READ}", (self.protocol_hash, first)).fetchall()
+            for (seed,) in rows:
+                if seed != first:
+                    break
+                first += 1
+            else:
+                if len(rows) == self.PREFIX_READ:
+                    continue
+            self._prefix[start] = first
+            return first
+
     def progress(self, start: int, end: int) -> tuple[int, int]:
         """(stored, claimed under a live lease and not stored) among the seeds of [start, end)."""
         with self._reading() as conn:
-            stored = conn.execute("SELECT COUNT(*) FROM records WHERE protocol_hash = ? AND seed >= ? "
-                                  "AND seed < ?", (self.protocol_hash, start, end)).fetchone()[0]
+            first = min(self._stored_prefix(conn, start), end)
+            stored = first - start + conn.execute(
+                "SELECT COUNT(*) FROM records WHERE protocol_hash = ? AND seed >= ? AND seed < ?",
+                (self.protocol_hash, first, end)).fetchone()[0]
             live = claims.live_claims(conn, self.protocol_hash, start, end) if self._has_claims(conn) else 0
         return stored, live
+
+    def accuracies_after(self, start: int, end: int, row: int = 0) -> tuple[np.ndarray, int]:
+        """test_acc (NaN: diverged) of the seeds of [start, end) committed after the row numbered `row`,
+        in commit order, and the last row number read: a poller asks again with it and reads only what
+        is new (SQLite numbers rows in the order they are inserted; a record is never deleted; NOT
+        INDEXED: the rowid range, not the (protocol_hash, seed) index that would walk every row)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT rowid, test_acc FROM records NOT INDEXED WHERE rowid > ? AND protocol_hash = ? AND seed >= ? AND "
+                "seed < ? AND typeof(test_acc) IN ('real', 'integer', 'null') ORDER BY rowid",
+                (row, self.protocol_hash, start, end)).fetchall()
+        return np.array([r[1] for r in rows], dtype=np.float64), (rows[-1][0] if rows else row)
 
     def accuracies(self, start: int, end: int) -> np.ndarray:
         """test_acc of the stored seeds of [start, end) in seed order, NaN for a diverged seed (a

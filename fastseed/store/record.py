@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -116,7 +116,7 @@ class Record:
         return np.frombuffer(self.predictions, dtype=dtype)
 
     def to_row(self) -> dict:
-        row = asdict(self)
+        row = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: its deep copy costs ms a seed
         del row["labels"]  # the store keeps them once (Store.add)
         for col in JSON_COLUMNS:
             row[col] = json.dumps(row[col])

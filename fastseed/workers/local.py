@@ -295,8 +295,8 @@ def scan_here(job, out, start: int, end: int, *, stop_flag: StopFlag, quiet: boo
         sides = {name: _open_side(name, side_job, path, start, end, stack, stop_flag, log)
                  for name, (side_job, path) in jobs.items()}
         store = sides["A"].store
-        progress = Progress(total, store.progress(start, end)[0], store.accuracies(start, end), quiet)
-        progress.set(progress.stored, progress.accs, store.metric())
+        progress = Progress(total, store.progress(start, end)[0], store.accuracies(start, end), quiet,
+                            store.metric())
         for side in sides.values():
             side.pace = Pace(side.job.device, side.left, log=progress.write,
                              on_progress=progress.seed_steps if side.job.long_seeds else None)

@@ -14,7 +14,15 @@ Ctrl-C would: the same code would fail them too.
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only the parent, which
 forwards it once; a GPU child sees only its GPU (CUDA_VISIBLE_DEVICES), so it creates no context on
-the others. A child starts with SIGINT and SIGTERM blocked and unblocks them once its handler is in
+the others. `--gpus` counts the GPUs this process sees: under an inherited CUDA_VISIBLE_DEVICES
+(Slurm, a shared box: `4,5`) its index i is that list's i-th entry, and the child is given that entry,
+never i itself; CUDA_DEVICE_ORDER, which says what an index means, is passed on unchanged. The parent
+says which physical GPUs its workers have (name, UUID, PCI bus).
+
+The parent reads only what is new in the store each second (the accuracies committed since its last
+read, and counts that skip the stored prefix), so its polling costs the same at 10^5 seeds as at 10.
+
+A child starts with SIGINT and SIGTERM blocked and unblocks them once its handler is in
 place: a stop forwarded while it was still starting Python is taken then (it exits 130, quietly), not
 lost and not a KeyboardInterrupt traceback.
 
@@ -133,11 +141,47 @@ def capped(devices: list[str], left: int, job, log: Callable[[str], None]) -> li
     return devices[:k]
 
 
+def visible_gpu(index: int, environ=os.environ) -> str:
+    """The CUDA_VISIBLE_DEVICES entry that makes a child see this process's GPU `index` (torch's
+    cuda:index): the index-th entry of the inherited list (an index, or a GPU-/MIG- UUID), or the
+    index itself when none is inherited. Read under the same CUDA_DEVICE_ORDER, it names the same GPU."""
+    inherited = environ.get("CUDA_VISIBLE_DEVICES")
+    if inherited is None:
+        return str(index)
+    entries = [e.strip() for e in inherited.split(",") if e.strip()]
+    if not 0 <= index < len(entries):
+        raise FastseedError(f"cuda:{index}: CUDA_VISIBLE_DEVICES={inherited} has no entry {index}")
+    return entries[index]
+
+
+def gpu_line(devices: list[str], environ=os.environ) -> str | None:
+    """Which physical GPUs the workers have: 'cuda:0 = GPU 4 (NVIDIA H100 80GB HBM3, GPU-8f1…,
+    PCI 0000:41:00.0), …', with the device order the entries are read in."""
+    import torch
+    parts = []
+    for device in devices:
+        if not device.startswith("cuda:"):
+            continue
+        index = int(device.split(":", 1)[1])
+        props = torch.cuda.get_device_properties(index)
+        uuid, bus = getattr(props, "uuid", None), getattr(props, "pci_bus_id", None)
+        domain, slot = getattr(props, "pci_domain_id", None), getattr(props, "pci_device_id", None)
+        where = [f"GPU-{uuid}" if uuid is not None else None,
+                 f"PCI {domain:04x}:{bus:02x}:{slot:02x}.0" if None not in (domain, bus, slot) else None]
+        parts.append(f"{device} = GPU {visible_gpu(index, environ)} ({', '.join([props.name] + [w for w in where if w])})")
+    if not parts:
+        return None
+    order = environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST (CUDA's default; nvidia-smi numbers by PCI bus)")
+    inherited = environ.get("CUDA_VISIBLE_DEVICES")
+    return (f"GPUs: {'; '.join(parts)}; CUDA_DEVICE_ORDER={order}"
+            + (f"; inherited CUDA_VISIBLE_DEVICES={inherited}" if inherited is not None else ""))
+
+
 def _spawn(name: str, device: str, spec: dict) -> subprocess.Popen:
-    env = dict(os.environ)
+    env = dict(os.environ)  # CUDA_DEVICE_ORDER included: the child reads its entry as this process would
     options = dict(spec["options"], device=device)
     if device.startswith("cuda:"):  # the child sees only its GPU, as cuda:0
-        env["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+        env["CUDA_VISIBLE_DEVICES"] = visible_gpu(int(device.split(":", 1)[1]))
         options["device"] = "cuda"
     argv = [sys.executable, "-m", "fastseed.workers.local", json.dumps(dict(spec, options=options))]
     # the child inherits this thread's signal mask: blocked until its StopFlag is installed
@@ -198,13 +242,16 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
             f"already in {out}; {len(devices)} workers: {', '.join(names)}")
         if stored >= total or (until is not None and until()):
             return Outcome(stored >= total, stored, total, summary(store.accuracies(start, end), store.metric()))
+        if (gpus := gpu_line(devices)) is not None:
+            log(gpus)
         cpu_workers = sum(d.startswith("cpu") for d in devices)
         threads = None  # CPU workers share the cores (unless OMP_NUM_THREADS says otherwise)
         if cpu_workers and "OMP_NUM_THREADS" not in os.environ:
             threads = max(1, cores() // cpu_workers)
         spec = dict(protocol=protocol.to_json(), options=job.options.to_dict(), store=str(os.path.abspath(out)),
                     start=start, end=end, lease_s=lease_s, workers=len(devices), seed_lines=quiet, threads=threads)
-        progress = Progress(total, stored, store.accuracies(start, end), quiet)
+        accs, row = store.accuracies_after(start, end)
+        progress = Progress(total, stored, accs, quiet, store.metric())
         run_id = worker_id()
         children = []
         stop_flag.doing = f"stopping the {len(devices)} workers once they commit their packs in flight"
@@ -216,7 +263,7 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
                 child.relay = threading.Thread(target=_relay, args=(child, progress.write), daemon=True)
                 child.relay.start()
                 children.append(child)
-            failed = _watch(children, store, start, end, stop_flag, progress, until)
+            failed = _watch(children, store, start, end, stop_flag, progress, until, row)
         except KeyboardInterrupt:  # a second Ctrl-C: the children drop their packs in flight
             _signal(children, signal.SIGINT)
             _wait(children, STOP_GRACE_S)
@@ -237,11 +284,11 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
         return Outcome(stored >= total, stored, total, progress.summary(), failed=failed, error=raised)
 
 
-def _watch(children: list[Child], store, start: int, end: int, stop_flag, progress, until=None) -> int:
+def _watch(children: list[Child], store, start: int, end: int, stop_flag, progress, until=None, row: int = 0) -> int:
     """Until every child has exited: forward a stop (a signal, or `until()` turned true), report
-    deaths (their claims go back to the pool at once), redraw the bar. Returns how many children
-    failed."""
-    forwarded, failed = False, 0
+    deaths (their claims go back to the pool at once), redraw the bar from what was committed since
+    store row `row`. Returns how many children failed."""
+    forwarded, failed, metric = False, 0, None
     while True:
         if not forwarded and not stop_flag and until is not None and until():
             progress.write(f"the stopping rule has decided: stopping the {len(children)} workers once they "
@@ -270,7 +317,10 @@ def _watch(children: list[Child], store, start: int, end: int, stop_flag, progre
                                    "training function raised: its traceback is above)")  # others would too
                     _signal(children, signal.SIGINT)
                     forwarded = True
-        progress.set(store.progress(start, end)[0], store.accuracies(start, end), store.metric())
+        new, row = store.accuracies_after(start, end, row)
+        if new.size and metric is None:  # one protocol, one metric: read once (it walks the records)
+            metric = store.metric()
+        progress.extend(store.progress(start, end)[0], new, metric)
         if not running:
             return failed
         if forwarded:

@@ -48,26 +48,53 @@ def shown(record) -> str:
     return f"{metric.name} {number(record.test_acc, metric)}{metric.unit}"
 
 
+class Tally:
+    """Count, mean, variance, min and max of the finite headline values seen so far (NaN = diverged, left
+    out), updated in O(1) a seed: the bar of a scan with 10^5 seeds stored redraws without re-reading or
+    re-summing them. Batches merge by Chan, Golub & LeVeque's pairwise update (1979, eq. 2.1), one
+    value as a batch of one (Welford's update)."""
+
+    def __init__(self, accs=()):
+        self.n, self.mean, self.m2, self.lo, self.hi = 0, 0.0, 0.0, np.inf, -np.inf
+        self.extend(accs)
+
+    def extend(self, accs) -> None:
+        x = np.asarray(accs, dtype=float)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return
+        n, mean = self.n + x.size, x.mean()
+        delta = mean - self.mean
+        self.m2 += ((x - mean) ** 2).sum() + delta ** 2 * self.n * x.size / n
+        self.mean += delta * x.size / n
+        self.n, self.lo, self.hi = n, min(self.lo, x.min()), max(self.hi, x.max())
+
+    def add(self, acc: float) -> None:
+        self.extend([acc])
+
+    def summary(self, metric: Metric = ACCURACY) -> str:
+        """e.g. "acc 90.02±0.23% min 89.01 max 90.83 (n=10000)", or a training function's metric."""
+        name, unit = ("acc", "%") if metric == ACCURACY else (metric.name, metric.unit)
+        if self.n == 0:
+            return f"{name} n/a"
+        std = np.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return (f"{name} {number(self.mean, metric)}±{number(std, metric)}{unit} min {number(self.lo, metric)} "
+                f"max {number(self.hi, metric)} (n={self.n})")
+
+
 def summary(accs, metric: Metric = ACCURACY) -> str:
     """Running headline of the stored seeds (NaN = diverged, left out): test accuracy in percent, or a
     training function's metric as it returns it."""
-    accs = np.asarray(accs, dtype=float)
-    accs = accs[np.isfinite(accs)]
-    name, unit = ("acc", "%") if metric == ACCURACY else (metric.name, metric.unit)
-    if accs.size == 0:
-        return f"{name} n/a"
-    std = accs.std(ddof=1) if accs.size > 1 else 0.0
-    return (f"{name} {number(accs.mean(), metric)}±{number(std, metric)}{unit} min {number(accs.min(), metric)} "
-            f"max {number(accs.max(), metric)} (n={accs.size})")
+    return Tally(accs).summary(metric)
 
 
 class Progress:
     """One tqdm bar over the seeds of a range, from the store's count of stored seeds."""
 
-    def __init__(self, total: int, stored: int, accs, quiet: bool):
+    def __init__(self, total: int, stored: int, accs, quiet: bool, metric: Metric = ACCURACY):
         from tqdm import tqdm
-        self.total, self.quiet, self.metric = total, quiet, ACCURACY  # a function's metric: its first record's
-        self.stored0, self.stored, self.accs = stored, stored, list(accs)
+        self.total, self.quiet, self.metric = total, quiet, metric  # a function's metric: its first record's
+        self.stored0, self.stored, self.tally = stored, stored, Tally(accs)
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total, initial=stored, unit="seed", dynamic_ncols=True, disable=quiet,
                         smoothing=0.1)
@@ -95,11 +122,21 @@ class Progress:
 
     def show(self) -> None:
         rate = 60 * (self.stored - self.stored0) / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {self.summary()}")
+        # drawn with the bar's next refresh (tqdm's own pace), not one redraw per seed
+        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {self.summary()}", refresh=False)
 
     def set(self, stored: int, accs, metric: Metric | None = None) -> None:
-        """The store's counts now (several workers: polled), and its records' metric when known."""
-        self.accs = list(accs)
+        """The store's counts now: `accs` are all the range's values; its records' metric when known."""
+        self.tally = Tally(accs)
+        self._count(stored, metric)
+
+    def extend(self, stored: int, new_accs, metric: Metric | None = None) -> None:
+        """The store's counts now: `new_accs` are the values committed since the last call (a pool's
+        parent polls the store: workers/pool.py)."""
+        self.tally.extend(new_accs)
+        self._count(stored, metric)
+
+    def _count(self, stored: int, metric: Metric | None) -> None:
         self.metric = metric or self.metric
         if stored != self.stored:
             self.bar.update(stored - self.stored)
@@ -108,7 +145,7 @@ class Progress:
 
     def add(self, record) -> None:
         """A record this process just committed."""
-        self.accs.append(record.test_acc)
+        self.tally.add(record.test_acc)
         self.metric = record.metric
         if self.quiet:
             print(f"seed {record.seed}: {record.status} {shown(record)} ({record.wall_time_s:.1f}s)", flush=True)
@@ -124,7 +161,7 @@ class Progress:
             self.bar.write(line, file=sys.stdout)
 
     def summary(self) -> str:
-        return summary(self.accs, self.metric)
+        return self.tally.summary(self.metric)
 
     def close(self) -> None:
         self._close_seed_bar()

@@ -169,8 +169,7 @@ def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: 
                 log("the data set was read here and goes to the actors through Ray's object store")
             options = dataclasses.replace(job.options, device=on).to_dict()
             args = (protocol.to_json(), options, 1 if on == "cpu" else None, total - stored, count)
-            progress = Progress(total, stored, store.accuracies(start, end), quiet)
-            progress.set(stored, progress.accs, store.metric())
+            progress = Progress(total, stored, store.accuracies(start, end), quiet, store.metric())
             driver = Driver(ray, store, start, end, worker=worker_id(), lease_s=lease_s, progress=progress,
                             stop_flag=stop_flag, remaining=total - stored, data=data, until=until)
             stop_flag.doing = "finishing the packs the actors are training (the queued ones are dropped)"

@@ -14,7 +14,8 @@ from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import step as step_module
 from fastseed.engine.plan import plan_epoch
 from fastseed.engine.schedule import lookahead_decay, sgd_hyperparameters, step_lr_multiplier
-from fastseed.engine.step import EagerStep, Lookahead, ScheduledSGD, packed_loss
+from fastseed.engine.optim import Lookahead, ScheduledSGD
+from fastseed.engine.step import packed_loss
 from fastseed.engine.train import build, init_model, train_pack, tta_logits
 from fastseed.recipe.presets import get_preset
 from fastseed.seeds import Seed
@@ -189,8 +190,8 @@ def test_tta_level_2_against_a_plain_reference():
 
 
 def test_fused_pack_keeps_frozen_weights_frozen_and_bias_groups_per_kind(data):
-    pack, opt, sched = build(TINY, [Seed(1), Seed(2)], "cpu", torch.float64, "fused", images=data.train_x)
-    assert sched is None and isinstance(opt, ScheduledSGD)
+    pack, opt = build(TINY, [Seed(1), Seed(2)], "cpu", torch.float64, "fused", images=data.train_x)
+    assert isinstance(opt, ScheduledSGD)
     model = pack.model
     assert not model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -213,11 +214,13 @@ def test_loop_steps_schedule_and_lookahead_as_the_package(data, monkeypatch):
     monkeypatch.setattr(ScheduledSGD, "set_lr_multiplier", lambda self, m: (events.append(("lr", m)), set_lr(self, m)))
     monkeypatch.setattr(Lookahead, "update", lambda self, d: (events.append(("look", d)), update(self, d)))
     monkeypatch.setattr(Lookahead, "finish", lambda self: (events.append(("finish",)), finish(self)))
-    monkeypatch.setattr(EagerStep, "new_epoch", lambda self, recapture=True: events.append(("epoch",)))
+    set_frozen = ScheduledSGD.set_frozen
+    monkeypatch.setattr(ScheduledSGD, "set_frozen",
+                        lambda self, p, frozen: (events.append(("frozen", frozen)), set_frozen(self, p, frozen)))
     (record,) = train_pack(TINY, [1], data, "cpu", dtype="float64")
     want, done = [("lr", 1.0)], 0  # the optimiser is built at multiplier 1
-    for steps in (4, 4, 2):  # 2.5 epochs of 4 steps
-        want.append(("epoch",))
+    for epoch, steps in enumerate((4, 4, 2)):  # 2.5 epochs of 4 steps
+        want.append(("frozen", epoch >= 1))  # the whitening bias, switched at each epoch's start
         for _ in range(steps):
             want.append(("lr", step_lr_multiplier(TINY, done, 10)))  # before each step
             done += 1
@@ -231,9 +234,9 @@ def test_loop_steps_schedule_and_lookahead_as_the_package(data, monkeypatch):
 
 def test_whitening_weights_frozen_and_its_bias_trains_for_the_first_epochs_only(data, monkeypatch):
     p = TINY.variant(lookahead_every=0)  # lookahead would also average the bias after it is frozen
-    biases = []
-    monkeypatch.setattr(EagerStep, "new_epoch",
-                        lambda self, recapture=True: biases.append(self.pack.model.whiten.bias.detach().clone()))
+    biases, set_frozen = [], ScheduledSGD.set_frozen
+    monkeypatch.setattr(ScheduledSGD, "set_frozen",  # at each epoch's start: the bias as it is
+                        lambda self, p, frozen: (biases.append(p.detach().clone()), set_frozen(self, p, frozen)))
     models = []
     train_pack(p, [4], data, "cpu", dtype="float64", models_out=models)
     fitted = build(p, [Seed(4)], "cpu", torch.float64, images=data.train_x[:200])[0].model.whiten.weight

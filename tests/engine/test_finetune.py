@@ -81,3 +81,16 @@ def test_rn50_phase_one_t_max_is_the_epoch_rule():
     head = PRESETS["imagenet-rn50"].phases[0]
     assert head.resolved_t_max(1_281_167) == 10  # 10,009 batches of 128 an epoch // 1,000
     assert head.resolved_t_max(500) == 1  # a tiny data set: never 0
+
+
+def test_float16_autocast_is_refused_in_one_line(data, backbone):
+    """No loss scaling in the fine-tunes: float16 gradients would underflow; bfloat16 needs none."""
+    from fastseed import FastseedError
+    from fastseed.engine.finetune import amp_dtype
+    with pytest.raises(FastseedError, match="float16 autocast needs loss scaling") as refused:
+        train_finetune(tiny(), 0, data, backbone, "cpu", dtype="float16")
+    assert "\n" not in str(refused.value)
+    assert amp_dtype(tiny(), torch.device("cpu")) == torch.float32  # CPU: no autocast
+    assert amp_dtype(tiny(), torch.device("cuda")) == torch.bfloat16  # the presets' own on a GPU
+    with pytest.raises(FastseedError, match="float16"):
+        amp_dtype(tiny().variant(dtype="float16"), torch.device("cuda"))

@@ -1,5 +1,6 @@
 """Training: determinism per seed, independence of the pack, divergence, the recipe's optimiser."""
 
+import copy
 import math
 
 import pytest
@@ -9,6 +10,7 @@ from fastseed.data.cifar import to_tensors
 from fastseed.data.synthetic import make_cifar_like
 from fastseed.engine import train_pack
 from fastseed.engine.schedule import lr_multiplier
+from fastseed.engine.optim import ScheduledSGD
 from fastseed.engine.train import build
 from fastseed.recipe.presets import get_preset
 from fastseed.seeds import Seed
@@ -72,19 +74,28 @@ def test_diverged_seed_is_marked_and_partners_unharmed(data):
 
 
 def test_optimiser_and_schedule_are_the_recipe():
-    p = get_preset("picard-short")
-    pack, opt, sched = build(p, [Seed(0)], torch.device("cpu"), torch.float32)
-    model = pack.model
+    """Picard's SGD (momentum 0.9, Nesterov, weight decay on every parameter) at lr 0.2 × the LambdaLR
+    multiplier of each epoch, from a device tensor: the same updates as torch.optim.SGD + LambdaLR."""
+    p = get_preset("picard-short").variant(width=0.0625)
+    pack, opt = build(p, [Seed(0)], torch.device("cpu"), torch.float64)
     group = opt.param_groups[0]
-    assert isinstance(opt, torch.optim.SGD)
-    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 1e-3)
-    assert len(group["params"]) == len(list(model.parameters()))  # weight decay on every parameter
-    lrs = []
-    for _ in range(p.epochs):
-        lrs.append(opt.param_groups[0]["lr"])
+    assert isinstance(opt, ScheduledSGD) and len(opt.param_groups) == 1
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.2, 0.9, True, 1e-3)
+    assert len(group["params"]) == len(list(pack.model.parameters()))  # weight decay on every parameter
+    ref = copy.deepcopy(pack)
+    torch_opt = torch.optim.SGD(ref.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(torch_opt, lambda e: lr_multiplier(p, e))
+    g = torch.Generator().manual_seed(0)
+    for epoch in range(p.epochs):
+        opt.set_lr_multiplier(lr_multiplier(p, epoch))
+        for a, b in zip(pack.parameters(), ref.parameters()):
+            a.grad = torch.randn(a.shape, generator=g, dtype=a.dtype)
+            b.grad = a.grad.clone()
         opt.step()
+        torch_opt.step()
         sched.step()
-    assert lrs == pytest.approx([0.2 * lr_multiplier(p, e) for e in range(p.epochs)])
+    for a, b in zip(pack.parameters(), ref.parameters()):
+        assert torch.allclose(a, b, rtol=1e-13, atol=1e-15)
 
 
 def test_record_carries_provenance(data):
