@@ -18,7 +18,8 @@ import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fastseed import FastseedError, __version__, claims
+from fastseed import FastseedError, __version__
+from fastseed.store import claims
 from fastseed.store.record import ROW_COLUMNS
 
 SCHEMA_VERSION = "2"
