@@ -107,7 +107,7 @@ def cifar_test_images(g, data_dir) -> tuple:
 
 
 def images_section(doc: Document, groups, evidence: dict, data_dir) -> None:
-    from fastseed import figures
+    from fastseed.report import figures
     from fastseed.stats.examples import image_table, kinds, most_seed_dependent
     if not evidence:
         return
@@ -151,7 +151,7 @@ def images_section(doc: Document, groups, evidence: dict, data_dir) -> None:
 def calibration_section(doc: Document, groups, rng) -> dict:
     """label → Calibration of the stores that kept logits (a sample of CALIBRATION_RUNS seeds at
     most); no section when none did."""
-    from fastseed import figures
+    from fastseed.report import figures
     from fastseed.stats.calibration import BINS, calibrate
     found, sampled = {}, {}
     for g in groups:

@@ -118,7 +118,7 @@ def notes(doc: Document, g) -> None:
 
 
 def figures_section(doc: Document, groups) -> None:
-    from fastseed import figures
+    from fastseed.report import figures
     doc.heading("Figures")
     doc.figure("accuracy_vs_epoch", figures.accuracy_vs_epoch(groups), "Test accuracy per epoch over "
                "finished runs: mean, ±1 std band, min–max band (Picard Fig. 1)")
@@ -129,7 +129,7 @@ def figures_section(doc: Document, groups) -> None:
 
 
 def swans_section(doc: Document, groups, top: int) -> None:
-    from fastseed import figures
+    from fastseed.report import figures
     from fastseed.stats.extremes import best_of_n, decades, extremes, n_grid
     doc.heading("Black swans")
     found = [g for g in groups if g.n_ok >= 2]
@@ -187,7 +187,7 @@ def estimators_text(doc: Document, d: pd.DataFrame, found) -> None:
 
 
 def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> None:
-    from fastseed import figures
+    from fastseed.report import figures
     from fastseed.stats.extremes import decades, n_grid
     from fastseed.stats.transfer import selection_curve, split_halves, transfer
     doc.heading("Lucky seeds do not transfer")
@@ -226,7 +226,7 @@ def transfer_section(doc: Document, groups, halves: dict, evidence: dict) -> Non
 
 def ensembles_section(doc: Document, groups, calibrated: dict) -> None:
     """Hard votes of k seeds, and soft votes for the stores whose logits were found (`calibrated`)."""
-    from fastseed import figures
+    from fastseed.report import figures
     from fastseed.stats.ensembles import seed_ensembles, soft_ensembles
     doc.heading("Seed ensembles")
     tables, items, soft = [], [], {}
