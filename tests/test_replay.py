@@ -2,8 +2,6 @@
 reported as different; bad input is one line and exit code 2."""
 
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
@@ -12,23 +10,20 @@ from fastseed.store import Store
 
 
 @pytest.fixture(scope="module")
-def store(real_cifar_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("replay") / "s.sqlite"
-    # smoke on a fifth of its images (its code path, a fifth of the time: each test below retrains the pack)
-    done = subprocess.run([sys.executable, "-m", "fastseed.scan", "--preset", "smoke", "--set", "train_size=1000",
-                           "--seeds", "2", "--pack", "2", "--strategy", "fused", "--device", "cpu", "--data-dir",
-                           str(real_cifar_root), "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return out
+def store(smoke_scan):
+    """The session's real smoke scan (tests/conftest.py): smoke at small scale, seeds 0 and 1 in one
+    fused pack (each replay below retrains that pack), seed 2 alone."""
+    return smoke_scan.out
 
 
+@pytest.mark.slow
 def test_replay_of_a_smoke_seed_is_bit_identical(store, real_cifar_root, capsys):
     assert replay.main([str(store), "--seed", "1", "--data-dir", str(real_cifar_root)]) == 0
     out = capsys.readouterr().out
     assert "fused pack of 2 [0, 1]" in out and "seed 1: identical" in out
 
 
+@pytest.mark.slow
 def test_tampered_record_is_reported_as_different(store, real_cifar_root, tmp_path, capsys):
     tampered = tmp_path / "t.sqlite"
     with sqlite3.connect(store) as src, sqlite3.connect(tampered) as dst:
@@ -55,7 +50,7 @@ def test_bad_input_is_one_line_and_exit_2(store, tmp_path, capsys, argv, phrase)
 
 def test_replay_leaves_the_store_unchanged(store):
     with Store.open(store) as s:
-        assert sorted(s.done_seeds()) == [0, 1]
+        assert sorted(s.done_seeds()) == [0, 1, 2]
 
 
 def test_a_malformed_record_is_one_line_naming_its_seed(store, real_cifar_root, tmp_path, capsys):
