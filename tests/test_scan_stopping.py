@@ -10,7 +10,6 @@ pool runs real workers on a tiny recipe."""
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,8 @@ from fastseed.recipe.presets import get_preset
 from fastseed.stats.sequential import UntilWidth
 from fastseed.store import Store
 from fastseed.store.record import Record
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_scan import run_scan, scan_argv  # noqa: E402
+from processes import run as run_process
+from scans import scan_argv
 
 SMOKE = get_preset("smoke")
 IMAGES = 10_000
@@ -160,13 +158,14 @@ def test_bad_stopping_flags_are_one_line_and_exit_2(argv, phrase, fake, capsys):
     assert fake == [] and {p: p.read_bytes() for p in Path(".").iterdir()} == before
 
 
+@pytest.mark.slow
 def test_a_pool_stops_its_workers_once_the_rule_decides(real_cifar_root, tmp_path):
     """Two real CPU workers on a one-step recipe: the parent reads the store as they commit, and once the
     rule has decided it stops them; the decision is the one the seed-order prefix gives."""
     out = tmp_path / "p.sqlite"
     argv = scan_argv(real_cifar_root, out, "--set", "train_size=500", "--set", "test_size=500", "--set", "epochs=1",
                      "--seeds", 400, "--workers", 2, "--until-ci", 5, "--no-progress")
-    result = run_scan(argv, tmp_path)
+    result = run_process(argv, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "the stopping rule has decided: stopping the 2 workers" in result.stdout
     with Store.open(out) as store:
