@@ -131,6 +131,7 @@ def big_report(tmp_path_factory) -> tuple[Path, Path]:
     return store, root / "report"
 
 
+@pytest.mark.slow
 def test_report_of_ten_thousand_seeds(big_report):
     store, out = big_report
     md = check_report(out, SINGLE_FIGURES, SINGLE_TABLES)

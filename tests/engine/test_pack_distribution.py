@@ -38,6 +38,7 @@ def accuracies(protocol, seeds, data, strategy):
     return np.array([100 * r.test_acc for r in records])
 
 
+@pytest.mark.slow
 def test_fused_and_sequential_float32_seeds_come_from_one_distribution(cifar):
     alone = accuracies(SMOKE, SEEDS, cifar, "sequential")
     packed = accuracies(SMOKE, SEEDS, cifar, "fused")  # one pack of 16
