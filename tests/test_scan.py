@@ -23,6 +23,28 @@ from scans import SMALL_SET, SMOKE, STOP_TIMEOUT_S, assert_complete, committed, 
 TEST_IMAGES = 10_000
 
 
+@pytest.fixture(scope="module")
+def read() -> dict:
+    """The data sets the scans of this process have read, by folder."""
+    return {}
+
+
+@pytest.fixture(autouse=True)
+def read_once(read, monkeypatch):
+    """A scan in this process reads a folder's CIFAR-10 once for the module, not once a scan: the same
+    files give the same arrays (a folder that fails to load fails every time, as before)."""
+    import fastseed.jobs
+    real = fastseed.jobs.load_cifar10
+
+    def load(data_dir=None, **kw):
+        key = (str(data_dir), tuple(sorted(kw.items())))
+        if key not in read:
+            read[key] = real(data_dir, **kw)
+        return read[key]
+
+    monkeypatch.setattr(fastseed.jobs, "load_cifar10", load)
+
+
 def claimed(out: Path, seed: int) -> bool:
     """Whether a worker holds a claim on `seed` in the store now: it is training it."""
     if not out.exists():
