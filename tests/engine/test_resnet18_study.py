@@ -15,12 +15,12 @@ from fastseed.engine.train import evaluate, init_model
 from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
 
-SMALL = dict(train_size=300, test_size=100, epochs=2, eval_batch_size=100)  # 3 batches: 128, 128, 44
+SMALL = dict(train_size=150, test_size=100, epochs=2, eval_batch_size=100)  # 2 batches: 128, 22
 
 
 @pytest.fixture(scope="module")
 def data():
-    return to_tensors(make_cifar_like(300, 100, seed=5), "cpu")
+    return to_tensors(make_cifar_like(150, 100, seed=5), "cpu")
 
 
 @pytest.mark.slow
