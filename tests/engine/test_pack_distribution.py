@@ -25,9 +25,8 @@ from fastseed.recipe.presets import get_preset
 ALPHA = 0.05
 SEEDS = list(range(16))
 # smoke's training on half its images, evaluated once at the end (its headline epoch) on the first
-# 2,000 test images: a smoke seed trains in ~8 s on one CPU core and its four evaluations of all 10,000
-# would add ~40 %, for the same comparison (both arms are measured alike). Fused packs are not faster
-# per seed on a CPU.
+# 2,000 test images: its four evaluations of all 10,000 would more than double a seed's time here, for
+# the same comparison (both arms are measured alike). Fused packs are not faster per seed on a CPU.
 SMOKE = get_preset("smoke").variant(eval_rule="last", test_size=2000, train_size=2500)
 
 
