@@ -2,6 +2,7 @@
 point is the scan around the training (the store, signals, workers), what a reader sees in a store,
 and what every finished seed must hold."""
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -34,6 +35,18 @@ def committed(out: Path) -> list:
         return []
     with Store.open(out) as store:
         return store.records()
+
+
+def claims(out: Path) -> dict[int, int]:
+    """seed → pid of the worker training it, as the store's claims say now (none while it does not
+    exist yet)."""
+    if not out.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{out}?mode=ro", uri=True) as db:
+            return dict(db.execute("SELECT seed, pid FROM claims").fetchall())
+    except sqlite3.OperationalError:  # the store is being created
+        return {}
 
 
 def assert_complete(record, seed: int, protocol=SMALL) -> None:

@@ -18,7 +18,7 @@ import torch
 from fastseed.data.synthetic import make_cifar_like, write_cifar_archive
 from fastseed.store import Store
 from processes import TIMEOUT_S, Process, run
-from scans import SMALL_SET, SMOKE, STOP_TIMEOUT_S, assert_complete, committed, scan_argv
+from scans import SMALL_SET, SMOKE, STOP_TIMEOUT_S, assert_complete, claims, committed, scan_argv
 
 TEST_IMAGES = 10_000
 
@@ -43,17 +43,6 @@ def read_once(read, monkeypatch):
         return read[key]
 
     monkeypatch.setattr(fastseed.jobs, "load_cifar10", load)
-
-
-def claimed(out: Path, seed: int) -> bool:
-    """Whether a worker holds a claim on `seed` in the store now: it is training it."""
-    if not out.exists():
-        return False
-    try:
-        with sqlite3.connect(f"file:{out}?mode=ro", uri=True) as db:
-            return db.execute("SELECT 1 FROM claims WHERE seed = ?", (seed,)).fetchone() is not None
-    except sqlite3.OperationalError:  # the store is being created
-        return False
 
 
 # ---- training and resuming --------------------------------------------------------------------
@@ -106,7 +95,7 @@ def test_signal_commits_the_seed_in_flight_and_exits(real_cifar_root, tmp_path, 
     argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--no-progress", *SMALL_SET)
     with Process(argv, tmp_path, name="scan") as scan:
         # the scan claims seed 1 once seed 0 is committed, then trains it: the signal lands in flight
-        scan.wait_until(lambda: claimed(out, 1), "seed 1 to be claimed")
+        scan.wait_until(lambda: 1 in claims(out), "seed 1 to be claimed")
         scan.send_signal(signum)
         assert scan.wait(timeout=STOP_TIMEOUT_S) == 130
     stderr = scan.stderr_text()

@@ -14,23 +14,12 @@ import torch
 from fastseed import FastseedError
 from fastseed.workers.pool import pool_devices
 from processes import Process, children, run
-from scans import SMALL_SET, STOP_TIMEOUT_S, assert_complete, committed, scan_argv
-
-
-def claimed_by(out, pid: int) -> bool:
-    """Whether the process `pid` holds a claim in the store now: it is training a seed."""
-    if not out.exists():
-        return False
-    try:
-        with sqlite3.connect(f"file:{out}?mode=ro", uri=True) as db:
-            return db.execute("SELECT 1 FROM claims WHERE pid = ?", (pid,)).fetchone() is not None
-    except sqlite3.OperationalError:  # the store is being created
-        return False
+from scans import SMALL_SET, STOP_TIMEOUT_S, assert_complete, claims, committed, scan_argv
 
 
 def both_training(scan, out):
     """Both workers hold a claim: each is training a seed."""
-    return lambda: len(workers := children(scan.pid)) == 2 and all(claimed_by(out, pid) for pid in workers)
+    return lambda: len(workers := children(scan.pid)) == 2 and set(workers) <= set(claims(out).values())
 
 
 @pytest.mark.slow
