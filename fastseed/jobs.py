@@ -9,7 +9,9 @@
 A job is what a worker needs to turn claimed seeds into records, so every way of running (this
 process, one process per GPU, a Ray actor) builds the same job from the same two plain values: the
 protocol (what to train, hashed into the store) and the `Options` (how: device, dtype, strategy, …,
-never part of the hash). A new flag is one `Options` field, read by the job that uses it.
+never part of the hash). A new flag is one `Options` field, read by the job that uses it. The kinds:
+a CIFAR pack (`CifarJob`), an ImageNet fine-tune (`FinetuneJob`), a user's training function
+(`FunctionJob`).
 """
 
 from __future__ import annotations
@@ -47,9 +49,18 @@ class Options:
     keep_logits: bool = False         # CIFAR: records keep the headline evaluation's logits (float16)
     checkpoints: str | None = None    # ImageNet: the store beside which long seeds keep checkpoints
     checkpoint_every: float | None = None  # ImageNet: minutes between checkpoints (None: CHECKPOINT_EVERY_MIN)
+    code_root: str | None = None      # --train: the folder its module is imported from, put on each worker's path
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def one_at_a_time(options: Options) -> list[str]:
+    """The flags a job that trains one seed at a time cannot honour: a packing strategy, a pack, no graphs."""
+    return [flag for flag, bad in (("--strategy", options.strategy is not None
+                                    and get_strategy(options.strategy).together),
+                                   ("--pack", options.pack not in ("auto", 1)),
+                                   ("--no-graphs", not options.graphs)) if bad]
 
 
 # ---- CIFAR: GPU-resident tensors, seeds trained in packs -------------------------------------------
@@ -133,11 +144,7 @@ class FinetuneJob:
     long_seeds = True  # hours a seed: the scan shows a bar of the steps of the seed in flight
 
     def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
-        wrong = [flag for flag, bad in (("--download", options.download),
-                                        ("--strategy", options.strategy is not None
-                                         and get_strategy(options.strategy).together),
-                                        ("--pack", options.pack not in ("auto", 1)),
-                                        ("--no-graphs", not options.graphs)) if bad]
+        wrong = ["--download"] * options.download + one_at_a_time(options)
         if wrong:
             raise FastseedError(f"{' '.join(wrong)}: not for {protocol.name} (ImageNet seeds train one at a "
                                 f"time from their own DALI pipeline; the data set is never downloaded)")
@@ -212,7 +219,60 @@ class FinetuneJob:
                 remove_checkpoint(path)  # only now: the record is committed
 
 
-JOBS = {"cifar10": CifarJob, "imagenet": FinetuneJob}  # a protocol's `dataset` → the job that trains it
+# ---- a user's training function: one call a seed ---------------------------------------------------
+
+class FunctionJob:
+    """A user's training function (`--train package.module:function`): a seed is one call,
+    `function(seed, device, **knobs)`, in this process, one after another (fastseed.engine.function).
+    The data set is the function's own business: nothing is read here, and the test labels come with
+    each result (the store keeps them once). The module must still have the protocol's digest."""
+    together = False
+    long_seeds = False
+    stops_mid_seed = False
+    on_stop = "finishing the seed in flight"
+
+    def __init__(self, protocol, options: Options, log: Callable[[str], None] = print):
+        wrong = [flag for flag, bad in (("--weights", options.weights is not None),
+                                        ("--checkpoint-every", options.checkpoint_every is not None),
+                                        ("--download", options.download), ("--dtype", options.dtype is not None),
+                                        ("--compile", options.compile is not None)) if bad] + one_at_a_time(options)
+        if wrong:
+            raise FastseedError(f"{' '.join(wrong)}: not for {protocol.name} (a training function trains one seed "
+                                f"a call, on its own data, in the precision it chooses)")
+        import sys
+        from fastseed.usercode import checked_file, load
+        if options.code_root and options.code_root not in sys.path:  # a pool's child, a Ray actor
+            sys.path.insert(0, options.code_root)
+        checked_file(protocol.train, protocol.train_digest, "--train", "function")
+        self.function = load(protocol.train, "--train", "function")
+        self.protocol, self.options, self.log = protocol, options, log
+        self.device = resolve_device(options.device)
+
+    def describe(self, pack: int) -> str:
+        return f"one seed a call of {self.protocol.train}"
+
+    def read(self):
+        """None: the function reads its own data, wherever it runs."""
+        return None
+
+    def load(self, data=None):
+        """None: the test labels come with each seed's result."""
+        return None
+
+    def pack_size(self, remaining: int, log: Callable[[str], None]) -> int:
+        return 1
+
+    def train(self, seeds: list[int], commit: Callable, stop_flag, on_progress: Callable[[int, int], None] | None = None):
+        """Call the function for each of `seeds` in turn; `commit(record)` as each returns. `stop_flag` is
+        polled between seeds; an exception in the function stops here (fastseed.UserCodeError)."""
+        from fastseed.engine.function import train_function
+        for seed in seeds:
+            if stop_flag:
+                break
+            commit(train_function(self.protocol, self.function, seed, self.device, self.options.keep_logits))
+
+
+JOBS = {"cifar10": CifarJob, "imagenet": FinetuneJob, "function": FunctionJob}  # a protocol's `dataset` → its job
 
 
 def make_job(protocol, options: Options, log: Callable[[str], None] = print):

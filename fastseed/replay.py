@@ -4,21 +4,24 @@ whether the new record equals the stored one.
 The protocol comes from the store (its JSON, checked against its hash), the pack layout and the
 dtype from the record: the same partners in the same slots with the same strategy. On the CPU the
 replay is bit-identical; on a GPU it is with --deterministic protocols, and otherwise this reports
-the differences — GPU non-determinism measured, not guessed.
+the differences — GPU non-determinism measured, not guessed. A training function's store (--train)
+is replayed by calling the function again, imported from the current directory: a module file that
+changed since the scan is refused in one line.
 
 Exit codes: 0 identical, 1 different, 2 bad input.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import sys
 
 from fastseed import FastseedError
 from fastseed.cli import Parser, one_line_errors
 
 EXIT_DIFFERENT = 1
-COMPARED = ("status", "test_acc", "test_loss", "headline_epoch", "eval_curve", "train_curve", "predictions")
+COMPARED = ("status", "test_acc", "test_loss", "headline_epoch", "eval_curve", "train_curve", "predictions",
+            "metrics")
 
 
 def differences(stored, new) -> list[str]:
@@ -30,9 +33,7 @@ def differences(stored, new) -> list[str]:
             if a != b:
                 n = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
                 out.append(f"predictions: {n} of {max(len(a), len(b))} test images differ")
-        elif isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-            continue
-        elif a != b:
+        elif json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):  # NaN equals NaN, in a curve too
             out.append(f"{name}: stored {a!r}, replayed {b!r}")
     return out
 
@@ -52,6 +53,7 @@ def run(argv) -> int:
     from fastseed.jobs import Options, make_job
     from fastseed.recipe.protocol import protocol_from_json
     from fastseed.store import Store
+    from fastseed.workers.progress import shown
 
     with Store.open(a.store) as store:
         protocol = protocol_from_json(store.protocol_json)
@@ -84,7 +86,7 @@ def run(argv) -> int:
     new = next(r for r in records if r.seed == a.seed)
     diffs = differences(stored, new)
     if not diffs:
-        print(f"seed {a.seed}: identical (acc {100 * new.test_acc:.2f}%)")
+        print(f"seed {a.seed}: identical ({shown(new)})")
         return 0
     print(f"seed {a.seed}: DIFFERENT in {len(diffs)} field(s)")
     for line in diffs:

@@ -5,26 +5,29 @@
     python -m fastseed.scan --seeds 100000 --gpus all        # one worker per GPU, one store, one bar
     python -m fastseed.scan --seeds 100000 --ray auto        # one actor per GPU of a Ray cluster
     python -m fastseed.scan --set lr=0.3 --until-ci 0.1      # a variant, until its mean is known to ±0.1 pp
+    python -m fastseed.scan --train examples.digits_mlp:train --seeds 300 --workers 2 --until-ci 0.1
 
 Rerunning the same command resumes: seeds already in the store are skipped. Several scans (or
 workers) on one store share the range: each seed is trained once. Ctrl-C (or SIGTERM) finishes and
 commits the seeds in flight, then exits; a second Ctrl-C drops them and exits at once. A stopping rule
 (--until-ci, --versus) ends the scan as soon as it decides; --seeds is then the cap.
 
-Exit codes: 0 the range is stored (or the stopping rule decided), 1 workers failed before it was,
-2 bad input, 130 stopped.
+Exit codes: 0 the range is stored (or the stopping rule decided), 1 workers failed before it was (or a
+training function raised: its traceback is printed), 2 bad input, 130 stopped.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
-from fastseed import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FastseedError
+from fastseed import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FastseedError, UserCodeError
 from fastseed.cli import Parser
 from fastseed.workers.local import StartupInterrupted, StopFlag
 
+# After a training function raised: what resumes, and what does not
+RESUME = ("the same command resumes once the cause is gone; an edit of the function's file is a new protocol, "
+          "whose seeds go to a store of their own")
 # A range [start, end) is handed to the store as SQLite INTEGERs, signed 64-bit: end ≤ 2**63 - 1.
 RANGE_END = 2**63 - 1
 
@@ -35,7 +38,11 @@ def parse(argv):
     p = Parser(prog="python -m fastseed.scan", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=10000, metavar="N", help="number of seeds (default 10000)")
     p.add_argument("--start", type=int, default=0, metavar="S", help="first seed (default 0)")
-    p.add_argument("--preset", default="picard-short", help=f"protocol: {', '.join(PRESETS)}")
+    p.add_argument("--preset", default=None, help=f"protocol (default picard-short): {', '.join(PRESETS)}")
+    p.add_argument("--train", default=None, metavar="package.module:function",
+                   help="your own training function instead of a preset: function(seed, device, **knobs) returns "
+                        "the seed's metric (see fastseed/engine/function.py); its keyword arguments are the knobs "
+                        "--set changes; imported from the current directory, its file's sha256 in the protocol")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change one knob of the protocol (repeatable; a distinct protocol in the store): "
                         "--set lr=0.3 --set cutout=0; --show-protocol lists every knob")
@@ -76,7 +83,7 @@ def parse(argv):
     r = p.add_argument_group("stopping rules (anytime-valid confidence sequences; --seeds is the cap)")
     r.add_argument("--until-ci", type=float, default=None, metavar="W",
                    help="stop once the 95 %% confidence sequence of the mean accuracy is within ±W "
-                        "percentage points (at least 10 seeds)")
+                        "percentage points (a training function's metric: in its unit; at least 10 seeds)")
     r.add_argument("--versus", default=None, metavar="STORE",
                    help="stop once this protocol is decided better, worse, or within ±--margin of the one "
                         "in STORE (another store); STORE's seeds of the range are trained in turn when needed")
@@ -122,6 +129,12 @@ def parse(argv):
     for name in ("classes", "limit_steps", "limit_batch", "loader_threads"):
         if getattr(a, name) is not None and getattr(a, name) <= 0:
             raise FastseedError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(a, name)}")
+    if a.train is not None and (a.preset is not None or a.model is not None or a.protocol is not None):
+        given = [f for f, v in (("--preset", a.preset), ("--model", a.model), ("--protocol", a.protocol)) if v]
+        raise FastseedError(f"--train and {' '.join(given)}: give one (a protocol file names its function as "
+                            f"train = \"package.module:function\")")
+    if a.train is None and a.protocol is None and a.preset is None:
+        a.preset = "picard-short"
     if a.ray is not None and a.gpus is not None:
         raise FastseedError("--gpus and --ray: give one (on a cluster each actor gets a GPU; --workers N caps "
                             "the actors)")
@@ -143,35 +156,35 @@ def resolved(a):
     """The protocol the command line asks for (fastseed.recipe.overrides.Resolved): the preset or protocol
     file, each --set, --model, then the variation flags."""
     from fastseed.recipe.overrides import resolve_variant
-    return resolve_variant(a.preset, sets=a.set, protocol_file=a.protocol, model=a.model, augment=a.augment,
-                           fix=a.fix, fix_seed=a.fix_seed, deterministic=a.deterministic, classes=a.classes,
-                           limit_steps=a.limit_steps, limit_batch=a.limit_batch)
+    return resolve_variant(a.preset, sets=a.set, protocol_file=a.protocol, model=a.model, train=a.train,
+                           augment=a.augment, fix=a.fix, fix_seed=a.fix_seed, deterministic=a.deterministic,
+                           classes=a.classes, limit_steps=a.limit_steps, limit_batch=a.limit_batch)
 
 
 def out_path(a, protocol) -> Path:
-    """--out, else results/<protocol name>.sqlite: a variant never lands in its preset's store. The
-    characters a file name should not hold become '_'; a long name is cut and told apart by its hash."""
-    if a.out:
-        return Path(a.out)
-    name = re.sub(r"[^A-Za-z0-9._,=+-]", "_", protocol.name)
-    if len(name) > 120:
-        name = f"{name[:100]}-{protocol.hash[:12]}"
-    return Path("results") / f"{name}.sqlite"
+    """--out, else results/<protocol name>.sqlite (Recipe.default_store)."""
+    return Path(a.out) if a.out else protocol.default_store
 
 
-def options(a, device: str, out: Path):
+def options(a, device: str, out: Path, protocol=None):
     from fastseed.jobs import Options
+    train, root = getattr(protocol, "train", None), None
+    if train:  # a training function: the folder its module is imported from goes to the workers
+        from fastseed.usercode import code_root
+        root = code_root(train, "--train", "function")
     return Options(device=device, dtype=a.dtype, strategy=a.strategy, pack=a.pack, compile=a.compile,
                    graphs=not a.no_graphs, data_dir=a.data_dir, download=a.download, weights=a.weights,
                    loader_threads=a.loader_threads, keep_logits=a.keep == "logits",
-                   checkpoint_every=a.checkpoint_every, checkpoints=str(Path(out).absolute()))
+                   checkpoint_every=a.checkpoint_every, checkpoints=str(Path(out).absolute()),
+                   code_root=root)
 
 
 def build(a, device: str):
     """The job (protocol + options) the parsed command line asks for, on `device`."""
     from fastseed.jobs import make_job
     protocol = resolved(a).protocol
-    return make_job(protocol, options(a, device, out_path(a, protocol)), log=lambda line: print(line, flush=True))
+    return make_job(protocol, options(a, device, out_path(a, protocol), protocol),
+                    log=lambda line: print(line, flush=True))
 
 
 def run(a, stop_flag: StopFlag) -> int:
@@ -233,6 +246,10 @@ def run(a, stop_flag: StopFlag) -> int:
     if stop_flag:
         print("stopped early: rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if outcome.error is not None:  # its traceback is above
+        print(f"fastseed.scan: {outcome.error}; the {outcome.stored} seeds stored are kept ({RESUME})",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(f"{outcome.total - outcome.stored} seeds not trained ({outcome.failed} worker(s) failed): "
           f"rerun the same command to resume", file=sys.stderr)
     return EXIT_FAILED
@@ -246,6 +263,10 @@ def main(argv=None) -> int:
         except FastseedError as e:
             print(f"fastseed.scan: error: {e}", file=sys.stderr)
             return EXIT_USAGE
+        except UserCodeError as e:  # in this process: the function's own traceback, the seeds before it kept
+            print(e.traceback_text.rstrip("\n"), file=sys.stderr)
+            print(f"fastseed.scan: {e}; the seeds stored before it are kept ({RESUME})", file=sys.stderr)
+            return EXIT_FAILED
         except StartupInterrupted as e:
             print(f"fastseed.scan: {e}", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -94,3 +94,28 @@ def test_a_planted_wrong_way_import_is_found(tmp_path, where, line):
     (root / where).write_text(line)
     found = wrong_way(root)
     assert list(found) == [module_name(root / where, root)], found
+
+
+def test_every_import_names_something_that_exists():
+    """Every module imports, and every fastseed name an import statement names -- function-level ones
+    included, which only run when called -- is a module of the package or an attribute of one. (After a
+    module moves, a stale `from fastseed import old_name` inside a function would otherwise wait for the
+    one call that reaches it.)"""
+    import importlib
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    missing = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fastseed":
+                names = [(node.module, a.name) for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [(a.name.rsplit(".", 1)[0], a.name.rsplit(".", 1)[1]) for a in node.names
+                         if a.name.startswith("fastseed.")]
+            else:
+                continue
+            for module, name in names:
+                if module not in modules:
+                    missing.setdefault(module_name(path), []).append(module)
+                elif f"{module}.{name}" not in modules and not hasattr(importlib.import_module(module), name):
+                    missing.setdefault(module_name(path), []).append(f"{module}.{name}")
+    assert missing == {}

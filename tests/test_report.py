@@ -3,6 +3,7 @@ stores (comparison, init/order factors), on a store with logits and a malformed 
 (one line, exit code 2); and what a reader trips on (rug ticks, loss axis, signs, rounding)."""
 
 import base64
+import io
 import re
 import sqlite3
 import subprocess
@@ -146,10 +147,16 @@ def test_report_of_ten_thousand_seeds(big_report):
                           ("max", acc.max()), ("median", np.median(acc)),
                           ("q05", np.quantile(acc, 0.05)), ("q95", np.quantile(acc, 0.95))]:
         assert summary[column] == pytest.approx(value), column
-    assert summary["ci_low"] < acc.mean() < summary["ci_high"]
+    assert summary["ci_low"] < acc.mean() < summary["ci_high"] and summary["ci_method"] == "bootstrap"
     assert "4 diverged seed(s)" in md and "9996, 9997, 9998, 9999" in md
     extremes = pd.read_csv(out / "extremes.csv")
-    assert extremes[extremes.side == "best"]["acc"].iloc[0] == pytest.approx(acc.max())
+    best = extremes[extremes.side == "best"].iloc[0]
+    assert best["acc"] == pytest.approx(acc.max()) and best["tail_of_n"] > 1e3 * best["normal_tail"]
+    assert "lies that far out by chance with probability" in md
+    head = md.split("## Summary")[0]  # the test-set sentence: the distribution's spread is an unlimited test set's
+    assert "on an unlimited test set from the same distribution the seeds would differ by ±" in head
+    assert "a fresh test set of the same 10,000 images would show about the same ±" in head
+    assert "over seeds, for this test set's images" in head and "lie far below the others" not in md
     assert "trying 10 seeds buys" in md and "10,000 seeds" not in md.split("trying")[1].split(".")[0]
     assert list(pd.read_csv(out / "ensembles.csv")["k"]) == [1, 2, 3, 5, 10]
     assert len(pd.read_csv(out / "seeds.csv")) == 10_000
@@ -206,6 +213,26 @@ def test_one_seed_gives_the_table_and_a_note(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv").iloc[0]
     assert summary["n"] == 1 and summary["mean"] == pytest.approx(100 * rec.test_acc)
     assert np.isnan(summary["std"]) and "one finished seed (7)" in md
+
+
+def test_collapsed_runs_are_named_and_a_small_store_gets_a_t_interval(tmp_path):
+    labels = balanced_labels(1000)
+    rng = np.random.default_rng(3)
+    recs = [make_record(s, predictions_for(0.1 if s in (4, 23) else 0.9, labels, rng), labels, epochs=4)
+            for s in range(30)]                              # seeds 4 and 23 collapse to chance
+    store = write_store(tmp_path / "c.sqlite", recs, labels)
+    doc = Document("t")                                      # the summary section alone: the rest is
+    sections.summary_section(doc, sections.open_runs([str(store)]), 200)  # tested above
+    md = "\n".join(text for text, _ in doc.blocks)
+    acc = 100 * np.array([r.test_acc for r in recs])
+    rest = np.delete(acc, [4, 23])
+    assert "synthetic: 2 run(s) of 30 lie far below the others, collapses by the test the stopping rules use" in md
+    assert f"seeds 4 ({acc[4]:.2f} %), 23 ({acc[23]:.2f} %)" in md
+    assert f"the other runs' mean is {rest.mean():.2f} %" in md and "1 in 10,000" in md
+    summary = pd.read_csv(io.BytesIO(doc.files["summary.csv"])).iloc[0]
+    lo, hi = stats.t.interval(0.95, 29, loc=acc.mean(), scale=stats.sem(acc))
+    assert summary["ci_method"] == "t" and (summary["ci_low"], summary["ci_high"]) == pytest.approx((lo, hi))
+    assert "Student's t up to 50 runs" in md
 
 
 def test_only_diverged_seeds_give_a_note(tmp_path, capsys):

@@ -10,6 +10,7 @@ pool runs real workers on a tiny recipe."""
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,8 @@ def test_until_ci_stops_once_the_interval_is_narrow_enough_and_a_rerun_agrees(fa
     assert f"stopped: the question is answered: {reason}" in out.splitlines()[-1]
     seeds, meta = stored("s.sqlite")
     assert seeds == list(range(-(-n // 4) * 4))  # the pack in flight when it decided was committed too
-    assert meta["decision"] == reason and meta["seeds_fed"] == {"A": n} and meta["verdict"] == "width"
+    assert meta["decision"] == reason and meta["seeds_fed"] == {"A": n} and meta["verdict"] == "width if no collapse"
+    assert meta["collapsed"] == {"A": []} and meta["standing"] is None
     assert meta["flags"] == "--until-ci 1.5 --ci-method normal"
 
     trained = len(fake)
@@ -112,7 +114,8 @@ def test_versus_trains_the_other_protocol_in_turn_until_the_difference_is_decide
     a, meta = stored("a.sqlite")
     with Store.open("b.sqlite") as store:
         b = [r.seed for r in store.records()]
-    assert meta["verdict"] == "better" and meta["decision"].startswith("smoke is better than smoke+lr=0.3")
+    assert meta["verdict"] == "better if no collapse"
+    assert meta["decision"].startswith("if neither collapses, smoke is better than smoke+lr=0.3")
     assert f"stopped: the question is answered: {meta['decision']}" in out
     assert meta["seeds_fed"] == {"A": len(a), "B": len(b)}  # one seed a pack: nothing beyond the rule
     assert a == list(range(len(a))) and b == list(range(len(b))) and len(a) >= 10 and len(b) >= 10
@@ -121,13 +124,38 @@ def test_versus_trains_the_other_protocol_in_turn_until_the_difference_is_decide
     assert "smoke+lr=0.3" in names[1:] and names.index("smoke+lr=0.3", 1) < len(names) - 1  # in turn
     assert "versus: smoke+lr=0.3" in out  # B's start-up line, then its seeds' lines
     assert "smoke+lr=0.3: seed 3: ok acc" in out
-    assert "It decided: smoke is better than smoke+lr=0.3" in stopping_text("a.sqlite")
+    assert "It decided: if neither collapses, smoke is better than smoke+lr=0.3" in stopping_text("a.sqlite")
 
     # two variants of one distribution and a margin: "within", once each side has its 10 seeds
     code, out, err = run(capsys, "--set", "lr=0.4", "--versus", "b.sqlite", "--margin", 5, "--seeds", 100,
                          "--out", "c.sqlite")
     assert code == 0 and "smoke+lr=0.4 and smoke+lr=0.3 are within ±5 pp" in out, err
     assert stored("c.sqlite")[1]["seeds_fed"] == {"A": 10, "B": 10}
+
+
+def test_a_collapsed_seed_is_named_where_the_scan_stops_and_in_the_report(fake, capsys, monkeypatch):
+    """Seed 3 collapses to 10 %: the rule's answer for the runs that did not collapse is withheld, so the
+    scan trains on until the mean of all runs is known to ±W (normal runs plus collapses), and the stop
+    line, the store's note and the report name the seed."""
+    healthy = accuracy
+    monkeypatch.setattr(sys.modules[__name__], "accuracy",
+                        lambda protocol, seed: 0.10 if seed == 3 else healthy(protocol, seed))
+    code, out, err = run(capsys, "--until-ci", 3, "--seeds", 2000, "--pack", 4, "--out", "s.sqlite")
+    assert code == 0, err
+    seeds, meta = stored("s.sqlite")
+    assert meta["verdict"] == "width" and meta["collapsed"] == {"A": [3]}
+    assert "1 run treated as a collapse, counted in the mean (seed 3 at 10.00; rate " in meta["decision"]
+    assert meta["decision"] in out and 100 < meta["seeds_fed"]["A"] < 2000  # more than the 12 of no collapse
+    assert "seed 3 at 10.00" in stopping_text("s.sqlite")
+
+
+def test_an_undecided_rule_says_where_it_stood_in_the_report(fake, capsys):
+    code, out, err = run(capsys, "--until-ci", 0.01, "--seeds", 40, "--out", "s.sqlite")
+    assert code == 0 and "the stopping rule did not decide within the 40 seeds of --seeds" in out, err
+    meta = stored("s.sqlite")[1]
+    assert meta["decision"] is None and meta["standing"].startswith("after 40 seeds the mean is ")
+    assert "no run collapsed (a collapse rate up to " in meta["standing"]
+    assert f"It had not decided when the scan ended: {meta['standing']}." in stopping_text("s.sqlite")
 
 
 def make_store(path, protocol) -> None:

@@ -93,7 +93,7 @@ def test_meta_describes_the_protocol(tmp_path):
         assert store.protocol == "picard-short"
         assert store.protocol_hash == PROTOCOL_HASH
         assert store.protocol_json == PROTOCOL_JSON
-        assert store.meta["schema"] == "2" and store.meta["fastseed_version"]
+        assert store.meta["schema"] == "3" and store.meta["fastseed_version"]
 
 
 def test_store_is_wal_and_creates_parent_folders(tmp_path):

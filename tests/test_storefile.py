@@ -1,6 +1,7 @@
 """The store on disk: created without ever replacing a file, refused before anything is touched,
 read without side files (also on a read-only mount), read through its WAL, upgraded from schema 1."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastseed.store import Store
+from fastseed.store import Store, claims
 from fastseed.store.file import build_store_file, new_meta, publish_store_file
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -168,7 +169,7 @@ def schema_1_store(path: Path, seeds) -> Path:
     conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
     for seed in seeds:
         row = make_record(seed).to_row()
-        del row["logits"]
+        del row["logits"], row["metrics"]
         conn.execute(f"INSERT INTO records ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})", row)
     conn.close()
     return path
@@ -196,30 +197,50 @@ def test_a_schema_1_store_is_read_as_it_is(tmp_path):
 def test_a_schema_1_store_is_upgraded_in_place_and_old_fastseed_then_refuses_it(tmp_path):
     path = schema_1_store(tmp_path / "old.sqlite", [0, 1])
     with new_store(path) as store:
-        assert store.schema == "2"
+        assert store.schema == "3"
         assert [r.seed for r in store.records()] == [0, 1]
         assert store.claim(0, 4, 2, "w", 60) == [2, 3]  # the claims table is there
         store.add(make_record(2, status="diverged"))
     with new_store(path) as store:  # a second open finds it upgraded already
-        assert len(store) == 3 and store.schema == "2"
+        assert len(store) == 3 and store.schema == "3"
     conn = sqlite3.connect(path)
     columns = [r[1] for r in conn.execute("PRAGMA table_info(records)")]
-    assert columns[-1] == "logits" and conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert columns[-2:] == ["logits", "metrics"] and conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
     # fastseed 0.1.0 accepts a store only if meta.schema == "1", read by its writer from the file
-    # alone (immutable=1, ignoring the WAL) and by its readers through the WAL: both now see "2"
-    assert meta_schema(path, immutable=True) == "2" and meta_schema(path, immutable=False) == "2"
+    # alone (immutable=1, ignoring the WAL) and by its readers through the WAL: both now see "3"
+    assert meta_schema(path, immutable=True) == "3" and meta_schema(path, immutable=False) == "3"
+
+
+def test_a_schema_2_store_gets_the_metrics_column_and_keeps_its_records(tmp_path):
+    """Schema 2 (claims, logits) → 3 (a user function's metrics): the records read as before, with no
+    metrics (a built-in recipe's test accuracy); a record with metrics is stored beside them."""
+    path = schema_1_store(tmp_path / "two.sqlite", [0, 1])
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE records ADD COLUMN logits BLOB")
+    conn.executescript(claims.SCHEMA)
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    conn.close()
+    with Store.open(path) as reader:  # read as it is: no metrics column, None for each record
+        assert reader.schema == "2" and [r.metrics for r in reader.records()] == [None, None]
+    with new_store(path) as store:
+        assert store.schema == "3" and [r.metric.name for r in store.records()] == ["test accuracy"] * 2
+        store.add(dataclasses.replace(make_record(2), metrics={"metric": {"name": "f1", "unit": "",
+                                                                          "higher_is_better": True, "bounds": None}}))
+    with Store.open(path) as reader:
+        assert [r.metric.name for r in reader.records()] == ["test accuracy", "test accuracy", "f1"]
+        assert meta_schema(path, immutable=False) == "3"
 
 
 def test_a_store_of_a_newer_schema_is_refused_in_one_line(tmp_path):
     path = schema_1_store(tmp_path / "new.sqlite", [0])
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
     conn.commit()
     conn.close()
     before = snapshot(path)
     for call in (new_store, Store.open):
-        assert "schema 3" in refused(call, path)
+        assert "schema 4" in refused(call, path)
     assert snapshot(path) == before
 
 
@@ -252,7 +273,7 @@ def in_private_mount(shell: str, script: str) -> dict:
 READ_ONLY_MOUNT = """
 import json, os
 from fastseed import FastseedError
-from fastseed.store import Store
+from fastseed.store import Store, claims
 ro, live = {ro!r}, {live!r}
 out = {{"refused": []}}
 with Store.open(ro + "/s.sqlite") as s:

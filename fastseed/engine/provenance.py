@@ -36,12 +36,12 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def provenance(device: torch.device, dtype: torch.dtype, *, started: datetime, **extra) -> dict:
+def provenance(device: torch.device, dtype: torch.dtype | None, *, started: datetime, **extra) -> dict:
     return {
         **code_version(),
         "device": device_name(device),
         "device_type": device.type,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": None if dtype is None else str(dtype).removeprefix("torch."),  # None: the user's code chose
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,

@@ -4,7 +4,7 @@ every model follows. Each built-in model is one module that registers itself on 
 import torch
 from torch import nn
 
-from fastseed.models.registry import MODELS, create_model, register_model
+from fastseed.models.registry import MODEL_KNOBS, MODELS, create_model, model_reads, register_model
 from fastseed.models import airbench, resnet9, resnet18  # noqa: F401,E402  (they register themselves)
 
 
@@ -19,4 +19,4 @@ def set_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
-__all__ = ["MODELS", "create_model", "register_model", "set_dtype"]
+__all__ = ["MODEL_KNOBS", "MODELS", "create_model", "model_reads", "register_model", "set_dtype"]

@@ -92,7 +92,7 @@ class AirbenchNet(nn.Module):
         return {"whiten.bias"} if stop is not None and epoch >= stop else set()
 
 
-@register_model("airbench94")
+@register_model("airbench94", reads=("width", "logit_scale", "bn_eps", "bn_momentum", "whiten_bias_epochs"))
 def airbench94(protocol, classes: int = 10) -> AirbenchNet:
     """Whitening weights come later, from the data: AirbenchNet.fit_to_data."""
     return AirbenchNet(width=protocol.width, classes=classes, logit_scale=protocol.logit_scale,

@@ -1,10 +1,14 @@
 """The model registry: a name → a builder `(protocol, classes) -> nn.Module`, as timm's `register_model`.
 
-Adding a model is one file and one decorator:
+Adding a model is one file and one decorator, which names the protocol knobs the model reads:
 
-    @register_model("mynet")
+    @register_model("mynet", reads=("width",))
     def mynet(protocol, classes: int = 10) -> nn.Module:
         return MyNet(width=protocol.width, classes=classes)
+
+A `--set` of a model knob (MODEL_KNOBS: one some model reads) that the protocol's model does not read is
+refused (fastseed.recipe.protocol: CifarProtocol.unread): it would make another protocol and another
+store for the same training.
 
 A user's own model needs no registration: a protocol whose `model` is "package.module:factory" is built
 by calling that factory (fastseed/models/user.py). Built-in and user models take the same path, and the
@@ -27,19 +31,30 @@ from torch import nn
 from fastseed import FastseedError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
+READS: dict[str, frozenset] = {}  # model name → the protocol knobs its builder and hooks read
+MODEL_KNOBS = ("width", "celu_alpha", "logit_scale", "bn_eps", "bn_momentum", "whiten_bias_epochs")
 
 
-def register_model(name: str):
-    """Decorator: make `fn(protocol, classes) -> nn.Module` the builder of model `name`."""
+def register_model(name: str, reads: tuple = ()):
+    """Decorator: make `fn(protocol, classes) -> nn.Module` the builder of model `name`, which reads the
+    protocol knobs `reads` (among MODEL_KNOBS)."""
     if ":" in name:
         raise ValueError(f"model name {name!r}: ':' marks a user's package.module:factory")
+    if not set(reads) <= set(MODEL_KNOBS):
+        raise ValueError(f"model {name!r} reads {sorted(set(reads) - set(MODEL_KNOBS))}: not among {MODEL_KNOBS}")
 
     def add(fn):
         if name in MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        MODELS[name] = fn
+        MODELS[name], READS[name] = fn, frozenset(reads)
         return fn
     return add
+
+
+def model_reads(model: str) -> frozenset:
+    """The model knobs model `model` reads: none for a user's package.module:factory (it is called with
+    no arguments)."""
+    return READS.get(model, frozenset())
 
 
 def create_model(protocol, classes: int = 10) -> nn.Module:

@@ -9,7 +9,7 @@ from fastseed import FastseedError
 from fastseed.models.registry import register_model
 
 
-@register_model("resnet18")
+@register_model("resnet18")  # torchvision's net as it is: it reads no knob
 def resnet18(protocol, classes: int = 10) -> nn.Module:
     try:
         from torchvision.models import resnet18 as torchvision_resnet18

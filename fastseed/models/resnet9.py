@@ -56,7 +56,7 @@ class ResNet9(nn.Module):
         return set_dtype(self, dtype)
 
 
-@register_model("resnet9")
+@register_model("resnet9", reads=("width", "celu_alpha", "logit_scale", "bn_eps", "bn_momentum"))
 def resnet9(protocol, classes: int = 10) -> ResNet9:
     return ResNet9(width=protocol.width, classes=classes, celu_alpha=protocol.celu_alpha,
                    logit_scale=protocol.logit_scale, bn_eps=protocol.bn_eps, bn_momentum=protocol.bn_momentum)

@@ -13,84 +13,23 @@ digest is refused. Only that one file is covered: code it imports from other fil
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import os
-import sys
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from fastseed import FastseedError
+from fastseed.usercode import checked_file, first_line, load, source_digest
 
 CLASSES = 10
 PROBE = (2, 3, 32, 32)  # two CIFAR images: what the model must take
-
-
-def split_spec(spec: str) -> tuple[str, str]:
-    module, _, attr = spec.partition(":")
-    if not module or not attr or not all(p.isidentifier() for p in module.split(".") + attr.split(".")):
-        raise FastseedError(f"--model {spec}: expected package.module:factory (a Python module path, a "
-                            f"colon, a callable in it)")
-    return module, attr
-
-
-def _cwd_on_path():
-    """The current directory on sys.path, first, as `python -m` puts it there (idempotent)."""
-    here = os.getcwd()
-    if here not in sys.path and "" not in sys.path:
-        sys.path.insert(0, here)
-
-
-def module_file(spec: str) -> Path:
-    """The source file of the factory's module, found without running it."""
-    module, _ = split_spec(spec)
-    _cwd_on_path()
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as e:  # a parent package that does not import
-        raise FastseedError(f"--model {spec}: cannot find module {module} ({e})") from None
-    if found is None or not found.origin or not Path(found.origin).is_file():
-        raise FastseedError(f"--model {spec}: no module {module} on the Python path (it is imported from the "
-                            f"current directory {os.getcwd()} or an installed package)")
-    return Path(found.origin)
-
-
-def source_digest(spec: str) -> str:
-    return hashlib.sha256(module_file(spec).read_bytes()).hexdigest()
-
-
-def load_factory(spec: str):
-    module_name, attr = split_spec(spec)
-    path = module_file(spec)
-    try:
-        obj = importlib.import_module(module_name)
-    except Exception as e:
-        raise FastseedError(f"--model {spec}: importing {path} failed: {type(e).__name__}: {first_line(e)}") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise FastseedError(f"--model {spec}: {module_name} has no {attr}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise FastseedError(f"--model {spec}: {attr} is not callable")
-    return obj
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+FLAG, ROLE = "--model", "factory"  # how the spec is named in messages (fastseed.usercode)
 
 
 def build_user_model(spec: str, digest: str = "", classes: int = CLASSES) -> nn.Module:
     """A new model from the user's factory; its module file must still have `digest` (when given)."""
     if classes != CLASSES:
         raise FastseedError(f"--model {spec}: a user model is a CIFAR-10 model ({CLASSES} classes)")
-    if digest and source_digest(spec) != digest:
-        raise FastseedError(f"--model {spec}: {module_file(spec)} changed since this protocol was made (its sha256 "
-                            f"is not {digest[:12]}…): restore it, or scan the new file as a new protocol")
-    factory = load_factory(spec)
+    checked_file(spec, digest, FLAG, ROLE)
+    factory = load(spec, FLAG, ROLE)
     try:
         model = factory()
     except Exception as e:
@@ -104,7 +43,7 @@ def build_user_model(spec: str, digest: str = "", classes: int = CLASSES) -> nn.
 def check_user_model(spec: str) -> str:
     """Import and call the factory once (on a fixed seed, leaving torch's generator as it was), check that
     the model maps 2×3×32×32 images to 2×10 logits, and return its module file's sha256."""
-    digest = source_digest(spec)
+    digest = source_digest(spec, FLAG, ROLE)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_user_model(spec)

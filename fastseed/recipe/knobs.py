@@ -17,9 +17,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastseed import FastseedError
 from fastseed.seeds import Seed
@@ -158,6 +160,11 @@ class Recipe(Knobs):
         """Yield a phrase for every rule between knobs that this recipe breaks."""
         return iter(())
 
+    def unread(self) -> dict:
+        """knob → why nothing reads it under the other knobs' values (`--set` of it is refused: it would
+        make another store for the same training): `fix_seed` without fixed streams; a kind adds its own."""
+        return {} if self.fixed else {"fix_seed": "it is read only with fixed streams (fixed, --fix)"}
+
     # --- identity ---------------------------------------------------------------------------------------
     def to_json(self) -> str:
         """Canonical JSON. Knobs added after v1 appear only when they differ from their default, so a
@@ -171,6 +178,16 @@ class Recipe(Knobs):
     @property
     def hash(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @property
+    def default_store(self) -> Path:
+        """results/<name>.sqlite, where a scan stores this recipe without --out: a variant never lands in
+        its preset's store. The characters a file name should not hold become '_'; a long name is cut and
+        told apart by its hash."""
+        name = re.sub(r"[^A-Za-z0-9._,=+-]", "_", self.name)
+        if len(name) > 120:
+            name = f"{name[:100]}-{self.hash[:12]}"
+        return Path("results") / f"{name}.sqlite"
 
     @classmethod
     def from_json(cls, text: str):

@@ -3,6 +3,7 @@
     python -m fastseed.scan --preset picard-short --set lr=0.3 --set cutout=0
     python -m fastseed.scan --protocol my.toml [--set …] [--model mynets.wide:make]
     python -m fastseed.scan --protocol my.toml --show-protocol      # the resolved recipe, no training
+    python -m fastseed.scan --train examples.digits_mlp:train --set lr=0.1   # a training function's knobs
 
 Any knob of a preset can be changed (fastseed.recipe.protocol: every field but the name, the source and the
 digests fastseed fills in; an ImageNet phase's knobs as `head.lr`, `full.steps`). A value is parsed to
@@ -13,7 +14,7 @@ with the closest knob names for a misspelt one.
 
 A protocol file is TOML:
 
-    base = "picard-short"          # the preset it starts from (required)
+    base = "picard-short"          # the preset it starts from (or train = "package.module:function")
     name = "wide-picard"           # optional; else the name says what changed
     model = "mynets.wide:make"     # optional: your own model (fastseed/models/user.py)
     [set]                          # the overrides (top-level keys work too)
@@ -21,6 +22,11 @@ A protocol file is TOML:
     lr_triangle = [0.2, 0.25, 0.07]
     [set.head]                     # ImageNet: a phase's knobs (or "head.lr" = 0.05)
     lr = 0.05
+
+A training function's knobs (fastseed.recipe.function) are set the same way, by their names, from the
+function's defaults. A change to a knob that nothing reads under the other knobs' values (`width` of a
+user model, `celu_alpha` of resnet18, `momentum` under Adam: the kind's `unread`) is refused in one line:
+it would make another store for the same training.
 
 They apply in order: the base, the file, each `--set` (a later one wins), `--model`. A change that
 equals the base's value is no change: a `--set lr=0.2` on picard-short IS picard-short (same name, same
@@ -41,18 +47,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastseed import FastseedError
+from fastseed.recipe.function import TrainProtocol
 from fastseed.recipe.protocol import Finetune, Phase, CifarProtocol
 from fastseed.recipe.knobs import describe_type, optional_of, show
+from fastseed.seeds import STREAM_NAME
 
 # the knobs the scan's flags set, named as Recipe.variant always named them: base[k=v,…]
 BRACKET_KNOBS = ("augment", "classes", "deterministic", "fix_seed", "fixed", "limit_batch", "limit_steps")
-FILE_KEYS = ("base", "name", "model", "source", "set")
+FILE_KEYS = ("base", "train", "name", "model", "source", "set")
 
 
 # --- knobs by name ------------------------------------------------------------------------------------
 def knob_names(recipe) -> list[str]:
     """Every knob `--set` can change: the recipe's settable fields, and each phase's as phase.knob."""
     names = [n for n, f in recipe.fields().items() if f.metadata.get("settable", True) and n != "phases"]
+    if isinstance(recipe, TrainProtocol):  # the function's own knobs first, in its signature's order
+        names = list(recipe.knobs) + [n for n in names if n not in recipe.knobs]
     if isinstance(recipe, Finetune):
         names += [f"{p.name}.{f.name}" for p in recipe.phases for f in dataclasses.fields(Phase) if f.name != "name"]
     return names
@@ -79,6 +89,8 @@ def check_key(recipe, key: str, where: str) -> None:
                             + (" (a protocol file's `name` names a recipe)" if key == "name" else ""))
     if key == "model" and isinstance(recipe, Finetune):
         raise FastseedError(f"{where}: an ImageNet fine-tune has no model knob; its network is `backbone`")
+    if key == "model" and isinstance(recipe, TrainProtocol):
+        raise FastseedError(f"{where}: a training function builds its own model (--model is for the CIFAR presets)")
     close = difflib.get_close_matches(key, knob_names(recipe), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise FastseedError(f"{where}: unknown knob {key!r} of {recipe.name} ({hint}--show-protocol lists every knob)")
@@ -216,24 +228,31 @@ def flatten(table: dict, prefix: str = "") -> dict:
     return out
 
 
-def resolve(base: str | None, sets=(), protocol_file=None, model: str | None = None) -> Resolved:
-    """The recipe of preset `base` (a protocol file's own base wins) with the file's changes, then each
-    `--set KEY=VALUE`, then `--model`. FastseedError (one line) for any bad input."""
+def resolve(base: str | None, sets=(), protocol_file=None, model: str | None = None,
+            train: str | None = None) -> Resolved:
+    """The recipe of preset `base` or of training function `train` (a protocol file's own base or train
+    wins) with the file's changes, then each `--set KEY=VALUE`, then `--model`. FastseedError (one line)
+    for any bad input."""
     from fastseed.recipe.presets import PRESETS, get_preset
 
     table = read_protocol_file(protocol_file) if protocol_file is not None else {}
     if protocol_file is not None:
-        if not isinstance(table.get("base"), str):
-            raise FastseedError(f"--protocol {protocol_file}: needs base = \"<preset>\" (one of {', '.join(PRESETS)})")
-        base = table["base"]
+        if ("base" in table) == ("train" in table) or not isinstance(table.get("base", table.get("train")), str):
+            raise FastseedError(f"--protocol {protocol_file}: needs base = \"<preset>\" (one of {', '.join(PRESETS)}) "
+                                f"or train = \"package.module:function\", one of them")
+        base, train = table.get("base"), table.get("train")
         for key in ("name", "source"):
             if key in table and (not isinstance(table[key], str) or not table[key].strip()):
                 raise FastseedError(f"--protocol {protocol_file}: {key} must be a non-empty string")
         if not isinstance(table.get("set", {}), dict):
             raise FastseedError(f"--protocol {protocol_file}: [set] must be a table of knob = value")
-    if base is None:
+    if base is None and train is None:
         raise FastseedError("no preset to start from: give --preset NAME or a protocol file with base = \"NAME\"")
-    start = get_preset(base)
+    if train is not None:
+        from fastseed.recipe.function import function_protocol
+        start = function_protocol(train)
+    else:
+        start = get_preset(base)
 
     steps = []  # (key, value, origin, where), in the order they apply
     origin = f"file {Path(protocol_file).name}" if protocol_file is not None else ""
@@ -292,12 +311,19 @@ def finish(start, values: dict, origins: dict, wheres: dict, from_file: dict, ta
     except FastseedError as e:
         what = ", ".join(wheres[k] for k in changes)
         raise FastseedError(f"{what}: {str(e).split(': ', 1)[-1]}") from None
+    unread = recipe.unread()
+    for key in changes:
+        if key in unread:
+            raise FastseedError(f"{wheres[key]}: nothing reads {key} in this protocol: {unread[key]} (the change "
+                                f"would make another store for the same training)")
     return Resolved(recipe, start, origins)
 
 
-def resolve_protocol(base: str, sets=(), protocol_file=None, model: str | None = None) -> CifarProtocol | Finetune:
-    """The recipe to train: preset `base` (or the protocol file's base) with the user's changes."""
-    return resolve(base, sets, protocol_file, model).protocol
+def resolve_protocol(base: str | None, sets=(), protocol_file=None, model: str | None = None,
+                     train: str | None = None):
+    """The recipe to train: preset `base` (or the protocol file's base), or training function `train`,
+    with the user's changes."""
+    return resolve(base, sets, protocol_file, model, train).protocol
 
 
 def describe_protocol(protocol, base=None, origins: dict | None = None) -> str:
@@ -305,17 +331,21 @@ def describe_protocol(protocol, base=None, origins: dict | None = None) -> str:
     base's, else the file, --set or --model that changed it, with the base's value), for --show-protocol."""
     base = base or protocol
     origins = origins or {}
+    function = isinstance(base, TrainProtocol)
+    start = "default" if function else "preset"  # where an unchanged knob's value comes from
+    based = f"the training function {base.train}" if function else f"preset {base.name}: {base.source}"
     lines = [f"protocol {protocol.name}  (hash {protocol.hash[:12]})",
-             f"based on preset {base.name}: {base.source}" if base is not protocol else f"source: {protocol.source}"]
+             f"based on {based}" if base is not protocol else f"source: {protocol.source}"]
     if protocol.source != base.source:
         lines.append(f"source: {protocol.source}")
-    width = max(len(k) for k in knob_names(protocol))
+    types = dict(line.split(": ", 1) for line in protocol.signature) if function else {}
+    width = max([len(k) for k in knob_names(protocol)] + [4])
     lines.append(f"{'knob':<{width}}  {'value':<24}  from")
     for key in knob_names(protocol):
         value, before = value_of(protocol, key), value_of(base, key)
-        origin = "preset" if value == before else f"{origins.get(key, 'override')} (preset: {show(before)})"
-        lines.append(f"{key:<{width}}  {show(value):<24}  {origin}")
-    for key in ("model_digest", "weights"):
+        origin = start if value == before else f"{origins.get(key, 'override')} ({start}: {show(before)})"
+        lines.append(f"{key:<{width}}  {show(value):<24}  {origin}" + (f"  [{types[key]}]" if key in types else ""))
+    for key in ("model_digest", "weights", "train_digest"):
         if getattr(protocol, key, ""):
             lines.append(f"{key:<{width}}  {getattr(protocol, key)}  (filled in by fastseed)")
     return "\n".join(lines)
@@ -341,25 +371,36 @@ def flag_sets(*, augment: str | None = None, fix: tuple = (), fix_seed: int | No
     return sets + [f"{k}={v}" for k, v in given.items() if v is not None]
 
 
-def resolve_variant(preset: str, *, sets=(), protocol_file=None, model: str | None = None, **flags):
+def resolve_variant(preset: str | None, *, sets=(), protocol_file=None, model: str | None = None,
+                    train: str | None = None, **flags):
     """The recipe a scan trains (a `fastseed.recipe.overrides.Resolved`): preset `preset` (or the protocol
-    file's base), the file, each `--set`, `--model`, then the scan's variation flags (`flag_sets`).
-    A flag the protocol's kind has no knob for, or a `fix` stream it never draws from, is refused in
-    one line naming the flag."""
+    file's base) or training function `train`, the file, each `--set`, `--model`, then the scan's
+    variation flags (`flag_sets`). A flag the protocol's kind has no knob for, or a `fix` stream it never
+    draws from, is refused in one line naming the flag."""
     from fastseed.recipe.presets import PRESETS
-    base = read_protocol_file(protocol_file).get("base") if protocol_file is not None else preset
+    table = read_protocol_file(protocol_file) if protocol_file is not None else {}
+    base = table.get("base") if protocol_file is not None else preset
     if isinstance(base, str) and base in PRESETS:  # else resolve() says what is wrong with it
         check_flags(PRESETS[base], **flags)
-    return resolve(preset, list(sets) + flag_sets(**flags), protocol_file, model)
+    elif train is not None or "train" in table:
+        check_flags(TrainProtocol(name="a training function"), **flags)
+    return resolve(preset, list(sets) + flag_sets(**flags), protocol_file, model, train)
 
 
 def check_flags(base, *, augment=None, fix=(), classes=None, limit_steps=None, limit_batch=None, **_):
     """A flag whose knob the preset's kind does not have (--augment on a fine-tune, --classes on a CIFAR
-    protocol), or a `--fix` stream the kind never draws from, refused in one line naming the flag."""
+    protocol), or a `--fix` stream the kind never draws from, refused in one line naming the flag. (A
+    training function draws streams of its own names: they are checked as it draws them.)"""
     foreign = [flag(n) for n, v in (("augment", augment), ("classes", classes), ("limit_steps", limit_steps),
                                     ("limit_batch", limit_batch)) if v is not None and n not in base.fields()]
     if foreign:
         raise FastseedError(f"{' '.join(foreign)}: not a knob of {base.name} ({base.KIND})")
+    if isinstance(base, TrainProtocol):
+        bad = [s for s in fix if not STREAM_NAME.match(s)]
+        if bad:
+            raise FastseedError(f"--fix {','.join(bad)}: a stream name is lowercase letters, digits and _, a "
+                                f"letter first")
+        return
     unknown = sorted(set(fix) - set(base.STREAMS))
     if unknown:
         raise FastseedError(f"--fix {','.join(unknown)}: {base.name} draws no {' or '.join(unknown)} stream; "

@@ -2,9 +2,10 @@
 ImageNet fine-tune made of `Phase`s), each every knob of its recipe in one commented table.
 
 Both stand on `fastseed.recipe.knobs.Recipe` (canonical JSON, hash, variants, seeds, one-line validation of
-every knob); this module adds what each kind's knobs mean together (`relations`) and imply (steps,
-evaluated epochs). The named instances are in fastseed.recipe.presets; `--set` and protocol files in
-fastseed.recipe.overrides.
+every knob); this module adds what each kind's knobs mean together (`relations`), which knobs nothing
+reads under the others' values (`unread`) and what they imply (steps, evaluated epochs). The named
+instances are in fastseed.recipe.presets; `--set` and protocol files in fastseed.recipe.overrides; a
+user's whole training function, the third kind, in fastseed.recipe.function.
 """
 
 from __future__ import annotations
@@ -170,6 +171,28 @@ class CifarProtocol(Recipe):
         if self.headline_epoch not in self.eval_epochs:
             yield f"the headline epoch {self.headline_epoch} is not evaluated (eval_rule {self.eval_rule})"
 
+    def unread(self) -> dict:
+        """The knobs nothing reads under the others' values: the model knobs its model does not read
+        (fastseed.models.register_model's `reads`: a user model reads none), the schedule's points
+        outside the picard schedule, SGD's momentum under Adam, the crops, flips and cutout without
+        augmentation, the chunk size outside chunk mode, lookahead's decay without lookahead."""
+        from fastseed.models import MODEL_KNOBS, model_reads
+        reads = model_reads(self.model)
+        who = "a user model (it takes no knobs)" if ":" in self.model else f"model {self.model}"
+        out = super().unread() | {k: f"{who} does not read it" for k in MODEL_KNOBS if k not in reads}
+        when = {"lr_warmup_epochs": ("schedule", "picard"), "lr_decay_end": ("schedule", "picard"),
+                "lr_floor_from": ("schedule", "picard"), "momentum": ("optimizer", "sgd"),
+                "nesterov": ("optimizer", "sgd"), "chunk_size": ("augment", "chunk"),
+                "lookahead_decay": ("lookahead_every", None), "lookahead_power": ("lookahead_every", None)}
+        for k, (decider, only) in when.items():
+            value = getattr(self, decider)
+            if (only is None and value == 0) or (only is not None and value != only):
+                out[k] = f"it is read only {'with lookahead' if only is None else f'with {decider} {only}'}"
+        if self.augment == "none":  # plan.py: no crop offset, flip or cutout is drawn
+            out.update(dict.fromkeys(("crop_pad", "pad_mode", "flip", "flip_rule", "cutout"),
+                                     "augment none draws no crop, flip or cutout"))
+        return out
+
     # --- what the knobs imply -------------------------------------------------------------------------
     def steps_per_epoch(self, n: int) -> int:
         """Training steps in a full epoch of n images."""
@@ -313,10 +336,13 @@ class Finetune(Recipe):
         return self.eval_steps[-1]  # the last evaluation, as the paper reports (a step, not an epoch)
 
 
-def protocol_from_json(text: str) -> CifarProtocol | Finetune:
-    """The recipe a store's JSON describes: a CIFAR CifarProtocol or an ImageNet Finetune."""
+def protocol_from_json(text: str):
+    """The recipe a store's JSON describes: a CIFAR CifarProtocol, an ImageNet Finetune, or a training
+    function's TrainProtocol (rebuilt from the JSON alone: its module is not imported)."""
+    from fastseed.recipe.function import TrainProtocol
+    kinds = {"imagenet": Finetune, "function": TrainProtocol}
     try:
-        kind = Finetune if json.loads(text).get("dataset") == "imagenet" else CifarProtocol
+        kind = kinds.get(json.loads(text).get("dataset"), CifarProtocol)
     except (json.JSONDecodeError, AttributeError):
         raise FastseedError("protocol JSON is not a JSON object") from None
     return kind.from_json(text)

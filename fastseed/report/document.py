@@ -31,10 +31,12 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 
 class Document:
-    """The report: (Markdown, HTML) blocks in order, and the files (PNG, CSV) that go beside them."""
+    """The report: (Markdown, HTML) blocks in order, and the files (PNG, CSV) that go beside them; its
+    tables as DataFrames and its figures as matplotlib Figures too, by name (the Python API's report)."""
 
     def __init__(self, title: str):
         self.title, self.blocks, self.files = title, [], {}
+        self.tables, self.figures = {}, {}
 
     def heading(self, text: str) -> None:
         self.blocks.append((f"## {text}", f"<h2>{escape(text)}</h2>"))
@@ -49,6 +51,7 @@ class Document:
     def table(self, name: str, data: pd.DataFrame, shown: pd.DataFrame, caption: str) -> None:
         """`data` (numbers) goes to name.csv; `shown` (formatted text) to the page."""
         self.files[f"{name}.csv"] = csv_bytes(data)
+        self.tables[name] = data
         head = list(map(str, shown.columns))
         rows = [list(map(str, row)) for row in shown.itertuples(index=False)]
         md_row = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
@@ -60,13 +63,22 @@ class Document:
                                 f"<thead>{html_row(head, 'th')}</thead>"
                                 f"<tbody>{''.join(html_row(r, 'td') for r in rows)}</tbody></table>"))
 
+    def csv(self, name: str, data: pd.DataFrame) -> None:
+        """A table that goes to name.csv only (one row per run or per image: not for a page)."""
+        self.files[f"{name}.csv"] = csv_bytes(data)
+        self.tables[name] = data
+
     def figure(self, name: str, fig, caption: str) -> None:
         from fastseed.report.figures import png
         image = self.files[f"{name}.png"] = png(fig)
+        self.figures[name] = fig
         data = base64.b64encode(image).decode()
         self.blocks.append((f"![{caption}]({name}.png)\n\n*{caption}*",
                             f"<figure id='{name}'><img alt='{escape(caption)}' src='data:image/png;base64,"
                             f"{data}'><figcaption>{escape(caption)}</figcaption></figure>"))
+
+    def markdown(self) -> str:
+        return "\n\n".join([f"# {self.title}"] + [m for m, _ in self.blocks]) + "\n"
 
     def write(self, out: Path) -> None:
         page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(self.title)}"
@@ -77,8 +89,7 @@ class Document:
             out.mkdir(parents=True, exist_ok=True)
             for name, data in self.files.items():
                 (out / name).write_bytes(data)
-            markdown = "\n\n".join([f"# {self.title}"] + [m for m, _ in self.blocks]) + "\n"
-            (out / "report.md").write_text(markdown, encoding="utf-8")
+            (out / "report.md").write_text(self.markdown(), encoding="utf-8")
             (out / "report.html").write_text(page, encoding="utf-8")
         except OSError as err:
             raise FastseedError(f"cannot write the report to {out}: {err.strerror or err}") from None

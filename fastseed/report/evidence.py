@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fastseed import FastseedError
-from fastseed.report.document import Document, csv_bytes, formatted, num
+from fastseed.report.document import Document, formatted, num
 from fastseed.stats.examples import ExampleCounts
 from fastseed.stats.testset import TestSetNoise
 
@@ -42,24 +42,28 @@ def gather(groups, n_boot: int, rng_of) -> dict:
 
 
 def headline(doc: Document, evidence: dict) -> None:
-    """One sentence per store: how much of the spread a fresh test set would keep."""
+    """One sentence per store: how much of the spread between seeds is the finite test set, the spread on
+    an unlimited test set (the distribution), and what a fresh test set of the same size would show."""
     for label, e in evidence.items():
         t = e.noise
         if not np.isfinite(t.distribution) or t.observed <= 0:
             continue
         spread = f"{label}: the ±{num(t.observed_std)} pp spread of test accuracy between seeds"
+        fresh = (f"; a fresh test set of the same {t.images:,} images would show about the same ±"
+                 f"{num(t.observed_std)} pp, its own noise added back")
         if t.distribution > 0:
-            ci = f" (95 % CI {num(t.std_low, 3)}–{num(t.std_high, 3)})" if np.isfinite(t.std_high) else ""
+            ci = (f" (95 % CI {num(t.std_low, 3)}–{num(t.std_high, 3)}, over seeds, for this test set's images)"
+                  if np.isfinite(t.std_high) else "")
             doc.headline(f"{label}: of the ±{num(t.observed_std)} pp spread of test accuracy between seeds, "
-                         f"about {num(100 * t.noise_share, 0)} % (of the variance) is test-set noise; on "
-                         f"fresh test data from the same distribution the seeds would differ by "
-                         f"±{num(t.distribution_std, 3)} pp{ci}.")
+                         f"about {num(100 * t.noise_share, 0)} % (of the variance) is test-set noise: on an "
+                         f"unlimited test set from the same distribution the seeds would differ by "
+                         f"±{num(t.distribution_std, 3)} pp{ci}{fresh}.")
         elif np.isfinite(t.std_high):
-            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell: on fresh "
-                         f"test data they would differ by less than ±{num(t.std_high, 3)} pp (95 % upper "
-                         f"bound).")
+            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell: on an unlimited "
+                         f"test set they would differ by less than ±{num(t.std_high, 3)} pp (95 % upper bound, "
+                         f"over seeds, for this test set's images){fresh}.")
         else:
-            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell.")
+            doc.headline(f"{spread} is all test-set noise as far as {t.runs:,} seeds can tell{fresh}.")
 
 
 def testset_section(doc: Document, evidence: dict) -> None:
@@ -87,8 +91,11 @@ def testset_section(doc: Document, evidence: dict) -> None:
              "the test-set variance alone, and every seed would be equally good on new data. What "
              "exceeds it is how much seeds really differ on the distribution the test set was drawn from "
              "(K. Jordan, On the Variance of Neural Network Training with respect to Test Sets and "
-             "Distributions, ICLR 2024, Theorem 2). The interval resamples seeds; it takes the test set "
-             "as given.")
+             "Distributions, ICLR 2024, Theorem 2): the spread the seeds would show on an unlimited test "
+             "set. Any finite test set adds its own noise back: a fresh one of the same size would show "
+             "about the observed spread again (its expected variance, the test-set part plus (n − 1)/n of "
+             "the distribution's, is estimated by exactly the observed variance). The interval resamples "
+             "seeds; it takes this test set's images as given, not which images were drawn.")
 
 
 def cifar_test_images(g, data_dir) -> tuple:
@@ -124,16 +131,18 @@ def images_section(doc: Document, groups, evidence: dict, data_dir) -> None:
     tables = [image_table(e.counts).assign(store=label) for label, e in evidence.items()]
     frame = pd.concat(tables)
     frame = frame[(["store"] if len(evidence) > 1 else []) + [c for c in tables[0].columns if c != "store"]]
-    doc.files["images.csv"] = csv_bytes(frame)
+    doc.csv("images", frame)
     label, e = next(iter(evidence.items()))
     g = by_label[label]
     fraction = e.counts.fraction_right
     top = most_seed_dependent(fraction)
     images, names, why = cifar_test_images(g, data_dir)
     name = lambda c: names[c] if names is not None and 0 <= c < len(names) else str(c)
-    t = pd.DataFrame({"image": top, "label": [name(int(c)) for c in g.labels[top]],
+    classes = g.examples == "predictions"  # else right-or-wrong only: no label, no wrong class to name
+    t = pd.DataFrame({"image": top, "label": [name(int(c)) if classes else "—" for c in g.labels[top]],
                       "fraction_right": fraction[top],
-                      "most_common_wrong": [name(int(c)) if c >= 0 else "—" for c in e.counts.wrong_class[top]]})
+                      "most_common_wrong": [name(int(c)) if c >= 0 and classes else "—"
+                                            for c in e.counts.wrong_class[top]]})
     doc.table("seed_dependent", t, formatted(t, fraction_right=lambda v: f"{num(100 * v, 1)} %"),
               f"{label}: the {len(top)} test images the seed decides most (right under the share of "
               f"seeds nearest one half), with their most common wrong class")

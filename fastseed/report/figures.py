@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -23,6 +25,8 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from fastseed.stats.runs import Runs
 from fastseed.stats.summary import curve_bands
+from fastseed.stats.transfer import Transfer
+from fastseed.store.record import ACCURACY
 
 DPI = 100
 SIZES = {  # name → (width, height) in inches; a PNG is SIZES × DPI pixels
@@ -84,6 +88,13 @@ def legend(ax) -> None:
         ax.legend(fontsize=8, loc="best", framealpha=0.8)
 
 
+def tidy(*axes, which: str = "major") -> None:
+    """The last touch of a panel: a light grid and its legend."""
+    for ax in axes:
+        ax.grid(alpha=0.3, which=which)
+        legend(ax)
+
+
 def log_n_axis(ax, N: int) -> None:
     """Seeds tried, n = 1 … N, on a log axis labelled in plain numbers (1, 10, 100, not 10^2)."""
     ax.set_xscale("log")
@@ -114,10 +125,10 @@ def accuracy_vs_epoch(groups: list[Runs]) -> Figure:
     if len(headline) == 1:
         ax.axvline(headline[0], color="grey", ls=":", lw=1, label=f"headline {groups[0].unit} {headline[0]}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel=axis_label(groups), ylabel="test accuracy (%)",
-           title=f"Test accuracy per {groups[0].unit}: mean, ±1 std, min–max ({n_text(groups)})")
-    ax.grid(alpha=0.3)
-    legend(ax)
+    m = groups[0].metric
+    ax.set(xlabel=axis_label(groups), ylabel=m.label,
+           title=f"{m.name.capitalize()} per {groups[0].unit}: mean, ±1 std, min–max ({n_text(groups)})")
+    tidy(ax)
     return fig
 
 
@@ -180,37 +191,40 @@ def _histogram(ax, groups, values_of, xlabel: str, rug: bool = True) -> None:
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
     ax.set(xlabel=xlabel, ylabel="density")
-    ax.grid(alpha=0.3)
-    legend(ax)
+    tidy(ax)
 
 
 def distribution(groups: list[Runs]) -> Figure:
     """Picard's Figures 2–6: histogram, kernel density and a rug tick per run."""
     fig, axes = new_figure("distribution")
     ax = axes[0, 0]
-    _histogram(ax, groups, lambda g: g.ok_acc, "final test accuracy (%)")
-    ax.set(ylabel="density (per % point)", title=f"Final test accuracy: histogram, KDE, one tick per run "
-                                                 f"({n_text(groups)}{drawn_text(max(g.n_ok for g in groups))})")
+    m = groups[0].metric
+    _histogram(ax, groups, lambda g: g.ok_acc, f"final {m.label}")
+    ax.set(ylabel=f"density (per {'% point' if m.unit == '%' else 'unit'})",
+           title=f"Final {m.name}: histogram, KDE, one tick per run "
+                 f"({n_text(groups)}{drawn_text(max(g.n_ok for g in groups))})")
     return fig
 
 
 def _all_runs(ax, groups, epochs_of, values_of, ylabel: str, title: str) -> None:
     for i, g in enumerate(groups):
         values, epochs = values_of(g)[g.ok], epochs_of(g)
-        if values.size == 0:
+        if values.size == 0 or np.isnan(values).all():  # (a training function's curve without this value)
             continue
         shown = values[drawn(len(values), DRAWN_LINES)]
         lines = np.stack([np.broadcast_to(epochs, shown.shape), shown], axis=-1)
         ax.add_collection(heavy(LineCollection(lines, colors=color(i), alpha=run_alpha(len(shown)),
                                                lw=0.6, rasterized=True)))
-        ax.plot(epochs, np.nanmean(values, axis=0), color="black" if len(groups) == 1 else color(i),
-                lw=1.5, ls="--", label=f"{g.label} mean")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no run has a value for: NaN, not drawn
+            mean = np.nanmean(values, axis=0)
+        ax.plot(epochs, mean, color="black" if len(groups) == 1 else color(i), lw=1.5, ls="--",
+                label=f"{g.label} mean")
     ax.autoscale_view()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=axis_label(groups), ylabel=ylabel,
            title=f"{title} ({n_text(groups)}{drawn_text(max(g.n_ok for g in groups), DRAWN_LINES)})")
-    ax.grid(alpha=0.3)
-    legend(ax)
+    tidy(ax)
 
 
 def curves(groups: list[Runs]) -> Figure:
@@ -218,13 +232,15 @@ def curves(groups: list[Runs]) -> Figure:
     final test accuracy and test loss."""
     fig, axes = new_figure("curves", ncols=2, nrows=2)
     losses = " / ".join(dict.fromkeys(g.loss_name for g in groups))
+    m = groups[0].metric
     _all_runs(axes[0, 0], groups, lambda g: g.train_epochs, lambda g: g.train_loss,
               f"mean training loss: {losses}", "Training loss, every run")
     _all_runs(axes[0, 1], groups, lambda g: g.train_epochs, lambda g: g.train_acc,
-              "training accuracy (%)", "Training accuracy, every run")
-    _histogram(axes[1, 0], groups, lambda g: g.ok_acc, "final test accuracy (%)", rug=False)
-    axes[1, 0].set_title(f"Final test accuracy ({n_text(groups)})")
-    _histogram(axes[1, 1], groups, lambda g: g.loss[g.ok], "final test loss (cross-entropy)", rug=False)
+              f"training {m.label.removeprefix('test ')}", f"Training {m.name.removeprefix('test ')}, every run")
+    _histogram(axes[1, 0], groups, lambda g: g.ok_acc, f"final {m.label}", rug=False)
+    axes[1, 0].set_title(f"Final {m.name} ({n_text(groups)})")
+    _histogram(axes[1, 1], groups, lambda g: g.loss[g.ok],
+               "final test loss (cross-entropy)" if m == ACCURACY else "final test loss", rug=False)
     axes[1, 1].set_title(f"Final test loss ({n_text(groups)})")
     return fig
 
@@ -250,37 +266,43 @@ def best_of_n(tables: dict) -> Figure:
              title=f"Expected best and worst of n seeds (N = {ns} runs)")
     right.set(xlabel="seeds tried, n", ylabel="expected spread, max − min (% points)",
               title=f"Expected spread of n seeds (N = {ns} runs)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3, which="both")
-        legend(ax)
+    tidy(left, right, which="both")
     return fig
 
 
-def transfer(items: list) -> Figure:
-    """Lucky seeds do not transfer. `items`: (label, val_acc, test_acc, Transfer, selection frame)."""
+@dataclass(frozen=True)
+class TransferPanel:
+    """One store in the transfer figure: each finished seed's accuracy (%) on the val and test halves,
+    their stats.transfer.Transfer, and stats.transfer.selection_curve over n."""
+    label: str
+    val: np.ndarray
+    test: np.ndarray
+    transfer: Transfer
+    selection: pd.DataFrame
+
+
+def transfer(panels: list[TransferPanel]) -> Figure:
+    """Lucky seeds do not transfer: per-seed accuracy on the two halves, and the best of n picked on val."""
     fig, axes = new_figure("transfer", ncols=2)
     left, right = axes[0]
-    for i, (label, val, test, t, sel) in enumerate(items):
-        c = color(i)
-        some = drawn(len(val))
-        heavy(left.scatter(val[some], test[some], s=6 if len(val) > 1000 else 14, color=c,
+    for i, p in enumerate(panels):
+        c, t, sel = color(i), p.transfer, p.selection
+        some = drawn(len(p.val))
+        heavy(left.scatter(p.val[some], p.test[some], s=6 if len(p.val) > 1000 else 14, color=c,
                            alpha=run_alpha(len(some), 0.06, overlap=100), lw=0, rasterized=True,
-                           label=f"{label}: r = {t.r:.2f} (n = {t.n:,})"))
+                           label=f"{p.label}: r = {t.r:.2f} (n = {t.n:,})"))
         left.scatter([t.best_val], [t.best_test], marker="*", s=180, color=c, edgecolor="black",
-                     zorder=3, label=f"{label}: best on val, seed {t.best_seed}")
-        right.plot(sel["n"], sel["picked_val"], color=c, label=f"{label}: picked seed on val")
-        right.plot(sel["n"], sel["picked_test"], color=c, ls="--", label=f"{label}: same seed on test")
-        right.axhline(t.mean_test, color=c, ls=":", lw=1, label=f"{label}: mean on test")
-    ns = " / ".join(f"{t.n:,}" for _, _, _, t, _ in items)
+                     zorder=3, label=f"{p.label}: best on val, seed {t.best_seed}")
+        right.plot(sel["n"], sel["picked_val"], color=c, label=f"{p.label}: picked seed on val")
+        right.plot(sel["n"], sel["picked_test"], color=c, ls="--", label=f"{p.label}: same seed on test")
+        right.axhline(t.mean_test, color=c, ls=":", lw=1, label=f"{p.label}: mean on test")
+    ns, most = " / ".join(f"{p.transfer.n:,}" for p in panels), max(p.transfer.n for p in panels)
     left.set(xlabel="accuracy on val half (%)", ylabel="accuracy on test half (%)",
-             title=f"Per-seed accuracy on two test halves (n = {ns} runs"
-                   f"{drawn_text(max(t.n for _, _, _, t, _ in items))})")
-    log_n_axis(right, max(t.n for _, _, _, t, _ in items))
+             title=f"Per-seed accuracy on two test halves (n = {ns} runs{drawn_text(most)})")
+    log_n_axis(right, most)
     right.set(xlabel="seeds tried, n (best picked on val)", ylabel="expected accuracy (%)",
               title=f"Best of n picked on val, scored on test (N = {ns})")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        legend(ax)
+    tidy(left, right)
     return fig
 
 
@@ -310,8 +332,7 @@ def ensembles(items: list, soft: dict | None = None) -> Figure:
     ns = " / ".join(f"{len(accs.get(1, [])):,}" for _, accs in items)
     ax.set(xlabel="ensemble size k (seeds, majority vote of predictions)", ylabel="test accuracy (%)",
            title=f"Seed ensembles vs single seeds (n = {ns} runs)")
-    ax.grid(alpha=0.3)
-    legend(ax)
+    tidy(ax)
     return fig
 
 
@@ -383,7 +404,5 @@ def calibration(items: list) -> Figure:
              xlim=(0, 1), ylim=(0, 1), title=f"Reliability of each seed (n = {ns} runs)")
     right.set(xlabel="expected calibration error (%), 15 bins", ylabel="seeds",
               title=f"Calibration error across seeds (n = {ns} runs)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        legend(ax)
+    tidy(left, right)
     return fig

@@ -14,7 +14,8 @@ Two methods, one question each about the data:
 Which holds is a property of the recipe: Picard's 10^4-seed histograms are close to normal (a mild left
 tail), and diverged runs (NaN) are left out before either method sees them; a recipe whose runs
 sometimes collapse to a low but finite accuracy is not normal, and there only `bounded` keeps its promise
-(the tests measure both cases).
+(the tests measure both cases). The stopping rules (sequential.py) therefore run the t-mixture on the runs
+that did not collapse (collapses.py) and `bounded` on all of them, and say which answer is which.
 
 Seed order: a CS is valid for any order of the seeds fixed independently of their accuracies. Feed
 accuracies in seed order — the longest committed prefix of the scan's seed list — not in commit order:
@@ -175,16 +176,16 @@ class NormalCS(ConfidenceSequence):
     skew-normal accuracies with skewness −0.45 miss in 4 % of studies, −0.78 in 5 %, −0.93 in 6 %;
     Student-t tails (3–10 degrees of freedom) stay under 4 %; but runs that collapse to 10 % with
     probability 0.1–2 % make it miss in 86–95 % of them (the interval settles on the other runs' mean
-    before a collapse shows up). `BoundedCS` holds there."""
+    before a collapse shows up). `BoundedCS` holds there; the stopping rules give this one the runs that
+    did not collapse (collapses.py) and say so."""
     method = "normal"
     label = "t-mixture, assumes normal accuracies"
     citation = ("the t-mixture confidence sequence (Lai 1976, Ann. Statist. 4:265–280, with the Gaussian "
                 "mixture of Wang & Ramdas 2023, arXiv:2310.03722)")
-    assumption = ("it is exact if seed accuracies are independent draws from one normal distribution, mean "
-                  "and spread unknown (Picard's 10^4-seed histograms are close to normal); runs that collapse "
-                  "to a low but finite accuracy, which a normal distribution does not produce, can make it "
-                  "miss (method \"bounded\" assumes nothing but the range of accuracies, and needs thousands "
-                  "of seeds)")
+    assumption = ("it is exact if the accuracies are independent draws from one normal distribution, mean "
+                  "and spread unknown (Picard's 10^4-seed histograms are close to normal; skewed or heavy-tailed "
+                  "accuracies were measured to stay within its nominal rate), not if some runs collapse to a low "
+                  "but finite accuracy, which a normal distribution does not produce")
 
     def __init__(self, bounds=(0.0, 100.0), alpha: float = ALPHA, shape=()):
         super().__init__(bounds, alpha, shape)
@@ -214,7 +215,7 @@ def _psi(lam):
 
 
 class BoundedCS(ConfidenceSequence):
-    """The predictable-plug-in empirical-Bernstein CS ("PrPl-EB") of I. Waudby-Smith & A. Ramdas,
+    """A variant of the predictable-plug-in empirical-Bernstein CS ("PrPl-EB") of I. Waudby-Smith & A. Ramdas,
     "Estimating means of bounded random variables by betting", J. R. Stat. Soc. B 86(1):1–27, 2024
     (arXiv:2010.09686), Theorem 2: valid for any distribution on `bounds` — no normality: a skewed or
     two-point distribution, or a rare collapsed run, keeps its guarantee. Its supermartingale, for the
@@ -260,8 +261,10 @@ class BoundedCS(ConfidenceSequence):
     (γ_i = λ_i/s_i), so log M_t(m) = ΣγY − m·Σγ − Σψξ², which crosses log(2/α) at the bound."""
     method = "bounded"
     label = "empirical-Bernstein, assumes only accuracies within their bounds"
-    citation = ("the predictable-plug-in empirical-Bernstein confidence sequence of Waudby-Smith & Ramdas "
-                "(2024, J. R. Stat. Soc. B 86:1–27, Theorem 2; arXiv:2010.09686)")
+    citation = ("a variant of the predictable-plug-in empirical-Bernstein confidence sequence of Waudby-Smith & "
+                "Ramdas (2024, J. R. Stat. Soc. B 86:1–27, Theorem 2; arXiv:2010.09686): each bound scaled to the "
+                "room between the running mean and the accuracy bound it guards, the values clipped to that room, "
+                "bets capped at 0.9")
 
     def __init__(self, bounds=(0.0, 100.0), alpha: float = ALPHA, shape=()):
         super().__init__(bounds, alpha, shape)
@@ -305,14 +308,3 @@ class BoundedCS(ConfidenceSequence):
         bound = (self._gamma_y - self._penalty - self._log_level) / np.maximum(self._gamma, 1e-300)
         bound = np.where(self._gamma > 0, bound, -np.inf)
         self._narrow(bound[0], -bound[1])
-
-
-METHODS = {cs.method: cs for cs in (NormalCS, BoundedCS)}
-
-
-def confidence_sequence(method: str, bounds=(0.0, 100.0), alpha: float = ALPHA,
-                        shape=()) -> ConfidenceSequence:
-    """The CS of `method` ("normal" or "bounded"), else one clear error."""
-    if method not in METHODS:
-        raise FastseedError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    return METHODS[method](bounds, alpha, shape)

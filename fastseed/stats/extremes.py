@@ -20,7 +20,10 @@ from scipy import special, stats
 
 
 def extremes(seeds, acc, k: int = 5) -> pd.DataFrame:
-    """The k best and k worst runs (finite `acc` only) with their z-score and normal tail probability."""
+    """The k best and k worst runs (finite `acc` only): z-score, the one-tail normal probability of such a
+    z for one seed chosen in advance (`normal_tail`), and the chance that the rank-th most extreme of all N
+    seeds is at least that extreme (`tail_of_n`, see `tail_of_n`): the best of 10^4 normal seeds always
+    looks like a 1-in-10^4 event by the first, and is unremarkable by the second."""
     seeds, acc = np.asarray(seeds), np.asarray(acc, dtype=float)
     keep = np.isfinite(acc)
     seeds, acc = seeds[keep], acc[keep]
@@ -31,11 +34,30 @@ def extremes(seeds, acc, k: int = 5) -> pd.DataFrame:
     for side, picked in (("best", order[::-1][:k]), ("worst", order[:k])):
         for rank, i in enumerate(picked, 1):
             z = (acc[i] - mean) / std if std > 0 else np.nan
-            # how rare a run this far out would be if accuracies were normal (one tail)
-            tail = stats.norm.sf(abs(z)) if np.isfinite(z) else np.nan
+            tails = (stats.norm.sf(abs(z)), float(tail_of_n(z, len(acc), rank))) if np.isfinite(z) else (np.nan,) * 2
             rows.append({"side": side, "rank": rank, "seed": int(seeds[i]), "acc": acc[i], "z": z,
-                         "normal_tail": tail})
-    return pd.DataFrame(rows, columns=["side", "rank", "seed", "acc", "z", "normal_tail"])
+                         "normal_tail": tails[0], "tail_of_n": tails[1]})
+    return pd.DataFrame(rows, columns=["side", "rank", "seed", "acc", "z", "normal_tail", "tail_of_n"])
+
+
+def tail_of_n(z, n: int, rank=1):
+    """P(at least `rank` of n normal seeds lie |z| or more standard deviations out on one side), z being a
+    seed's deviation from the mean in sample standard deviations of the same n seeds (arrays).
+
+    One seed chosen in advance: its internally studentized residual r = z gives t = r·sqrt(n(n − 2) /
+    ((n − 1)² − n r²)), exactly Student's t with n − 2 degrees of freedom under normality (the statistic
+    of Grubbs's test: F. E. Grubbs, Technometrics 11(1):1–21, 1969, Eq. 2; |r| ≤ (n − 1)/√n), so the mean
+    and spread estimated from the seeds themselves are accounted for. Looking at all n: the chance that at
+    least `rank` of them are that far out, P(Binomial(n, p₁) ≥ rank) — for the most extreme, 1 − (1 − p₁)^n
+    (Z. Šidák, J. Am. Stat. Assoc. 62:626–633, 1967), which is Grubbs's test's p-value to first order
+    (n·p₁). It is below 0.05 in 5 % of studies of normal seeds for the most extreme, at n = 10 as at 10^4
+    (tested); for rank > 1 the residuals' dependence makes it conservative at small n."""
+    z, n = np.abs(np.asarray(z, dtype=float)), int(n)
+    if n < 3:
+        return np.full(z.shape, np.nan)[()]
+    room = (n - 1) ** 2 - n * z * z
+    t = np.where(room > 0, z * np.sqrt(n * (n - 2) / np.where(room > 0, room, 1.0)), np.inf)
+    return stats.binom.sf(np.asarray(rank) - 1, n, stats.t.sf(t, n - 2))[()]
 
 
 def max_weights(N: int, ns) -> np.ndarray:

@@ -1,9 +1,13 @@
 """Where the variance comes from: the ResNet-18 study's three experiments (PROTOCOLS.md §3).
 
 Exp 1 varies initialization and data order, exp 2 only initialization (order fixed), exp 3 only data
-order (init fixed). If the two effects add up, Var1 = Var_init + Var_order, so Var2 / Var1 and
-Var3 / Var1 are the shares of the total variance due to each, and 1 − both is what does not add up
-(interaction, or the estimates' own noise). CIs come from resampling each experiment on its own.
+order (init fixed). Each share is a variance with the other factor held at one value, divided by exp1's:
+Var2 / Var1 and Var3 / Var1. If the two effects added up, Var1 = Var_init + Var_order and 1 − both shares
+("rest") would be what does not add up (interaction, or the estimates' own noise). With chaotic training
+they do not add up: changing either factor alone already sends the run down another path, so each
+alone gives nearly the whole variance (Summers & Dinneen, "Nondeterminism and instability in neural
+network optimization", ICML 2021; Jordan 2024, App. D), the shares add to more than 1 and the rest is
+negative — interaction, not a computing error. CIs come from resampling each experiment on its own.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ def variance_shares(acc_both, acc_init, acc_order, n_boot: int = BOOT, rng=None)
     if any(len(x) < 2 for x in samples.values()):
         raise ValueError("variance_shares needs at least two runs in every experiment")
     var = {r: samples[r].var(ddof=1) for r in samples}
+    if np.ptp(samples["both"]) == 0:  # every share is a fraction of its variance
+        raise ValueError(f"{ROLES['both'][0]} has no spread (its {len(samples['both'])} runs have the same "
+                         f"accuracy), so no share of it can be given")
     boot = {r: bootstrap(samples[r], lambda s, axis: s.var(axis=axis, ddof=1), n_boot, rng)
             for r in samples}
     rows = []

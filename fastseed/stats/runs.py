@@ -1,7 +1,8 @@
 """The records of one store as arrays: what every statistic and figure of a report reads.
 
 Accuracies are converted to percent here, once (the store keeps fractions), so every table and figure
-downstream speaks the paper's unit. Curves become (runs × epochs) matrices with NaN where a run has no
+downstream speaks the paper's unit; a training function's records (`--train`) hold their own metric, as
+it returned it (`Runs.metric`: name, unit, direction, bounds), and their extra metrics (`Runs.extra`). Curves become (runs × epochs) matrices with NaN where a run has no
 value (a diverged run stops early), so bands are plain nan-aware reductions over axis 0.
 
 The rows are streamed (`Store.iter_columns`), not built into Records: 10^5 seeds are 1 GB of uint8
@@ -23,11 +24,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from fastseed import FastseedError
-from fastseed.store.record import decode_logits
 from fastseed.store import Store
+from fastseed.store.record import ACCURACY, Metric, decode_logits
 
 COLUMNS = ("seed", "status", "test_acc", "test_loss", "headline_epoch", "wall_time_s", "eval_curve",
-           "train_curve", "provenance", "predictions")
+           "train_curve", "provenance", "metrics", "predictions")
 
 
 @dataclass
@@ -59,6 +60,12 @@ class Runs:
     # run indices → (index, (images × classes) logits) for those of them that kept logits, in index
     # order; None when nothing can hold logits. Never all at once: 10^5 runs' logits are 20 GB.
     logits: Callable[[np.ndarray], Iterator[tuple[int, np.ndarray]]] | None = None
+    metric: Metric = ACCURACY     # what `acc` (the headline) is; `acc`, `eval_acc`, `train_acc` are in its unit
+    extra: dict = field(default_factory=dict)  # name → (N,) a training function's extra metrics, NaN if absent
+    # what `predictions` hold per test example: "predictions" (classes, scored against `labels`) or
+    # "correct" (1 right, 0 wrong; `labels` are then all 1: the votes of ensembles mean nothing)
+    examples: str = "predictions"
+    metrics_mixed: bool = False   # the records name more than one metric (the first one's is used)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -223,18 +230,28 @@ def _scalars(row, itemsize: int) -> tuple:
     return seed, status == "ok" and math.isfinite(acc), acc, loss, epoch, float(wall)
 
 
+def _metrics(text) -> dict | None:
+    """A record's metrics column (a training function's metric, extras, …), None for a built-in recipe's."""
+    if text is None:
+        return None
+    metrics = json.loads(text)
+    if not isinstance(metrics, dict):
+        raise ValueError("metrics is not a JSON object")
+    return metrics
+
+
 def _decode(rows, itemsize: int) -> tuple:
-    """(scalars per row, eval curves, train curves, fixed streams per row) of some rows, or
-    ValueError/TypeError naming what is wrong with one of them."""
+    """(scalars per row, eval curves, train curves, fixed streams per row, metrics per row) of some rows,
+    or ValueError/TypeError naming what is wrong with one of them."""
     return ([_scalars(r, itemsize) for r in rows], _curves([r[6] for r in rows]),
-            _curves([r[7] for r in rows]), [_fixed(r[8]) for r in rows])
+            _curves([r[7] for r in rows]), [_fixed(r[8]) for r in rows], [_metrics(r[9]) for r in rows])
 
 
 def load_runs(store: Store, label: str) -> Runs:
     """All records of `store` as a Runs; refuses a store without records."""
     dtype = np.dtype(store.label_dtype)
     matrix = _Matrix(len(store), dtype)
-    scalars, evals, trains, fixed, skipped = [], [], [], [], []
+    scalars, evals, trains, fixed, metrics, skipped = [], [], [], [], [], []
     for batch in store.iter_columns(COLUMNS):
         try:  # the whole batch at once; a run that ends early, or a bad row, sends it row by row
             decoded = [(batch, _decode(batch, dtype.itemsize))]
@@ -245,11 +262,12 @@ def load_runs(store: Store, label: str) -> Runs:
                     decoded.append(([row], _decode([row], dtype.itemsize)))
                 except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
                     skipped.append((row[0] if isinstance(row[0], int) else None, str(e).split("\n")[0]))
-        for rows, (values, e, t, f) in decoded:
+        for rows, (values, e, t, f, m) in decoded:
             scalars += values
             evals.append(e)
             trains.append(t)
             fixed += f
+            metrics += m
             matrix.add_all([row[-1] for row in rows])
     skipped += list(getattr(store, "skipped_rows", []))  # rows the store itself could not decode
     if not scalars:
@@ -264,17 +282,39 @@ def load_runs(store: Store, label: str) -> Runs:
     predictions = matrix.result()
     seeds = np.array(seeds, dtype=np.int64)
     n_images = predictions.shape[1] if predictions is not None else 0
+    metric, mixed, extra, examples, labels = _user_metrics(metrics, n_images, store.test_labels)
+    if examples is None:  # a training function that returned nothing per example: nothing to score
+        predictions, labels = None, None
+    scale = metric.scale
     return Runs(
         label=label, path=Path(store.path), protocol=store.protocol, protocol_hash=store.protocol_hash,
-        seeds=seeds, ok=ok, acc=np.where(ok, 100 * np.array(acc, dtype=float), np.nan),
+        seeds=seeds, ok=ok, acc=np.where(ok, scale * np.array(acc, dtype=float), np.nan),
         loss=np.array(loss, dtype=float), headline_epoch=np.array(epochs, dtype=np.int64),
-        eval_epochs=eval_epochs, eval_acc=100 * eval_values[:, :, 0], eval_loss=eval_values[:, :, 1],
-        train_epochs=train_epochs, train_loss=train_values[:, :, 0], train_acc=100 * train_values[:, :, 1],
-        predictions=predictions, labels=store.test_labels,
+        eval_epochs=eval_epochs, eval_acc=scale * eval_values[:, :, 0], eval_loss=eval_values[:, :, 1],
+        train_epochs=train_epochs, train_loss=train_values[:, :, 0], train_acc=scale * train_values[:, :, 1],
+        predictions=predictions, labels=labels,
         fixed=fixed[0] if len(set(fixed)) == 1 else None,
         wall_time_s=np.array(wall, dtype=float), unit=_curve_unit(spec), loss_name=loss_name(spec),
         dataset=str(spec.get("dataset", "")), skipped_rows=skipped,
-        logits=StoredLogits(Path(store.path), seeds, n_images) if n_images else None)
+        logits=StoredLogits(Path(store.path), seeds, n_images) if n_images else None,
+        metric=metric, extra=extra, examples=examples, metrics_mixed=mixed)
+
+
+def _user_metrics(metrics: list, n_images: int, labels) -> tuple:
+    """(metric, whether the records name more than one, extra metrics as arrays, what `predictions`
+    hold, the labels to score them with) from the records' metrics columns (None: a built-in recipe's
+    record: test accuracy, classes against the store's labels)."""
+    named = [m for m in metrics if m is not None]
+    if not named:
+        return ACCURACY, False, {}, "predictions", labels
+    specs = {json.dumps(m.get("metric"), sort_keys=True) for m in named}
+    names = sorted({str(k) for m in named for k in (m.get("extra") or {})})
+    extra = {k: np.array([float((m or {}).get("extra", {}).get(k, np.nan)) for m in metrics]) for k in names}
+    kinds = {m.get("examples") for m in named}
+    examples = kinds.pop() if len(kinds) == 1 else None  # records that disagree: no per-example sections
+    if examples == "correct":
+        labels = np.ones(n_images, dtype=np.uint8)  # predictions hold 1 for right: scored against all-ones
+    return Metric.of(named[0]), len(specs) > 1, extra, examples, labels
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,13 @@
-"""Distribution summaries: Picard's Table 1 columns (n, mean ± std, min, max), quantiles, and a
-percentile-bootstrap CI of the mean, plus per-epoch bands of the curves (his Figure 1).
+"""Distribution summaries: Picard's Table 1 columns (n, mean ± std, min, max), quantiles, and a CI of the
+mean, plus per-epoch bands of the curves (his Figure 1).
+
+The CI of the mean is Student's t-interval up to T_UP_TO runs and the percentile bootstrap above. The
+percentile interval is mean ± about z·σ̂/√n with σ̂ the plug-in (ddof = 0) spread, narrower than the
+t-interval by z/t(n − 1) and sqrt((n − 1)/n) (B. Efron & R. Tibshirani, An Introduction to the Bootstrap,
+1993, §13.3 and §14.1: first-order accurate only); for normal accuracies it covers 85 / 91 / 93 / 94 % at
+n = 5 / 10 / 20 / 50, the t-interval 95 % at every n (exact: W. S. Gosset, "The probable error of a mean",
+Biometrika 6:1–25, 1908). Above 50 runs the two agree to within a few hundredths of a width, and the
+bootstrap follows a skewed histogram (Picard's left tail) where the t-interval would not.
 
 The bootstrap is drawn in blocks of resamples so 10^4 seeds × 2,000 resamples never holds more than a
 few million indices at once, and from a fixed seed so a report is the same every time it is built.
@@ -10,8 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 BOOT = 2000        # resamples: Monte Carlo error of each CI endpoint ~1.5 % of the CI's width
+T_UP_TO = 50       # runs: the CI of the mean is Student's t up to this many, the percentile bootstrap above
 BOOT_SEED = 0      # a report is deterministic: same store, same numbers
 BLOCK = 1 << 22    # indices drawn per block (32 MiB of int64)
 
@@ -63,8 +73,26 @@ class Summary:
     median: float
     q05: float
     q95: float
-    ci_low: float       # bootstrap 95 % CI of the mean
+    ci_low: float       # 95 % CI of the mean, by `ci_method`
     ci_high: float
+    ci_method: str = "" # "t" (up to T_UP_TO runs) or "bootstrap" (percentile)
+
+
+def t_interval(x, level: float = 0.95) -> tuple[float, float]:
+    """Student's t-interval of the mean of `x` (at least two values; no spread: the mean itself)."""
+    x = np.asarray(x, dtype=float)
+    half = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def mean_ci(x, n_boot: int = BOOT, rng=None, level: float = 0.95) -> tuple[float, float, str]:
+    """(low, high, method) of the CI of the mean of `x`: "t" up to T_UP_TO values, "bootstrap" above."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return np.nan, np.nan, ""
+    if len(x) <= T_UP_TO:
+        return (*t_interval(x, level), "t")
+    return (*percentile_ci(bootstrap(x, np.mean, n_boot, rng), level), "bootstrap")
 
 
 def summarize(x, n_boot: int = BOOT, rng=None) -> Summary:
@@ -74,10 +102,10 @@ def summarize(x, n_boot: int = BOOT, rng=None) -> Summary:
     if len(x) == 0:
         return Summary(0, *[np.nan] * 9)
     q05, median, q95 = np.quantile(x, [0.05, 0.5, 0.95])
-    ci = percentile_ci(bootstrap(x, np.mean, n_boot, rng)) if len(x) > 1 else (np.nan, np.nan)
+    low, high, method = mean_ci(x, n_boot, rng)
     return Summary(n=len(x), mean=float(x.mean()), std=float(x.std(ddof=1)) if len(x) > 1 else np.nan,
                    min=float(x.min()), max=float(x.max()), median=float(median), q05=float(q05),
-                   q95=float(q95), ci_low=ci[0], ci_high=ci[1])
+                   q95=float(q95), ci_low=low, ci_high=high, ci_method=method)
 
 
 @dataclass(frozen=True)

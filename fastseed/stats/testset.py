@@ -19,6 +19,10 @@ versions: s² of the run accuracies (ddof = 1) and v̂_i = N/(N − 1) · q̂_i(
 fraction of runs right on image i; so σ̂²_D stays unbiased, and equals the mean off-diagonal entry of
 the images' sample covariance matrix (what the tests check). It can come out below zero.
 
+σ̂_D is the spread between seeds on an unlimited test set from the same distribution. A fresh test set of
+the same n images adds its own noise back: its expected variance across seeds, E[(1/n²) Σ p_i(1 − p_i)] +
+(n − 1)/n · σ²_D, is estimated by noise + (n − 1)/n · σ̂²_D, which is the observed variance itself.
+
 The 95 % interval is a percentile bootstrap over runs, given this test set (it does not cover which
 test set was drawn). Runs are resampled as up to 200 blocks of consecutive runs (blocks of iid runs
 are iid): every resample is then a handful of block sums and one quadratic form in the blocks' Gram
@@ -60,7 +64,8 @@ class TestSetNoise:
 
     @property
     def distribution_std(self) -> float:
-        """The seed-to-seed spread on fresh data: sqrt of the estimate, 0 where it is below zero."""
+        """The seed-to-seed spread on an unlimited test set (the distribution): sqrt of the estimate, 0
+        where it is below zero."""
         return float(np.sqrt(max(self.distribution, 0.0))) if np.isfinite(self.distribution) else np.nan
 
     @property

@@ -18,10 +18,11 @@ import numpy as np
 
 from fastseed import FastseedError
 from fastseed.store import claims
-from fastseed.store.file import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE, connect_reader,
-                                 create, disk_full, existing_meta, new_meta, probe, read_meta, refuse_orphan_wal,
+from fastseed.store.file import (BUSY_TIMEOUT_MS, INSERT, KEEP, META_KEYS, RECORD_COLUMNS, REPLACE, SCHEMA_VERSION,
+                                 connect_reader, create, disk_full, existing_meta, new_meta, probe, read_meta, refuse_orphan_wal,
                                  refuse_read_only, short, upgrade, uri, wal_has_frames)
-from fastseed.store.record import JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Record, finished_at
+from fastseed.store.record import (ACCURACY, JSON_COLUMNS, ROW_COLUMNS, SCALAR_COLUMNS, MalformedRow, Metric, Record,
+                                   finished_at)
 
 STOPPING_NOTE = "stopping"  # meta: the stopping rule a scan followed (workers/stopping.py), which the report states
 
@@ -53,7 +54,7 @@ class Store:
                                          check_same_thread=False)  # threads take turns: self._lock
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
-            if read_meta(self._conn, self.path)["schema"] == "1":
+            if read_meta(self._conn, self.path)["schema"] != SCHEMA_VERSION:
                 upgrade(self._conn)
             # read again through the writer: the peek may predate commits (test labels) in the WAL
             self._set_meta(read_meta(self._conn, self.path))
@@ -214,6 +215,18 @@ class Store:
             raise FastseedError(f"{self.path} was scored against other test labels "
                                 f"(a different test set); use another --out")
 
+    def _check_labels(self, record: Record) -> None:
+        """The test labels a record's predictions refer to: stored with the first such record, then
+        every record's must be the same (the per-example statistics compare seeds image by image)."""
+        labels = np.frombuffer(record.labels, dtype=np.uint16)
+        known = self.test_labels
+        if known is None:
+            self.set_test_labels(labels)
+        elif not np.array_equal(known, labels):
+            raise FastseedError(f"seed {record.seed} was scored on other test labels than the {len(known):,} "
+                                f"{self.path} holds: every seed must return the same test set (a split drawn "
+                                f"from a stream that varies by seed is not one; fix it, e.g. random_state=0)")
+
     def set_meta(self, key: str, value: str) -> None:
         """Write one meta entry of this study (e.g. the stopping rule a scan followed); the store's
         identity (protocol, hash, schema, test labels) is set once, at creation, and not through here."""
@@ -263,6 +276,8 @@ class Store:
                                 f"{self.protocol} ({short(self.protocol_hash)})")
         row = record.to_row()
         with self.transaction(f"committing seed {record.seed}") as conn:
+            if record.labels is not None:  # a user function's test labels: kept once, the same for every seed
+                self._check_labels(record)
             written = conn.execute(INSERT + (REPLACE if replace else KEEP), row).rowcount == 1
             conn.execute("DELETE FROM claims WHERE seed = ?", (record.seed,))
         return written
@@ -290,6 +305,19 @@ class Store:
                 "typeof(test_acc) IN ('real', 'integer', 'null') ORDER BY seed",
                 (self.protocol_hash, start, end)).fetchall()
         return np.array([r[0] for r in rows], dtype=np.float64)  # None (a NaN stored) → nan
+
+    def metric(self) -> Metric:
+        """What the records' headline is: a training function's metric (its first record's), else the
+        built-in recipes' test accuracy."""
+        with self._reading() as conn:
+            if "metrics" not in {r[1] for r in conn.execute("PRAGMA table_info(records)")}:
+                return ACCURACY
+            row = conn.execute("SELECT metrics FROM records WHERE protocol_hash = ? AND metrics IS NOT NULL "
+                               "ORDER BY seed LIMIT 1", (self.protocol_hash,)).fetchone()
+        try:
+            return Metric.of(None if row is None else json.loads(row[0]))
+        except (TypeError, ValueError):  # a malformed row: the report and the scan name it elsewhere
+            return ACCURACY
 
     # without the blobs: a blob's type only (SQLite types a value without reading it); a value of
     # another type is passed on, for the row to be named malformed
@@ -360,25 +388,26 @@ class Store:
     # ---- export -------------------------------------------------------------------------------
 
     def to_frame(self) -> "pd.DataFrame":  # noqa: F821
-        """One row per seed: scalars, curves and pack/provenance as Python objects, predictions and
-        logits (None when not stored) as bytes."""
+        """One row per seed: scalars, curves and pack/provenance/metrics as Python objects (metrics None
+        for a built-in recipe), predictions and logits (None when not stored) as bytes."""
         import pandas as pd  # here, not at the top: workers that only claim and add start faster
         rows = [dict(asdict(r), finished_at=finished_at(r)) for r in self.records()]
-        columns = list(SCALAR_COLUMNS) + list(JSON_COLUMNS) + ["predictions", "logits"]
+        columns = list(SCALAR_COLUMNS) + list(JSON_COLUMNS) + ["metrics", "predictions", "logits"]
         frame = pd.DataFrame(rows, columns=columns)
         return frame.astype({"seed": "int64", "headline_epoch": "int64", "test_acc": "float64",
                              "test_loss": "float64", "wall_time_s": "float64"})
 
     def export_csv(self, path) -> None:
-        """Scalars plus curves, pack and provenance as JSON text; predictions and logits stay in the store."""
+        """Scalars plus curves, pack, provenance and metrics as JSON text; predictions and logits stay in
+        the store."""
         frame = self.to_frame().drop(columns=["predictions", "logits"])
-        for col in JSON_COLUMNS:
+        for col in JSON_COLUMNS + ("metrics",):
             frame[col] = frame[col].map(json.dumps)
         self._write(path, lambda p: frame.to_csv(p, index=False))
 
     def export_parquet(self, path) -> None:
-        """Scalars, curves as nested float lists, pack/provenance as JSON text, predictions and logits
-        (encode_logits' bytes, null when not stored) as binary."""
+        """Scalars, curves as nested float lists, pack/provenance/metrics as JSON text (metrics null for a
+        built-in recipe), predictions and logits (encode_logits' bytes, null when not stored) as binary."""
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -392,11 +421,11 @@ class Store:
                             ("headline_epoch", pa.int64()), ("wall_time_s", pa.float64()),
                             ("finished_at", pa.string()), ("eval_curve", curve),
                             ("train_curve", curve), ("pack", pa.string()),
-                            ("provenance", pa.string()), ("predictions", pa.binary()),
-                            ("logits", pa.binary())])
+                            ("provenance", pa.string()), ("metrics", pa.string()),
+                            ("predictions", pa.binary()), ("logits", pa.binary())])
         columns = {c: frame[c].tolist() for c in schema.names}
-        for col in ("pack", "provenance"):  # free-form dicts: JSON keeps them lossless
-            columns[col] = [json.dumps(v) for v in columns[col]]
+        for col in ("pack", "provenance", "metrics"):  # free-form dicts: JSON keeps them lossless
+            columns[col] = [None if v is None and col == "metrics" else json.dumps(v) for v in columns[col]]
         table = pa.table(columns, schema=schema)
         self._write(path, lambda p: pq.write_table(table, p))
 

@@ -6,9 +6,10 @@ link fails if the path exists, so two processes creating one store at the same i
 each other's file; the loser opens the winner's. Readers never create the -wal/-shm files, so a report
 works on a read-only copy and leaves nothing behind.
 
-Schema 2 (this one) adds the claims table and the records' logits column to schema 1. A writer
-upgrades a schema-1 store in place; fastseed 0.1.0, which reads schema 1 only, then refuses it in one
-line instead of writing into it blind to the claims of the workers sharing it.
+Schema 2 adds the claims table and the records' logits column to schema 1; schema 3 (this one) the
+records' metrics column (a user training function's metric, extra metrics and curves: NULL for the
+built-in recipes). A writer upgrades an older store in place; a fastseed that reads older schemas only
+then refuses it in one line instead of writing into it blind to what it cannot store.
 """
 
 import os
@@ -22,8 +23,8 @@ from fastseed import FastseedError, __version__
 from fastseed.store import claims
 from fastseed.store.record import ROW_COLUMNS
 
-SCHEMA_VERSION = "2"
-READABLE_SCHEMAS = ("1", "2")
+SCHEMA_VERSION = "3"
+READABLE_SCHEMAS = ("1", "2", "3")
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 BUSY_TIMEOUT_MS = 30_000  # writers queue for the lock (each holds it for milliseconds), not fail
 
@@ -33,7 +34,7 @@ CREATE TABLE records (
     protocol_hash TEXT NOT NULL, seed INTEGER NOT NULL, protocol TEXT NOT NULL, status TEXT NOT NULL,
     test_acc REAL, test_loss REAL, headline_epoch INTEGER NOT NULL, wall_time_s REAL NOT NULL,
     finished_at TEXT, eval_curve TEXT NOT NULL, train_curve TEXT NOT NULL, pack TEXT NOT NULL,
-    provenance TEXT NOT NULL, predictions BLOB NOT NULL, logits BLOB,
+    provenance TEXT NOT NULL, predictions BLOB NOT NULL, logits BLOB, metrics TEXT,
     PRIMARY KEY (protocol_hash, seed)
 );
 """ + claims.SCHEMA
@@ -224,7 +225,7 @@ def create(path: Path, meta: dict) -> None:
 
 
 def upgrade(conn: sqlite3.Connection) -> None:
-    """Schema 1 → 2 in place, in one transaction (another writer may be upgrading it too)."""
+    """Schema 1 or 2 → 3 in place, in one transaction (another writer may be upgrading it too)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         schema = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
@@ -232,6 +233,8 @@ def upgrade(conn: sqlite3.Connection) -> None:
             conn.execute("ALTER TABLE records ADD COLUMN logits BLOB")
             for statement in statements(claims.SCHEMA):
                 conn.execute(statement)
+        if schema in ("1", "2"):
+            conn.execute("ALTER TABLE records ADD COLUMN metrics TEXT")
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:

@@ -10,17 +10,65 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-JSON_COLUMNS = ("eval_curve", "train_curve", "pack", "provenance")
+JSON_COLUMNS = ("eval_curve", "train_curve", "pack", "provenance")  # metrics too, when not NULL
 SCALAR_COLUMNS = ("protocol", "protocol_hash", "seed", "status", "test_acc", "test_loss",
                   "headline_epoch", "wall_time_s", "finished_at")
 # What a seed's training produced. Wall time, timestamps and provenance (host, versions) describe the
 # run, not its result: two stores holding the same seed are in agreement when these fields are equal.
 OUTCOME_FIELDS = ("status", "test_acc", "test_loss", "headline_epoch", "eval_curve", "train_curve",
-                  "predictions", "logits", "pack")
+                  "predictions", "logits", "pack", "metrics")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a record's headline number is: its name, unit, direction, the bounds it cannot leave (None:
+    unbounded), and `scale`, the factor from the stored value to the one shown. Built-in recipes store
+    test accuracy as a fraction and show percent (ACCURACY); a user's training function names its own
+    metric in its result and is shown as it returned it (scale 1)."""
+    name: str = "test accuracy"
+    unit: str = "%"
+    higher_is_better: bool = True
+    bounds: tuple[float, float] | None = (0.0, 100.0)
+    scale: float = 100.0
+
+    @property
+    def label(self) -> str:
+        """The metric as an axis or a column says it: "test accuracy (%)", "log loss"."""
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    @property
+    def points(self) -> str:
+        """The unit of a difference of two values: percentage points for a percentage."""
+        return "pp" if self.unit == "%" else self.unit
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "unit": self.unit, "higher_is_better": self.higher_is_better,
+                "bounds": None if self.bounds is None else list(self.bounds)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Metric":
+        """The metric a user record names (records.metrics["metric"]), shown as returned."""
+        bounds = d.get("bounds")
+        return cls(str(d.get("name", "metric")), str(d.get("unit", "")), bool(d.get("higher_is_better", True)),
+                   None if bounds is None else (float(bounds[0]), float(bounds[1])), 1.0)
+
+    @classmethod
+    def of(cls, metrics: dict | None) -> "Metric":
+        """The metric of a record's `metrics` column (None: a built-in recipe's test accuracy)."""
+        if isinstance(metrics, dict) and isinstance(metrics.get("metric"), dict):
+            return cls.from_dict(metrics["metric"])
+        return ACCURACY
+
+
+ACCURACY = Metric()
 
 
 @dataclass
@@ -40,6 +88,17 @@ class Record:
     pack: dict               # {"strategy", "size", "slot", "seeds"}: how the seed shared the GPU
     provenance: dict         # versions, commit, device, dtype, started_at, finished_at, ...
     logits: bytes | None = None  # encode_logits(images × classes): soft votes need them; optional
+    # A user function's record (--train): {"metric": Metric.to_dict(), "extra": {name: number},
+    # "examples": "predictions" | "correct" | None, "curves": {name: [[x, y], ...]}, "streams": [...]};
+    # None for a built-in recipe's (its headline is test accuracy, ACCURACY)
+    metrics: dict | None = None
+    # The test labels `predictions` refer to, as uint16 bytes, on its way to the store, which keeps them
+    # once (its test_labels) and checks each record's against them: not a column, so None once read back
+    labels: bytes | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def metric(self) -> Metric:
+        return Metric.of(self.metrics)
 
     def predictions_array(self, dtype=np.uint8) -> np.ndarray:
         """Predicted classes; `dtype` is the store's `label_dtype` (uint16 for ImageNet)."""
@@ -47,8 +106,10 @@ class Record:
 
     def to_row(self) -> dict:
         row = asdict(self)
+        del row["labels"]  # the store keeps them once (Store.add)
         for col in JSON_COLUMNS:
             row[col] = json.dumps(row[col])
+        row["metrics"] = None if self.metrics is None else json.dumps(self.metrics)
         row["predictions"] = bytes(self.predictions)
         row["logits"] = None if self.logits is None else bytes(self.logits)
         row["finished_at"] = finished_at(self)
@@ -59,7 +120,9 @@ class Record:
         """The record of a stored row; `MalformedRow` (column and reason) if a value has the wrong type."""
         values = {}
         for f in fields(cls):
-            value = row[f.name] if f.name in row.keys() else None  # a schema-1 store has no logits
+            if f.name == "labels":
+                continue
+            value = row[f.name] if f.name in row.keys() else None  # older schemas: no logits, no metrics
             values[f.name] = _decode(f.name, value)
         return cls(**values)
 
@@ -73,11 +136,11 @@ class MalformedRow(ValueError):
     """A stored row that does not decode into a Record; the message names the column."""
 
 
-ROW_COLUMNS = tuple(f.name for f in fields(Record)) + ("finished_at",)
+ROW_COLUMNS = tuple(f.name for f in fields(Record) if f.name != "labels") + ("finished_at",)
 _TEXT = ("protocol", "protocol_hash", "status")
 _INTEGER = ("seed", "headline_epoch")
 _REAL = ("test_acc", "test_loss", "wall_time_s")
-_JSON_TYPES = {"eval_curve": list, "train_curve": list, "pack": dict, "provenance": dict}
+_JSON_TYPES = {"eval_curve": list, "train_curve": list, "pack": dict, "provenance": dict, "metrics": dict}
 
 
 def _decode(name: str, value):
@@ -96,6 +159,8 @@ def _decode(name: str, value):
         if type(value) is not str:
             raise MalformedRow(f"{name} is {_shown(value)}, not text")
         return value
+    if name == "metrics" and value is None:  # a built-in recipe's record (NULL)
+        return None
     if name in _JSON_TYPES:
         if type(value) is not str:
             raise MalformedRow(f"{name} is {_shown(value)}, not JSON text")

@@ -1,7 +1,8 @@
 """The driver of a scan on a Ray cluster (fastseed/workers/ray.py connects and starts it): the one
 process that writes the store. It claims packs of seeds under its own worker id, hands them to the
 actors (fastseed/workers/actor.py), IN_FLIGHT at a time each, commits every record that comes back,
-and hands out again the packs of an actor that died while Ray restarts it.
+and hands out again the packs of an actor that died while Ray restarts it. A training function that
+raised in an actor (`--train`) stops the scan: its traceback is written, no pack goes out after it.
 
 Every call to an actor is an ObjectRef the driver waits on with the others (`ray.wait`): a pack to
 train, a prepare or a hello, and one long-held `news` call per actor that answers with the lines it
@@ -15,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from fastseed import FastseedError
+from fastseed import FastseedError, UserCodeError
 
 IN_FLIGHT = 2       # packs queued at an actor: the next one is there the moment one ends
 RESTARTS = 3        # Ray restarts a dead actor this many times, then it is gone
@@ -69,6 +70,7 @@ class Driver:
         self.failed, self.committed, self.refusals, self.deaths = 0, 0, [], []
         self.training = self.halted = False
         self.until = until  # a stopping rule: once it has decided, no new pack is claimed
+        self.user_error = None  # the user's training function raised (UserCodeError): the scan stops
 
     # ---- calls ----
 
@@ -98,17 +100,18 @@ class Driver:
         """Until the range is stored, a stop, or no actor is left."""
         t0, told = time.monotonic(), False
         while True:
-            if self.stop_flag and not self.halted:
+            stopping = bool(self.stop_flag) or self.user_error is not None
+            if stopping and not self.halted:
                 self.halted = True  # the packs queued behind the ones training come back empty
                 for actor in self.actors:
                     if not actor.gone:
                         self.call("halt", actor)
             self.greet()
             answered = self.until is not None and self.until()
-            if not self.stop_flag and not answered:
+            if not stopping and not answered:
                 self.feed()
             if not any(c.kind == "train" for c in self.calls.values()):
-                if self.stop_flag or answered or all(a.gone for a in self.actors) or self.finished():
+                if stopping or answered or all(a.gone for a in self.actors) or self.finished():
                     return
             if not told and not any(a.pack for a in self.actors) and time.monotonic() - t0 > PLACE_WAIT_S:
                 told = True
@@ -173,7 +176,8 @@ class Driver:
 
     def on_prepare(self, actor: Actor, call: Call, value: dict) -> None:
         from fastseed.engine.provenance import code_version
-        self.store.set_test_labels(value["labels"])  # every actor's data set must be the same
+        if value["labels"] is not None:  # (a training function's come with its records)
+            self.store.set_test_labels(value["labels"])  # every actor's data set must be the same
         actor.pack, actor.up = value["pack"], True
         actor.where = f"pid {value['pid']} on {value['host']}"
         self.write(f"[{actor.name}] {actor.where}: {value['device']}, {value['describe']}")
@@ -249,6 +253,12 @@ class Driver:
 
     def raised(self, call: Call, cause: BaseException, error) -> None:
         """The call raised in the actor: a refusal (this node lacks the data, …) or a bug."""
+        if isinstance(cause, UserCodeError):  # the user's function raised: its traceback, then stop the scan
+            self.failed += 1
+            self.user_error = str(cause)
+            self.write(f"[{call.actor.name}] {cause.traceback_text.rstrip()}")
+            self.write(f"[{call.actor.name}] {cause}: stopping once the packs in training are committed")
+            return
         if isinstance(cause, FastseedError):
             self.refusals.append(str(cause))
             if call.kind == "train":

@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
-from fastseed import EXIT_INTERRUPTED, EXIT_USAGE, FastseedError
+from fastseed import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FastseedError, UserCodeError
 
 LEASE_S = float(os.environ.get("FASTSEED_LEASE_S", "600"))
 WAIT_S = 1.0  # how often a worker with nothing to claim looks again (the rest is claimed by others)
@@ -192,6 +192,7 @@ class Outcome:
     total: int
     summary: str      # the running accuracy, as the bar showed it
     failed: int = 0   # workers of a pool that crashed
+    error: str | None = None  # why it stopped early, when the user's training function raised
 
 
 def skipped_rows_line(store) -> str | None:
@@ -217,22 +218,23 @@ def scan_here(job, out, start: int, end: int, *, stop_flag: StopFlag, quiet: boo
     them (None: B's store holds its whole range, the rule only reads it)."""
     from fastseed.store import Store
     from fastseed.store.claims import worker_id
-    from fastseed.workers.progress import Pace, Progress, summary
+    from fastseed.workers.progress import Pace, Progress, shown, summary
     jobs = {"A": (job, out)} | ({"B": versus} if versus is not None else {})
     for side_job, path in jobs.values():
         Store.check(path, side_job.protocol.name, side_job.protocol.hash)  # refuse before the slow data load
     total = end - start
     if stopping is not None and stopping.turn() is None:  # decided by what is stored: no data to load
         with Store.open(out) as store:
-            stored, accs = store.progress(start, end)[0], store.accuracies(start, end)
+            stored, accs, metric = store.progress(start, end)[0], store.accuracies(start, end), store.metric()
         why = "the stopping rule is answered by" if stopping.decision is not None else "every seed of the range:"
         log(f"{job.protocol.name}: {why} the {stored} seeds stored in {out}: nothing to train")
-        return Outcome(stored >= total, stored, total, summary(accs))
+        return Outcome(stored >= total, stored, total, summary(accs, metric))
     with ExitStack() as stack:
         sides = {name: _open_side(name, side_job, path, start, end, stack, log)
                  for name, (side_job, path) in jobs.items()}
         store = sides["A"].store
         progress = Progress(total, store.progress(start, end)[0], store.accuracies(start, end), quiet)
+        progress.set(progress.stored, progress.accs, store.metric())
         for side in sides.values():
             side.pace = Pace(side.job.device, side.left, log=progress.write,
                              on_progress=progress.seed_steps if side.job.long_seeds else None)
@@ -247,8 +249,8 @@ def scan_here(job, out, start: int, end: int, *, stop_flag: StopFlag, quiet: boo
             elif side == "A":
                 progress.add(record)
             else:
-                progress.write(f"{sides[side].job.protocol.name}: seed {record.seed}: {record.status} acc "
-                               f"{100 * record.test_acc:.2f}% ({record.wall_time_s:.1f}s)")
+                progress.write(f"{sides[side].job.protocol.name}: seed {record.seed}: {record.status} "
+                               f"{shown(record)} ({record.wall_time_s:.1f}s)")
 
         def train(side: str, until=None) -> bool:
             turn[0] = side
@@ -285,9 +287,10 @@ class Side:
 def _open_side(name: str, job, out, start: int, end: int, stack: ExitStack, log) -> Side:
     from fastseed.store import Store
     protocol, total = job.protocol, end - start
-    labels = job.load()
+    labels = job.load()  # None: a training function's labels come with its results
     store = stack.enter_context(Store(out, protocol.name, protocol.hash, protocol.to_json()))
-    store.set_test_labels(labels)
+    if labels is not None:
+        store.set_test_labels(labels)
     skipped = skipped_rows_line(store)
     if skipped:
         log(skipped)
@@ -304,7 +307,8 @@ def _open_side(name: str, job, out, start: int, end: int, stack: ExitStack, log)
 def child_main(spec: dict) -> int:
     """One worker of a pool (workers/pool.py): the job rebuilt from the protocol's JSON and the
     options, the loop run on its device until the range is stored. Exit 0: the range is complete;
-    130: stopped by a signal; 2: bad input (one line on stderr)."""
+    130: stopped by a signal; 2: bad input (one line on stderr); 1: a training function raised (its
+    traceback, then the `error: ` line the parent reads)."""
     stop_flag = StopFlag()
     with stop_flag.installed():  # its own session (pool._spawn): only the parent's forwarded Ctrl-C reaches it
         try:
@@ -312,6 +316,10 @@ def child_main(spec: dict) -> int:
         except FastseedError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return EXIT_USAGE
+        except UserCodeError as e:  # the traceback of the user's function, then the line the parent reads
+            print(e.traceback_text.rstrip("\n"), file=sys.stderr, flush=True)
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return EXIT_FAILED
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
 
@@ -320,7 +328,7 @@ def _child(spec: dict, stop_flag: StopFlag) -> int:
     from fastseed.jobs import Options, make_job
     from fastseed.recipe.protocol import protocol_from_json
     from fastseed.store import Store
-    from fastseed.workers.progress import Pace
+    from fastseed.workers.progress import Pace, shown
     log = lambda line: print(line, flush=True)
     if spec.get("threads"):
         import torch
@@ -330,7 +338,8 @@ def _child(spec: dict, stop_flag: StopFlag) -> int:
     labels = job.load()
     protocol = job.protocol
     with Store(spec["store"], protocol.name, protocol.hash, protocol.to_json()) as store:
-        store.set_test_labels(labels)
+        if labels is not None:
+            store.set_test_labels(labels)
         stored = store.progress(start, end)[0]
         pack = job.pack_size(end - start - stored, log) if stored < end - start else 1
         log(f"on {job.device}: {job.describe(pack)}")
@@ -340,7 +349,7 @@ def _child(spec: dict, stop_flag: StopFlag) -> int:
         def committed(record, new):
             if not spec["seed_lines"]:
                 return
-            log(f"seed {record.seed}: {record.status} acc {100 * record.test_acc:.2f}% ({record.wall_time_s:.1f}s)"
+            log(f"seed {record.seed}: {record.status} {shown(record)} ({record.wall_time_s:.1f}s)"
                 + ("" if new else " (already stored by another worker: the first record is kept)"))
 
         complete = work(job, store, start, end, pack=pack, worker=worker, stop_flag=stop_flag,

@@ -8,7 +8,9 @@ fastseed.workers.local SPEC`: the same loop as a plain scan, with its own `--pac
 their lines, and draws one bar from the store's counts (seeds/min across all workers, ETA, running
 mean ± std). Ctrl-C is forwarded: each child commits its pack in flight and exits (twice: they drop
 it). A child that dies is reported with its exit code, and its claims are released at once, so the
-others train its seeds. The range is complete, or not, whoever trained it: that is the outcome.
+others train its seeds. The range is complete, or not, whoever trained it: that is the outcome. A
+worker whose training function raised (`--train`: its traceback relayed, exit 1) stops the others as a
+Ctrl-C would: the same code would fail them too.
 
 Each child runs in its own session, so a Ctrl-C in the terminal reaches only the parent, which
 forwards it once; a GPU child sees only its GPU (CUDA_VISIBLE_DEVICES), so it creates no context on
@@ -27,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fastseed import FastseedError
+from fastseed import EXIT_FAILED, FastseedError
 from fastseed.workers.local import LEASE_S, Outcome
 
 POLL_S = 1.0  # how often the parent reads the store's counts and its children's states
@@ -137,7 +139,7 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
         log(f"{protocol.name} [{protocol.hash[:12]}]: {total - stored} of {total} seeds to train{others}, {stored} "
             f"already in {out}; {len(devices)} workers: {', '.join(names)}")
         if stored >= total or (until is not None and until()):
-            return Outcome(stored >= total, stored, total, summary(store.accuracies(start, end)))
+            return Outcome(stored >= total, stored, total, summary(store.accuracies(start, end), store.metric()))
         cpu_workers = sum(d.startswith("cpu") for d in devices)
         threads = None  # CPU workers share the cores (unless OMP_NUM_THREADS says otherwise)
         if cpu_workers and "OMP_NUM_THREADS" not in os.environ:
@@ -168,12 +170,13 @@ def scan_pool(job, out, start: int, end: int, devices: list[str], *, stop_flag, 
                 child.relay.join(timeout=5)  # its last lines, before the bar's last state
                 _release_all(store, child.worker)
             stored = store.progress(start, end)[0]
-            progress.set(stored, store.accuracies(start, end))
+            progress.set(stored, store.accuracies(start, end), store.metric())
             progress.close()
         refused = [c for c in children if c.proc.returncode == 2 and c.error]
         if len(refused) == len(children):  # the same bad input for all (missing data, …): one line
             raise FastseedError(refused[0].error)
-        return Outcome(stored >= total, stored, total, progress.summary(), failed=failed)
+        raised = next((c.error for c in children if c.proc.returncode == EXIT_FAILED and c.error), None)
+        return Outcome(stored >= total, stored, total, progress.summary(), failed=failed, error=raised)
 
 
 def _watch(children: list[Child], store, start: int, end: int, stop_flag, progress, until=None) -> int:
@@ -204,7 +207,12 @@ def _watch(children: list[Child], store, start: int, end: int, stop_flag, progre
                 why = f": {child.error}" if child.error else ""
                 progress.write(f"worker {child.name} (pid {child.proc.pid}) stopped: {_exit_reason(code)}{why}; "
                                f"its claimed seeds go back to the pool")
-        progress.set(store.progress(start, end)[0], store.accuracies(start, end))
+                if code == EXIT_FAILED and child.error and not forwarded:  # the user's function raised: the
+                    progress.write("stopping the other workers once they commit their packs in flight (the "
+                                   "training function raised: its traceback is above)")  # others would too
+                    _signal(children, signal.SIGINT)
+                    forwarded = True
+        progress.set(store.progress(start, end)[0], store.accuracies(start, end), store.metric())
         if not running:
             return failed
         if forwarded:

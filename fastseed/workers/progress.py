@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from fastseed.store.record import ACCURACY, Metric
+
 SLOW_SEED_S = 300  # on a CPU, a preset projected slower than this a seed is one meant for a GPU
 
 
@@ -33,15 +35,30 @@ def duration(seconds: float) -> str:
     return f"{seconds / (365.25 * 86400):.1f} years"
 
 
-def summary(accs) -> str:
-    """Running accuracy of the stored seeds (NaN = diverged, left out), in percent."""
+def number(value: float, metric: Metric = ACCURACY) -> str:
+    """A stored headline value as shown: accuracy in percent to 2 decimals, a user's metric to 4 digits."""
+    return f"{100 * value:.2f}" if metric == ACCURACY else f"{value:.4g}"
+
+
+def shown(record) -> str:
+    """A record's headline as a seed's line says it: "acc 93.92%", "log loss 0.1234"."""
+    metric = record.metric
+    if metric == ACCURACY:
+        return f"acc {number(record.test_acc)}%"
+    return f"{metric.name} {number(record.test_acc, metric)}{metric.unit}"
+
+
+def summary(accs, metric: Metric = ACCURACY) -> str:
+    """Running headline of the stored seeds (NaN = diverged, left out): test accuracy in percent, or a
+    training function's metric as it returns it."""
     accs = np.asarray(accs, dtype=float)
     accs = accs[np.isfinite(accs)]
+    name, unit = ("acc", "%") if metric == ACCURACY else (metric.name, metric.unit)
     if accs.size == 0:
-        return "acc n/a"
+        return f"{name} n/a"
     std = accs.std(ddof=1) if accs.size > 1 else 0.0
-    return (f"acc {100 * accs.mean():.2f}±{100 * std:.2f}% min {100 * accs.min():.2f} "
-            f"max {100 * accs.max():.2f} (n={accs.size})")
+    return (f"{name} {number(accs.mean(), metric)}±{number(std, metric)}{unit} min {number(accs.min(), metric)} "
+            f"max {number(accs.max(), metric)} (n={accs.size})")
 
 
 class Progress:
@@ -49,7 +66,7 @@ class Progress:
 
     def __init__(self, total: int, stored: int, accs, quiet: bool):
         from tqdm import tqdm
-        self.total, self.quiet = total, quiet
+        self.total, self.quiet, self.metric = total, quiet, ACCURACY  # a function's metric: its first record's
         self.stored0, self.stored, self.accs = stored, stored, list(accs)
         self.t0 = time.perf_counter()
         self.bar = tqdm(total=total, initial=stored, unit="seed", dynamic_ncols=True, disable=quiet,
@@ -78,11 +95,12 @@ class Progress:
 
     def show(self) -> None:
         rate = 60 * (self.stored - self.stored0) / max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {summary(self.accs)}")
+        self.bar.set_postfix_str(f"{rate:.1f} seeds/min, {self.summary()}")
 
-    def set(self, stored: int, accs) -> None:
-        """The store's counts now (several workers: polled)."""
+    def set(self, stored: int, accs, metric: Metric | None = None) -> None:
+        """The store's counts now (several workers: polled), and its records' metric when known."""
         self.accs = list(accs)
+        self.metric = metric or self.metric
         if stored != self.stored:
             self.bar.update(stored - self.stored)
             self.stored = stored
@@ -91,9 +109,9 @@ class Progress:
     def add(self, record) -> None:
         """A record this process just committed."""
         self.accs.append(record.test_acc)
+        self.metric = record.metric
         if self.quiet:
-            print(f"seed {record.seed}: {record.status} acc {100 * record.test_acc:.2f}% "
-                  f"({record.wall_time_s:.1f}s)", flush=True)
+            print(f"seed {record.seed}: {record.status} {shown(record)} ({record.wall_time_s:.1f}s)", flush=True)
         self.stored += 1
         self.bar.update(1)
         self.show()
@@ -106,7 +124,7 @@ class Progress:
             self.bar.write(line, file=sys.stdout)
 
     def summary(self) -> str:
-        return summary(self.accs)
+        return summary(self.accs, self.metric)
 
     def close(self) -> None:
         self._close_seed_bar()

@@ -131,7 +131,7 @@ def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: 
         with Store.open(out) as store:
             if store.progress(start, end)[0] >= total:
                 log(f"{protocol.name} [{protocol.hash[:12]}]: 0 of {total} seeds to train, {total} already in {out}")
-                return Outcome(True, total, total, summary(store.accuracies(start, end)))
+                return Outcome(True, total, total, summary(store.accuracies(start, end), store.metric()))
     ray, connecting = reach(address)
     data = job.read()  # read and checked here, before anything starts (None: each actor reads its own)
     if connecting:
@@ -149,6 +149,7 @@ def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: 
             options = dataclasses.replace(job.options, device=on).to_dict()
             args = (protocol.to_json(), options, 1 if on == "cpu" else None, total - stored, count)
             progress = Progress(total, stored, store.accuracies(start, end), quiet)
+            progress.set(stored, progress.accs, store.metric())
             driver = Driver(ray, store, start, end, worker=worker_id(), lease_s=lease_s, progress=progress,
                             stop_flag=stop_flag, remaining=total - stored, data=data, until=until)
             stop_flag.doing = "finishing the packs the actors are training (the queued ones are dropped)"
@@ -168,7 +169,8 @@ def scan_ray(job, out, start: int, end: int, *, address: str = "local", device: 
             refusal = driver.refusal()
             if refusal is not None:
                 raise FastseedError(refusal)
-            return Outcome(stored >= total, stored, total, progress.summary(), failed=driver.failed)
+            return Outcome(stored >= total, stored, total, progress.summary(), failed=driver.failed,
+                           error=driver.user_error)
     finally:
         if connecting:
             ray.shutdown()

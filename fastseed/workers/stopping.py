@@ -16,6 +16,13 @@ other side once one is used up (its whole range fed), as `simulate_versus` does.
 
 The stores are read through their own read-only connections (`Store.open`), so the same object serves a
 scan in this process and a pool's parent, which trains nothing and polls the store.
+
+What is fed is the records' headline as shown: test accuracy in percent for the built-in recipes, a
+training function's own metric as it returns it (fastseed.store.record.Metric). The rule is made when
+the first value is read, with that metric's bounds (both methods need them: a metric without bounds is
+refused in one line) and direction (a
+lower-is-better metric is fed negated: `--versus` calls the side with the lower mean the better, and a
+collapse is a run far above the others).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ class SeedOrder:
 
     def __init__(self, path, start: int, end: int):
         self.path, self.next, self.end = Path(path), start, end  # next: the first seed not read yet
-        self.store, self.values = None, deque()
+        self.store, self.values, self.metric = None, deque(), None  # metric: the records', once one is read
 
     def pending(self) -> bool:
         """Whether the next value of the prefix is stored (read now if needed)."""
@@ -64,11 +71,13 @@ class SeedOrder:
             wanted = range(self.next, min(self.next + READ, self.end))
             rows = [row for batch in self.store.iter_columns(("seed", "status", "test_acc"), seeds=wanted)
                     for row in batch]
+            if rows and self.metric is None:
+                self.metric = self.store.metric()
             for seed, status, acc in rows:
                 if seed != self.next:
                     return  # a gap: that seed is in flight, or free
                 ok = status == "ok" and isinstance(acc, (int, float))
-                self.values.append(100 * float(acc) if ok else np.nan)
+                self.values.append(self.metric.scale * float(acc) if ok else np.nan)
                 self.next += 1
             if len(rows) < len(wanted):
                 return
@@ -82,35 +91,62 @@ class SeedOrder:
 
 
 class Stopping:
-    """A rule and the stores it reads: side A is the scan's store; Versus has a side B."""
+    """A rule and the stores it reads: side A is the scan's store; Versus has a side B. `make(bounds)`
+    makes the rule once the records' metric is known (the first value read). A lower-is-better metric
+    (a loss) is fed negated, so that "better", "worse" and a collapse (a run far below the others) mean
+    for it what they mean for an accuracy; the decision says so."""
 
-    def __init__(self, rule, sides: dict, flags: str):
-        self.rule, self.sides, self.flags = rule, sides, flags
+    def __init__(self, make, sides: dict, flags: str, method: str = "normal"):
+        self.make, self.sides, self.flags, self.method = make, sides, flags, method
+        self.rule, self.metric, self.sign = None, None, 1
         self.decision, self.fed = None, dict.fromkeys(sides, 0)
 
     @classmethod
     def until_width(cls, out, start: int, end: int, half_width: float, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import UntilWidth
-        rule = UntilWidth(half_width, method=method)
-        return cls(rule, {"A": SeedOrder(out, start, end)}, f"--until-ci {half_width:g} --ci-method {method}")
+        make = lambda bounds: UntilWidth(half_width, method=method, bounds=bounds, start=start)
+        return cls(make, {"A": SeedOrder(out, start, end)}, f"--until-ci {half_width:g} --ci-method {method}", method)
 
     @classmethod
     def versus(cls, out, other, start: int, end: int, margin: float, labels, method: str = "normal") -> Stopping:
         from fastseed.stats.sequential import Versus
-        rule = Versus(margin, labels=labels, method=method)
-        return cls(rule, {"A": SeedOrder(out, start, end), "B": SeedOrder(other, start, end)},
-                   f"--versus {other} --margin {margin:g} --ci-method {method}")
+        make = lambda bounds: Versus(margin, labels=labels, method=method, bounds=bounds, start=start)
+        return cls(make, {"A": SeedOrder(out, start, end), "B": SeedOrder(other, start, end)},
+                   f"--versus {other} --margin {margin:g} --ci-method {method}", method)
+
+    def _ready(self, metric) -> None:
+        """The rule, made for the records' metric (its bounds, its direction); both sides must share it."""
+        from fastseed.store.record import ACCURACY
+        metric = metric or ACCURACY
+        if self.metric is not None:
+            if (metric.name, metric.higher_is_better, metric.bounds) != (self.metric.name, self.metric.higher_is_better,
+                                                                          self.metric.bounds):
+                raise FastseedError(f"{self.flags}: the two stores measure different metrics ({self.metric.label}, "
+                                    f"{metric.label}): nothing to compare")
+            return
+        if metric.bounds is None:  # both methods bound what a collapse (or any run) can cost the mean
+            raise FastseedError(f"{self.flags.split(' --ci-method')[0]}: the stopping rules need the bounds of the "
+                                f"metric ({metric.label}), which its records do not give: return bounds=(low, high) "
+                                f"with it")
+        self.metric, self.sign = metric, 1 if metric.higher_is_better else -1
+        low, high = metric.bounds
+        self.rule = self.make((low, high) if self.sign > 0 else (-high, -low))
 
     def _feed(self, side: str, value: float) -> None:
+        self._ready(self.sides[side].metric)
         self.fed[side] += 1
         if "B" in self.sides:
-            self.rule.add(side, value)
+            self.rule.add(side, self.sign * value)
         else:
-            self.rule.add(value)
+            self.rule.add(self.sign * value)
         self.decision = self.rule.decision
+        if self.decision is not None and self.sign < 0:
+            name = self.metric.name
+            self.decision = dataclasses.replace(self.decision, reason=f"{self.decision.reason} ({name} is lower-is-"
+                                                f"better: the rule reads −{name}, and every number here is of it)")
 
     def _needs(self) -> str:
-        return self.rule.needs() if "B" in self.sides else "A"
+        return self.rule.needs() if "B" in self.sides and self.rule is not None else "A"
 
     def turn(self) -> str | None:
         """Feed the rule every stored value it asks for; then the side whose next seed must be trained
@@ -135,13 +171,19 @@ class Stopping:
 
     def describe(self) -> str:
         from fastseed.stats.sequential import describe_rule
+        if self.rule is None:  # nothing was read: the rule as it would have been for test accuracy
+            self._ready(None)
         return describe_rule(self.rule)
 
     def meta(self) -> str:
-        """The store's note of the rule (Store.stopping_note): fastseed.report states it."""
+        """The store's note of the rule (Store.stopping_note): fastseed.report states it. Undecided, the
+        note says where the rule stood (`standing`: its intervals and the runs treated as collapses)."""
+        decided = self.decision is not None
         return json.dumps({"rule": self.describe(), "flags": self.flags,
-                           "decision": None if self.decision is None else self.decision.reason,
-                           "verdict": None if self.decision is None else self.decision.verdict,
+                           "decision": self.decision.reason if decided else None,
+                           "verdict": self.decision.verdict if decided else None,
+                           "collapsed": dict(zip(self.sides, self.decision.collapsed)) if decided else None,
+                           "standing": None if decided else self.rule.standing(),
                            "seeds_fed": self.fed})
 
     def record(self, protocol, out) -> None:

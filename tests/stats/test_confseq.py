@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
+from fastseed.stats.collapses import MixtureCS, find_collapses
 from fastseed.stats.confseq import CAP, PRIOR_PRECISION, PRIOR_SPREAD, BoundedCS, NormalCS
 
 ALPHA, STUDIES = 0.05, 500
@@ -229,10 +230,11 @@ def test_normal_method_misses_when_rare_runs_collapse_where_bounded_holds():
     assert ever_misses(*run_cs(x, method=BoundedCS), mean).mean() <= SLACK
 
 
-@pytest.mark.parametrize("method", [NormalCS, BoundedCS])
+@pytest.mark.parametrize("method", [NormalCS, BoundedCS, MixtureCS])
 def test_many_studies_at_once_equal_one_study_at_a_time(method):
     rng = np.random.default_rng(9)
     x = np.where(rng.random((4, 300)) < 0.05, np.nan, picard(rng, (4, 300)))
+    x[rng.random((4, 300)) < 0.03] = 10.0               # collapses
     where = rng.random((4, 300)) < 0.7                  # studies take their seeds at different times
     many = method(shape=4)
     for t in range(300):
@@ -243,6 +245,8 @@ def test_many_studies_at_once_equal_one_study_at_a_time(method):
             one.add(v)
         assert (one.n, one.diverged) == (many.n[k], many.diverged[k])
         assert (float(one.lower), float(one.upper)) == (many.lower[k], many.upper[k])
+        if method is MixtureCS:                         # the collapses, as the batch classification finds
+            assert one.count == many.count[k] == find_collapses(x[k][where[k]]).sum() > 0
 
 
 @pytest.mark.parametrize("method", [NormalCS, BoundedCS])

@@ -1,6 +1,7 @@
-"""Black swans: a planted outlier is found; expected best/worst of n against brute force, Monte Carlo
-and known order-statistic values; Dodge et al.'s estimator against draws with replacement, and its
-bias where the truth is known."""
+"""Black swans: a planted outlier is found; the chance that the most extreme of N seeds is that extreme
+(issue 20: below 0.05 in 5 % of studies of normal seeds, at 10^4 seeds as at 10) against Monte Carlo;
+expected best/worst of n against brute force, Monte Carlo and known order-statistic values; Dodge et
+al.'s estimator against draws with replacement, and its bias where the truth is known."""
 
 import itertools
 
@@ -10,7 +11,7 @@ from scipy import integrate, stats
 
 from fastseed.stats.extremes import (best_of_n, decades, dodge_expected_best, dodge_weights,
                                      estimator_bias, expected_best, expected_worst, extremes, max_weights,
-                                     n_grid, normal_expected_max)
+                                     n_grid, normal_expected_max, tail_of_n)
 
 
 def test_planted_outlier_is_the_black_swan():
@@ -25,9 +26,45 @@ def test_planted_outlier_is_the_black_swan():
     finite = acc[np.isfinite(acc)]
     assert worst.z == pytest.approx((87.0 - finite.mean()) / finite.std(ddof=1))
     assert worst.normal_tail == pytest.approx(stats.norm.cdf(worst.z))
+    assert worst.tail_of_n < 1e-20 < t[t.side == "best"].iloc[0].tail_of_n  # the swan is one, the best is not
     best = t[t.side == "best"]
     np.testing.assert_array_equal(best.acc, np.sort(finite)[::-1][:3])
     assert 5077 not in set(t.seed)
+
+
+def studentized(x):
+    """(z of the best, z of the worst) of each row, in the rows' own mean and sample std."""
+    mean, std = x.mean(axis=1), x.std(axis=1, ddof=1)
+    return (x.max(axis=1) - mean) / std, (x.min(axis=1) - mean) / std
+
+
+@pytest.mark.slow
+def test_the_best_of_ten_thousand_normal_seeds_is_called_rare_in_five_percent_of_studies():
+    rng = np.random.default_rng(11)
+    best, worst = np.concatenate([studentized(np.round(rng.normal(90.02, 0.23, (100, 10_000)), 2))
+                                  for _ in range(10)], axis=1)   # 1,000 studies, on a 0.01 pp grid (ties)
+    assert 0.02 <= (tail_of_n(best, 10_000) < 0.05).mean() <= 0.08
+    assert 0.02 <= (tail_of_n(worst, 10_000) < 0.05).mean() <= 0.08
+    # the plain one-seed tail of the same z: always "rare" (the issue's median 7e-5)
+    assert np.median(stats.norm.sf(best)) < 2e-4 and 0.3 < np.median(tail_of_n(best, 10_000)) < 0.7
+
+
+@pytest.mark.parametrize("n", [5, 10, 19, 50])
+def test_the_most_extreme_of_a_few_seeds_is_called_rare_in_five_percent_of_studies(n):
+    best, worst = studentized(np.random.default_rng(n).normal(0, 1, (20_000, n)))
+    for z in (best, worst):  # binomial sd of the rate: 0.0015
+        assert abs((tail_of_n(z, n) < 0.05).mean() - 0.05) < 0.006
+        assert abs((tail_of_n(z, n) < 0.01).mean() - 0.01) < 0.003
+
+
+def test_tail_of_n_against_monte_carlo_and_its_limits():
+    x = np.random.default_rng(12).normal(0, 1, (200_000, 8))
+    best = studentized(x)[0]
+    for z, rel in ((2.0, 0.05), (2.2, 0.05), (2.3, 0.1)):  # P(the best of 8 is ≥ z sd out): Monte Carlo
+        assert tail_of_n(z, 8) == pytest.approx((best >= z).mean(), rel=rel)  # (Šidák: exact in the tail)
+    assert tail_of_n(7 / np.sqrt(8), 8) == 0               # the largest z 8 seeds allow: (n − 1)/√n
+    assert tail_of_n(0.0, 8) == pytest.approx(1 - 0.5 ** 8) and np.isnan(tail_of_n(1.0, 2))  # a coin a seed
+    assert tail_of_n(3.0, 1000, rank=2) < tail_of_n(3.0, 1000, rank=1)
 
 
 def test_max_weights_are_a_distribution_over_ranks():

@@ -70,6 +70,24 @@ def test_too_few_runs_are_refused():
         variance_shares([90.0, 90.1], [90.0], [90.0, 90.2])
 
 
+def test_an_exp1_without_spread_is_refused_in_words_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^exp1 has no spread \(its 3 runs have the same accuracy\)"):
+            variance_shares([90.1, 90.1, 90.1], [90.1, 90.2, 90.2], [89.9, 90.0, 90.0])
+        d = variance_shares([90.0, 90.1, 90.2], [90.1, 90.1, 90.1], [89.9, 90.0, 90.0]).set_index("experiment")
+    assert d.at["exp2", "share"] == pytest.approx(0, abs=1e-12) and d.at["rest", "share"] == pytest.approx(1 - d.at["exp3", "share"])
+
+
+def test_chaotic_factors_give_shares_above_one_in_sum_and_a_negative_rest():
+    # each factor alone randomizes the run fully: all three experiments have the same variance
+    rng = np.random.default_rng(2)
+    e1, e2, e3 = (rng.normal(90, 0.23, 1000) for _ in range(3))
+    t = variance_shares(e1, e2, e3).set_index("experiment")
+    assert t.at["exp2", "share_low"] < 1 < t.at["exp2", "share_high"]
+    assert t.at["rest", "share_high"] < 0 and t.at["rest", "share"] == pytest.approx(-1, abs=0.2)
+
+
 def test_resamples_without_spread_give_no_interval_and_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a resample of three runs is often one run thrice: variance 0
