@@ -88,5 +88,14 @@ class Process(subprocess.Popen):
 
 
 def children(pid: int) -> list[int]:
-    """The processes a process started (Linux)."""
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    """The processes a process started (Linux); none once it is gone."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (a pool's workers start sessions of their own: no process group holds
+    them)."""
+    return [p for child in children(pid) for p in [child, *descendants(child)]]
