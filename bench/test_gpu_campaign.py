@@ -85,6 +85,7 @@ def of(lines, kind):
     return [x for x in lines if x["kind"] == kind]
 
 
+@pytest.mark.slow
 def test_rehearsal_runs_every_phase_and_leaves_few_files(rehearsal):
     out, proc, lines = rehearsal
     assert sorted(p.name for p in out.iterdir()) == ["campaign.jsonl", "campaign.log", "summary.md"]  # ≤ 8
@@ -99,6 +100,7 @@ def test_rehearsal_runs_every_phase_and_leaves_few_files(rehearsal):
     assert end["skipped"] == end["failed"] == end["cut"] == [] and end["total_s"] <= env["budget_s"] + 5
 
 
+@pytest.mark.slow
 def test_rehearsal_prints_the_final_table_and_keeps_it(rehearsal):
     out, proc, _ = rehearsal
     table = (out / "summary.md").read_text().strip()
@@ -109,12 +111,14 @@ def test_rehearsal_prints_the_final_table_and_keeps_it(rehearsal):
     assert gpu_campaign.table(gpu_campaign.read_lines(out / "campaign.jsonl")) == table  # --table rebuilds it
 
 
+@pytest.mark.slow
 def test_rehearsal_measures_peak_and_copy_bandwidth(rehearsal):
     _, _, lines = rehearsal
     (peak,), (copy,) = of(lines, "peak"), of(lines, "copy")
     assert peak["phase"] == "a" and peak["flops_per_s"] > 0 and copy["gbps"] > 0
 
 
+@pytest.mark.slow
 def test_rehearsal_checks_both_kernels_against_their_references(rehearsal):
     _, _, lines = rehearsal
     kernels = {x["name"]: x for x in of(lines, "kernel")}
@@ -128,6 +132,7 @@ def test_rehearsal_checks_both_kernels_against_their_references(rehearsal):
     assert kernels["augment"]["gbps"] == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_rehearsal_times_every_strategy_and_pack_size(rehearsal):
     _, _, lines = rehearsal
     steps = of(lines, "step")
@@ -141,6 +146,7 @@ def test_rehearsal_times_every_strategy_and_pack_size(rehearsal):
     assert of(lines, "pack_auto")[0]["k"] == 1  # --pack auto on a CPU
 
 
+@pytest.mark.slow
 def test_rehearsal_runs_cross_epochs_and_the_freeze_with_one_capture_a_pack(rehearsal):
     _, _, lines = rehearsal
     runs = {x["preset"]: x for x in of(lines, "run")}
@@ -151,6 +157,7 @@ def test_rehearsal_runs_cross_epochs_and_the_freeze_with_one_capture_a_pack(rehe
     assert (runs["smoke"]["steps"], runs["fast94"]["steps"]) == (6, 8)
 
 
+@pytest.mark.slow
 def test_rehearsal_checks_graph_against_eager(rehearsal):
     _, _, lines = rehearsal
     checks = {x["strategy"]: x for x in of(lines, "graph_check")}
@@ -161,6 +168,7 @@ def test_rehearsal_checks_graph_against_eager(rehearsal):
     assert of(lines, "compile") == []  # no --compile in the rehearsal (its C++ build alone takes minutes)
 
 
+@pytest.mark.slow
 def test_rehearsal_trains_seeds_and_compares_them_to_table1(rehearsal):
     _, _, lines = rehearsal
     seeds = [x for x in of(lines, "seed") if x["phase"] == "e"]
@@ -175,6 +183,7 @@ def test_rehearsal_trains_seeds_and_compares_them_to_table1(rehearsal):
     assert result["setting"] == {"strategy": fastest["strategy"], "k": fastest["k"]}
 
 
+@pytest.mark.slow
 def test_rehearsal_repeats_one_seed_and_the_cpu_shows_no_nondeterminism(rehearsal):
     _, _, lines = rehearsal
     repeats = [x for x in of(lines, "repeat") if x["pack"]["size"] == 1]
@@ -224,6 +233,7 @@ def test_tiny_budget_skips_phases_for_lack_of_time_and_still_exits_0(cifar_root,
     assert out.count("skipped, not enough time") == 5 and "| phase | status" in out
 
 
+@pytest.mark.slow
 def test_a_phase_that_raises_is_logged_and_the_campaign_goes_on(cifar_root, tmp_path):
     proc = run_command(tmp_path, "--rehearse", "--data-dir", str(cifar_root), "--phases", "ab", "--fail-phase", "a")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -93,6 +93,7 @@ def test_eval_pipeline(benchmark, imagenet_root, sizes, device, quick):
     throughput(benchmark, make, device, quick, len(index) - b)
 
 
+@pytest.mark.slow
 def test_training_throughput_script_runs(tmp_path):
     """bench/imagenet_train.py (the GPU session's training-throughput and 50-seed projection script) at
     toy size on the CPU, so it cannot rot between GPU sessions: every preset, both phases, evaluation."""

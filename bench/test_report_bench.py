@@ -44,6 +44,7 @@ def report_process(store: Path, out: Path) -> tuple[int, float, float]:
     return child.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # Linux: KiB
 
 
+@pytest.mark.slow
 def test_report_of_many_seeds(benchmark, store, n_seeds, tmp_path):
     out = tmp_path / "report"
     code, peak_mib, cpu_s = benchmark.pedantic(report_process, args=(store, out), rounds=1, iterations=1)

@@ -10,6 +10,7 @@ seconds per seed-step, images/s and the fraction of the device's measured matmul
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from fastseed.engine.autopack import time_pack
@@ -84,6 +85,7 @@ def test_seconds_per_seed(benchmark, quick, device, cifar, peak_flops, strategy,
 
 
 
+@pytest.mark.slow
 def test_train_step_compiled(benchmark, quick, device, cifar, peak_flops, mode):
     """The fused training step with its forward under torch.compile (our own CUDA graphs off: the
     modes are compared as torch offers them). Quick mode compiles only the default mode, on the CPU."""

@@ -147,6 +147,7 @@ def test_a_store_opened_read_only_claims_nothing(tmp_path):
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
 
 
+@pytest.mark.slow
 def test_a_dead_process_claims_are_freed_at_once_and_other_machines_claims_are_kept(tmp_path, clock):
     """A claim names its machine (host and pid namespace) and pid: a claim of a pid that no longer
     exists on this machine is freed at the next claim, long before its lease ends; the same pid

@@ -195,6 +195,7 @@ def killed_merge(argv, after: int) -> int:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode
 
 
+@pytest.mark.slow
 def test_a_merge_killed_midway_leaves_out_as_it_was(tmp_path):
     a = store_of(tmp_path / "a.sqlite", [make_record(s) for s in range(0, 40, 2)])
     b = store_of(tmp_path / "b.sqlite", [make_record(s) for s in range(1, 40, 2)])

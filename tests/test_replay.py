@@ -2,8 +2,6 @@
 reported as different; bad input is one line and exit code 2."""
 
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,20 +11,32 @@ from fastseed.data.cifar import load_cifar10, to_tensors
 from fastseed.engine import train_pack
 from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
+from fastseed.store.record import Record
+from scans import SMALL
 
 
 @pytest.fixture(scope="module")
-def store(real_cifar_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("replay") / "s.sqlite"
-    # smoke on a fifth of its images (its code path, a fifth of the time: each test below retrains the pack)
-    done = subprocess.run([sys.executable, "-m", "fastseed.scan", "--preset", "smoke", "--set", "train_size=1000",
-                           "--seeds", "2", "--pack", "2", "--strategy", "fused", "--device", "cpu", "--data-dir",
-                           str(real_cifar_root), "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return out
+def store(smoke_scan):
+    """The session's real smoke scan (tests/conftest.py): smoke at small scale, seeds 0 and 1 in one
+    fused pack (each replay below retrains that pack), seed 2 alone."""
+    return smoke_scan.out
 
 
+@pytest.fixture(scope="module")
+def made_up(tmp_path_factory):
+    """A store of the same protocol whose records are made up, for the refusals: they come before any
+    training."""
+    path = tmp_path_factory.mktemp("made-up") / "s.sqlite"
+    with Store(path, SMALL.name, SMALL.hash, SMALL.to_json()) as store:
+        for seed in (0, 1):
+            store.add(Record(protocol=SMALL.name, protocol_hash=SMALL.hash, seed=seed, status="ok", test_acc=0.2,
+                             test_loss=2.0, headline_epoch=3, eval_curve=[[3, 0.2, 2.0]], train_curve=[[3, 2.0, 0.2]],
+                             predictions=bytes(SMALL.test_size), wall_time_s=1.0,
+                             pack={"strategy": "fused", "size": 2, "slot": seed, "seeds": [0, 1]}, provenance={}))
+    return path
+
+
+@pytest.mark.slow
 def test_replay_of_a_smoke_seed_is_bit_identical(store, real_cifar_root, capsys):
     assert replay.main([str(store), "--seed", "1", "--data-dir", str(real_cifar_root)]) == 0
     out = capsys.readouterr().out
@@ -42,6 +52,7 @@ def edited(store, path, sql: str):
     return path
 
 
+@pytest.mark.slow
 def test_tampered_record_is_reported_as_different(store, real_cifar_root, tmp_path, capsys):
     tampered = edited(store, tmp_path / "t.sqlite", "UPDATE records SET test_acc = test_acc + 0.001 WHERE seed = 0")
     assert replay.main([str(tampered), "--seed", "0", "--data-dir", str(real_cifar_root)]) == 1
@@ -55,22 +66,23 @@ def test_tampered_record_is_reported_as_different(store, real_cifar_root, tmp_pa
     (["{missing}", "--seed", "0"], "no store at"),
     (["{store}"], "--seed"),
 ])
-def test_bad_input_is_one_line_and_exit_2(store, tmp_path, capsys, argv, phrase):
-    argv = [a.format(store=store, missing=tmp_path / "nope.sqlite") for a in argv]
+def test_bad_input_is_one_line_and_exit_2(made_up, tmp_path, capsys, argv, phrase):
+    argv = [a.format(store=made_up, missing=tmp_path / "nope.sqlite") for a in argv]
     assert replay.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fastseed.replay: error:") and phrase in err[0]
 
 
+@pytest.mark.slow
 def test_replay_leaves_the_store_unchanged(store):
     with Store.open(store) as s:
-        assert sorted(s.done_seeds()) == [0, 1]
+        assert sorted(s.done_seeds()) == [0, 1, 2]
 
 
-def test_a_malformed_record_is_one_line_naming_its_seed(store, real_cifar_root, tmp_path, capsys):
+def test_a_malformed_record_is_one_line_naming_its_seed(made_up, real_cifar_root, tmp_path, capsys):
     """Issue #11.9: today replay crashed reading every record; now only the replayed one is decoded."""
     broken = tmp_path / "b.sqlite"
-    with sqlite3.connect(store) as src, sqlite3.connect(broken) as dst:
+    with sqlite3.connect(made_up) as src, sqlite3.connect(broken) as dst:
         src.backup(dst)
     with sqlite3.connect(broken) as db:
         db.execute("UPDATE records SET pack = '{\"strategy\": ' WHERE seed = 0")  # invalid JSON

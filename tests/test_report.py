@@ -4,7 +4,6 @@ stores (comparison, init/order factors), on a store with logits and a malformed 
 
 import base64
 import io
-import os
 import re
 import sqlite3
 import subprocess
@@ -23,10 +22,12 @@ from fastseed.report.figures import DPI, SIZES
 from fastseed.recipe.presets import get_preset
 from fastseed.report.__main__ import main
 from fastseed.stats.calibration import reliability
+from fastseed.stats.transfer import split_halves
 from fastseed.stats.runs import load_runs
 from fastseed.stats.synthetic import (balanced_labels, logits_for, make_record, predictions_for,
                                       synthetic_store, write_logits, write_store)
 from fastseed.store import Store
+from scans import SMALL
 
 REPO = Path(__file__).resolve().parents[1]
 SINGLE_FIGURES = {"accuracy_vs_epoch", "distribution", "curves", "best_of_n", "transfer", "ensembles",
@@ -87,39 +88,36 @@ def load_figure_labels(path) -> str:
 # ---- a real smoke scan ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def smoke_store(real_cifar_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("smoke") / "smoke.sqlite"
-    env = {k: v for k, v in os.environ.items() if k != "FASTSEED_DATA"}
-    # smoke on a fifth of its training images: its code path and its full test set, a fifth of the time
-    run = subprocess.run([sys.executable, "-m", "fastseed.scan", "--preset", "smoke", "--set", "train_size=1000",
-                          "--seeds", "3",
-                          "--device", "cpu", "--data-dir", str(real_cifar_root), "--out", str(out),
-                          "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-    return out
+def smoke_store(smoke_scan) -> Path:
+    """The session's real smoke scan (tests/conftest.py): smoke at small scale, 3 seeds."""
+    return smoke_scan.out
 
 
+@pytest.mark.slow
 def test_report_of_a_real_smoke_scan(smoke_store, real_cifar_root, tmp_path, capsys):
     code, stdout, _ = report(capsys, smoke_store, "--out", tmp_path / "r", "--data-dir", real_cifar_root)
     assert code == 0 and "report.html" in stdout
     md = check_report(tmp_path / "r", SINGLE_FIGURES | {"seed_dependent"}, SINGLE_TABLES)
     with Store.open(smoke_store) as store:
         acc = 100 * np.array([r.test_acc for r in store.records()])
+        labels = store.test_labels
     summary = pd.read_csv(tmp_path / "r" / "summary.csv").iloc[0]
-    assert summary["n"] == 3 and summary["protocol"] == "smoke+train_size=1000" and str(summary["headline_epoch"]) == "3"
+    assert summary["n"] == 3 and summary["protocol"] == SMALL.name and str(summary["headline_epoch"]) == "3"
     assert summary["mean"] == pytest.approx(acc.mean()) and summary["std"] == pytest.approx(acc.std(ddof=1))
     # the stored predictions, scored against the stored labels, give back the stored accuracies
     ens = pd.read_csv(tmp_path / "r" / "ensembles.csv").set_index("k")
     assert ens.at[1, "mean"] == pytest.approx(acc.mean(), abs=1e-7)
     seeds = pd.read_csv(tmp_path / "r" / "seeds.csv")
-    halves = (seeds["val_acc"] + seeds["test_half_acc"]) / 2
-    np.testing.assert_allclose(halves, seeds["acc"], atol=1e-7)  # two equal halves of 10,000 (CSV: 10 digits)
+    val, test = split_halves(labels)
+    halves = (seeds["val_acc"] * len(val) + seeds["test_half_acc"] * len(test)) / len(labels)
+    np.testing.assert_allclose(halves, seeds["acc"], atol=1e-7)  # the two halves make the test set (CSV: 10 digits)
     # per image: the share of seeds right averages to the mean accuracy; the variances add up
     images = pd.read_csv(tmp_path / "r" / "images.csv")
-    assert len(images) == 10_000 and 100 * images["fraction_right"].mean() == pytest.approx(acc.mean())
+    n = SMALL.test_size
+    assert len(images) == n and 100 * images["fraction_right"].mean() == pytest.approx(acc.mean())
     t = pd.read_csv(tmp_path / "r" / "testset.csv").iloc[0]
     assert t["observed"] == pytest.approx(acc.var(ddof=1), rel=1e-6)
-    assert t["noise"] + t["distribution"] * 9_999 / 10_000 == pytest.approx(t["observed"], rel=1e-6)
+    assert t["noise"] + t["distribution"] * (n - 1) / n == pytest.approx(t["observed"], rel=1e-6)
     assert "of the ±" in md.split("## Summary")[0]  # the headline comes first
     assert "CE + 2·LSCE(ε = 0.2)" in load_figure_labels(smoke_store)
 
@@ -134,6 +132,7 @@ def big_report(tmp_path_factory) -> tuple[Path, Path]:
     return store, root / "report"
 
 
+@pytest.mark.slow
 def test_report_of_ten_thousand_seeds(big_report):
     store, out = big_report
     md = check_report(out, SINGLE_FIGURES, SINGLE_TABLES)
@@ -264,6 +263,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "unrecognized arguments" in refused(capsys, one, "--bogus")
 
 
+@pytest.mark.slow
 def test_command_line_entry_point(tmp_path):
     run = subprocess.run([sys.executable, "-m", "fastseed.report", str(tmp_path / "nope.sqlite")],
                          cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -1,17 +1,14 @@
 """The scan command line: trains the smoke preset on real CIFAR-10, resumes after a kill or a signal
 without losing or repeating a seed, and refuses bad input with one line, exit code 2 and no write.
 
-Every scan runs as `python -m fastseed.scan` in a subprocess, as a user runs it. Each subprocess gets
-one torch thread: the tests share two cores with pytest and with each other's runs, and two threads
-fighting over a busy core made one smoke seed take 5 s or 35 s by chance."""
+The scans that train, and those a signal or a kill stops, run as `python -m fastseed.scan` in a
+subprocess, as a user runs them (tests/processes.py), on smoke at small scale (tests/scans.py: their
+point is the scan, not the recipe). The refusals and the limits run `scan.main` in this process."""
 
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
+import sqlite3
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -19,132 +16,68 @@ import pytest
 import torch
 
 from fastseed.data.synthetic import make_cifar_like, write_cifar_archive
-from fastseed.recipe.overrides import resolve_protocol
-from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
+from processes import TIMEOUT_S, Process, run
+from scans import SMALL_SET, SMOKE, STOP_TIMEOUT_S, assert_complete, claims, committed, scan_argv
 
-SMOKE = get_preset("smoke")
-# smoke on a fifth of its training images (its code path, a fifth of the time; well above chance still):
-# for the tests whose point is the store, not the recipe
-FIFTH_SET = ("--set", "train_size=1000")
-FIFTH = resolve_protocol("smoke", ["train_size=1000"])
 TEST_IMAGES = 10_000
-CHANCE = 0.10  # ten balanced classes
-SCAN_TIMEOUT_S = 300  # a whole scan of <= 4 smoke seeds; generous for a loaded 2-core machine
-STOP_TIMEOUT_S = 120  # from a signal to the exit: at most the seed in flight, then the exit
-
-
-def scan_env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("FASTSEED_DATA", None)  # the data folder comes from --data-dir only
-    return env
-
-
-def scan_argv(data_dir, out, *extra) -> list:
-    return [sys.executable, "-m", "fastseed.scan", "--preset", "smoke", "--device", "cpu",
-            "--data-dir", str(data_dir), "--out", str(out), *map(str, extra)]
-
-
-def run_scan(argv, cwd, timeout=SCAN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, env=scan_env(), capture_output=True, text=True, timeout=timeout)
-
-
-def start_scan(argv, cwd: Path) -> subprocess.Popen:
-    """A scan in the background; its stdout and stderr go to files (a pipe nobody reads could fill)."""
-    with open(cwd / "scan.stdout", "w") as stdout, open(cwd / "scan.stderr", "w") as stderr:
-        return subprocess.Popen(argv, cwd=cwd, env=scan_env(), stdin=subprocess.DEVNULL,
-                                stdout=stdout, stderr=stderr)
-
-
-@contextmanager
-def reaped(proc: subprocess.Popen):
-    """The block, then the process killed and waited for if it still runs (a failed test leaves none)."""
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def committed(out: Path) -> list:
-    """The records a reader sees in the store now (none while it does not exist yet)."""
-    if not out.exists():
-        return []
-    with Store.open(out) as store:
-        return store.records()
-
-
-def wait_until(proc: subprocess.Popen, cwd: Path, ready, what: str, timeout=SCAN_TIMEOUT_S) -> None:
-    """Poll `ready()` while the scan started in `cwd` runs; fail with its stderr if it exits first."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if proc.poll() is not None:
-            pytest.fail(f"scan exited with {proc.returncode} before {what}:\n"
-                        f"{(cwd / 'scan.stderr').read_text()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout} s")
-        time.sleep(0.2)
-
-
-def assert_complete(record, seed: int, protocol=SMOKE) -> None:
-    """A finished smoke seed: every field the spec promises is there and plausible."""
-    assert record.seed == seed
-    assert record.protocol == protocol.name and record.protocol_hash == protocol.hash
-    assert record.status == "ok"
-    assert record.test_acc > CHANCE + 0.05, f"seed {seed}: {record.test_acc:.4f} is not well above chance"
-    assert len(record.predictions) == TEST_IMAGES
-    assert set(record.predictions_array().tolist()) <= set(range(10))
-    assert [e for e, _, _ in record.eval_curve] == [0, 1, 2, 3]
-    assert record.headline_epoch == 3
-    assert record.test_acc == record.eval_curve[-1][1]  # headline "last": the epoch-3 evaluation
-    assert [e for e, _, _ in record.train_curve] == [0, 1, 2, 3]
-    assert record.provenance["torch"] == torch.__version__
-    assert record.provenance["device_type"] == "cpu" and record.provenance["device"]
 
 
 @pytest.fixture(scope="module")
-def smoke_scan(real_cifar_root, tmp_path_factory):
-    """One real smoke scan of seeds 0 and 1, shared by the tests that only read it."""
-    cwd = tmp_path_factory.mktemp("smoke")
-    argv = scan_argv(real_cifar_root, cwd / "s.sqlite", "--seeds", 2, "--csv", cwd / "s.csv")
-    return cwd, argv, run_scan(argv, cwd)
+def read() -> dict:
+    """The data sets the scans of this process have read, by folder."""
+    return {}
+
+
+@pytest.fixture(autouse=True)
+def read_once(read, monkeypatch):
+    """A scan in this process reads a folder's CIFAR-10 once for the module, not once a scan: the same
+    files give the same arrays (a folder that fails to load fails every time, as before)."""
+    import fastseed.jobs
+    real = fastseed.jobs.load_cifar10
+
+    def load(data_dir=None, **kw):
+        key = (str(data_dir), tuple(sorted(kw.items())))
+        if key not in read:
+            read[key] = real(data_dir, **kw)
+        return read[key]
+
+    monkeypatch.setattr(fastseed.jobs, "load_cifar10", load)
 
 
 # ---- training and resuming --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_smoke_scan_end_to_end_on_real_data(smoke_scan):
-    cwd, argv, first = smoke_scan
+    first = smoke_scan.result
     assert first.returncode == 0, first.stderr
-    assert "2 of 2 seeds to train" in first.stdout
-    records = committed(cwd / "s.sqlite")
-    assert [r.seed for r in records] == [0, 1]
+    assert "3 of 3 seeds to train" in first.stdout
+    records = committed(smoke_scan.out)
+    assert [r.seed for r in records] == [0, 1, 2]
     for seed, record in enumerate(records):
         assert_complete(record, seed)
 
-    table = pd.read_csv(cwd / "s.csv")
-    assert list(table["seed"]) == [0, 1]
+    table = pd.read_csv(smoke_scan.csv)
+    assert list(table["seed"]) == [0, 1, 2]
     assert list(table["test_acc"]) == [r.test_acc for r in records]
 
-    again = run_scan(argv, cwd)
+    again = run(smoke_scan.argv, smoke_scan.out.parent)
     assert again.returncode == 0, again.stderr
-    assert "0 of 2 seeds to train" in again.stdout
-    assert committed(cwd / "s.sqlite") == records
+    assert "0 of 3 seeds to train" in again.stdout
+    assert committed(smoke_scan.out) == records
 
 
+@pytest.mark.slow
 def test_resume_after_kill_loses_nothing(real_cifar_root, tmp_path):
     out = tmp_path / "k.sqlite"
-    argv = scan_argv(real_cifar_root, out, "--seeds", 4, *FIFTH_SET)
-    proc = start_scan(argv, tmp_path)
-    try:
-        wait_until(proc, tmp_path, lambda: len(committed(out)) >= 1, "a first committed record")
-    finally:
-        proc.kill()  # SIGKILL: no handler runs, the seed in flight is simply lost
-        proc.wait()
+    argv = scan_argv(real_cifar_root, out, "--seeds", 4, *SMALL_SET)
+    with Process(argv, tmp_path, name="scan") as scan:
+        scan.wait_until(lambda: len(committed(out)) >= 1, "a first committed record")
+        scan.kill()  # SIGKILL: no handler runs, the seed in flight is simply lost
     before = committed(out)
     assert 1 <= len(before) < 4
 
-    rerun = run_scan(argv, tmp_path)
+    rerun = run(argv, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{4 - len(before)} of 4 seeds to train" in rerun.stdout
     after = {r.seed: r for r in committed(out)}
@@ -152,23 +85,20 @@ def test_resume_after_kill_loses_nothing(real_cifar_root, tmp_path):
     for record in before:
         assert after[record.seed] == record  # every field: metrics, curves, predictions, provenance
     for seed, record in after.items():
-        assert_complete(record, seed, FIFTH)
+        assert_complete(record, seed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_commits_the_seed_in_flight_and_exits(real_cifar_root, tmp_path, signum):
     out = tmp_path / "i.sqlite"
-    argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--no-progress")
-    proc = start_scan(argv, tmp_path)
-    stdout = tmp_path / "scan.stdout"
-    with reaped(proc):
-        # "seed 0: ok" is printed just after seed 0 commits; a second later seed 1 is surely training
-        # (and far from done: a smoke seed takes ~5 s on one thread)
-        wait_until(proc, tmp_path, lambda: "seed 0: ok" in stdout.read_text(), "seed 0 to be committed")
-        time.sleep(1.0)
-        proc.send_signal(signum)
-        assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    stderr = (tmp_path / "scan.stderr").read_text()
+    argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--no-progress", *SMALL_SET)
+    with Process(argv, tmp_path, name="scan") as scan:
+        # the scan claims seed 1 once seed 0 is committed, then trains it: the signal lands in flight
+        scan.wait_until(lambda: 1 in claims(out), "seed 1 to be claimed")
+        scan.send_signal(signum)
+        assert scan.wait(timeout=STOP_TIMEOUT_S) == 130
+    stderr = scan.stderr_text()
     assert "Traceback" not in stderr
     assert signal.Signals(signum).name in stderr
     assert "rerun the same command to resume" in stderr
@@ -179,7 +109,7 @@ def test_signal_commits_the_seed_in_flight_and_exits(real_cifar_root, tmp_path, 
 
     if signum != signal.SIGINT:
         return  # resuming does not depend on which signal stopped the scan: checked once, for SIGINT
-    rerun = run_scan(argv, tmp_path)
+    rerun = run(argv, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "2 of 4 seeds to train" in rerun.stdout
     done = committed(out)
@@ -191,71 +121,71 @@ def test_signal_commits_the_seed_in_flight_and_exits(real_cifar_root, tmp_path, 
 # Each case returns the arguments that make the command bad (argparse: a later option wins over the
 # good defaults before it) and the phrase its one-line error must contain.
 
-def missing_data(tmp, real, smoke_store):
+def missing_data(tmp, real):
     (tmp / "empty").mkdir()
     return ["--data-dir", tmp / "empty"], "no CIFAR-10 in"
 
 
-def truncated_archive(tmp, real, smoke_store):
+def truncated_archive(tmp, real):
     (tmp / "cut").mkdir()
     with open(real / "cifar-10-binary.tar.gz", "rb") as f:
         (tmp / "cut" / "cifar-10-binary.tar.gz").write_bytes(f.read(1 << 20))
     return ["--data-dir", tmp / "cut"], "corrupt or truncated archive"
 
 
-def digest_mismatch(tmp, real, smoke_store):
+def digest_mismatch(tmp, real):
     write_cifar_archive(tmp / "fake", make_cifar_like(50, 10, seed=0), fmt="binary", archive=True)
     return ["--data-dir", tmp / "fake"], "SHA-256"
 
 
-def unknown_preset(tmp, real, smoke_store):
+def unknown_preset(tmp, real):
     return ["--preset", "no-such-preset"], "unknown preset"
 
 
-def zero_seeds(tmp, real, smoke_store):
+def zero_seeds(tmp, real):
     return ["--seeds", 0], "--seeds must be a positive number"
 
 
-def negative_seeds(tmp, real, smoke_store):
+def negative_seeds(tmp, real):
     return ["--seeds", -3], "--seeds must be a positive number"
 
 
-def negative_start(tmp, real, smoke_store):
+def negative_start(tmp, real):
     return ["--start", -1], "--start must be >= 0"
 
 
-def zero_pack(tmp, real, smoke_store):
+def zero_pack(tmp, real):
     return ["--pack", 0], "--pack must be a positive number"
 
 
-def out_under_a_file(tmp, real, smoke_store):
+def out_under_a_file(tmp, real):
     (tmp / "afile").write_text("a regular file, not a folder\n")
     return ["--out", tmp / "afile" / "s.sqlite"], "use another --out"
 
 
-def store_of_another_protocol(tmp, real, smoke_store):
+def store_of_another_protocol(tmp, real):
     Store(tmp / "other.sqlite", "other", "f" * 64, "{}").close()
     return ["--out", tmp / "other.sqlite"], "holds protocol other"
 
 
-def store_of_another_augment(tmp, real, smoke_store):
-    # the smoke store holds "smoke"; with another augmentation the recipe is another protocol
-    shutil.copyfile(smoke_store(), tmp / "smoke.sqlite")
+def store_of_another_augment(tmp, real):
+    # a store of "smoke"; with another augmentation the recipe is another protocol
+    Store(tmp / "smoke.sqlite", SMOKE.name, SMOKE.hash, SMOKE.to_json()).close()
     return ["--out", tmp / "smoke.sqlite", "--augment", "image"], "holds protocol smoke"
 
 
-def cuda_without_a_gpu(tmp, real, smoke_store):
+def cuda_without_a_gpu(tmp, real):
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible here")
     return ["--device", "cuda"], "no CUDA GPU"
 
 
-def out_not_sqlite(tmp, real, smoke_store):
+def out_not_sqlite(tmp, real):
     (tmp / "notes.txt").write_text("these are my notes, not a results store\n")
     return ["--out", tmp / "notes.txt"], "not an SQLite database"
 
 
-def unknown_argument(tmp, real, smoke_store):
+def unknown_argument(tmp, real):
     return ["--frobnicate", 3], "unrecognized arguments"
 
 
@@ -269,21 +199,31 @@ def files_under(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("make_bad", BAD_INPUT, ids=[f.__name__ for f in BAD_INPUT])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(make_bad, real_cifar_root, tmp_path, request):
-    smoke_store = lambda: request.getfixturevalue("smoke_scan")[0] / "s.sqlite"
-    bad, phrase = make_bad(tmp_path, real_cifar_root, smoke_store)
-    argv = scan_argv(real_cifar_root, tmp_path / "s.sqlite", "--seeds", 2) + [str(a) for a in bad]
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(make_bad, real_cifar_root, tmp_path, capsys):
+    from fastseed import scan
+    bad, phrase = make_bad(tmp_path, real_cifar_root)
+    argv = smoke_argv(real_cifar_root, tmp_path / "s.sqlite", "--seeds", 2) + [str(a) for a in bad]
     out = Path(argv[max(i for i, a in enumerate(argv) if a == "--out") + 1])  # the last --out wins
     before = files_under(tmp_path)
 
-    result = run_scan(argv, tmp_path, timeout=120)
-
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fastseed.scan: error:"), result.stderr
+    assert scan.main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastseed.scan: error:"), lines
     assert phrase in lines[0]
     assert files_under(tmp_path) == before  # nothing created (the --out, a folder, a CSV), nothing changed
     assert out.exists() == (out in before)
+
+
+@pytest.mark.slow
+def test_bad_input_at_the_command_line_exits_2_with_one_line_and_writes_nothing(real_cifar_root, tmp_path):
+    """The same refusal as a user meets it: `python -m fastseed.scan` exits with main's code, and its
+    stderr is the one line (the cases above run main in this process)."""
+    bad, phrase = unknown_argument(tmp_path, real_cifar_root)
+    result = run(scan_argv(real_cifar_root, tmp_path / "s.sqlite", "--seeds", 2, *bad), tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastseed.scan: error:") and phrase in lines[0], lines
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_out_of_memory_backs_off_to_smaller_packs(real_cifar_root, tmp_path, monkeypatch, capsys):
@@ -320,34 +260,28 @@ def test_out_of_memory_backs_off_to_smaller_packs(real_cifar_root, tmp_path, mon
 
 # ---- many scans on one store ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_three_scans_started_together_on_a_new_store_train_each_seed_once(real_cifar_root, tmp_path):
     """Issue #12's acceptance on real smoke training (the 10 repeated races are tests/workers/
     test_local.py's, on a tinier protocol): every scan exits 0 once the range is stored, whoever
     trained it; each seed is trained by one scan; records = seeds; SQLite finds the file sound."""
     out = tmp_path / "s.sqlite"
-    procs = []
-    for i in range(3):
-        (tmp_path / str(i)).mkdir()
-        procs.append(start_scan(scan_argv(real_cifar_root, out, "--seeds", 3, "--no-progress", *FIFTH_SET),
-                                tmp_path / str(i)))
-    try:
-        codes = [p.wait(timeout=SCAN_TIMEOUT_S) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    errors = [(tmp_path / str(i) / "scan.stderr").read_text() for i in range(3)]
-    assert codes == [0, 0, 0], errors
-    printed = [(tmp_path / str(i) / "scan.stdout").read_text() for i in range(3)]
+    argv = scan_argv(real_cifar_root, out, "--seeds", 3, "--no-progress", *SMALL_SET)
+    with ExitStack() as running:
+        scans = []
+        for i in range(3):
+            (tmp_path / str(i)).mkdir()
+            scans.append(running.enter_context(Process(argv, tmp_path / str(i), name="scan")))
+        codes = [scan.wait(timeout=TIMEOUT_S) for scan in scans]
+    assert codes == [0, 0, 0], [scan.stderr_text() for scan in scans]
+    printed = [scan.stdout_text() for scan in scans]
     trained = sorted(int(line.split()[1][:-1]) for text in printed for line in text.splitlines()
                      if line.startswith("seed ") and ": ok" in line)
     assert trained == [0, 1, 2]  # one "seed S: ok" line per commit: no seed trained by two scans
     assert not any("already stored" in text for text in printed)
     records = committed(out)
     for seed, record in zip([0, 1, 2], records, strict=True):
-        assert_complete(record, seed, FIFTH)
-    import sqlite3
+        assert_complete(record, seed)
     with sqlite3.connect(out) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
@@ -355,6 +289,7 @@ def test_three_scans_started_together_on_a_new_store_train_each_seed_once(real_c
 
 # ---- signals ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_during_start_up_prints_one_line_and_exits(real_cifar_root, tmp_path):
     """The data set is a named pipe nobody writes to: the scan is surely in its start-up (reading the
     data, before any training) when the signal comes. One line, exit 130, no store left behind."""
@@ -362,30 +297,30 @@ def test_sigterm_during_start_up_prints_one_line_and_exits(real_cifar_root, tmp_
     slow.mkdir()
     os.mkfifo(slow / "cifar-10-binary.tar.gz")
     out = tmp_path / "s.sqlite"
-    proc = start_scan(scan_argv(slow, out, "--seeds", 2), tmp_path)
     writer = None
+
+    def reading():  # a writer can open the pipe only once the scan has it open for reading
+        nonlocal writer
+        try:
+            writer = os.open(slow / "cifar-10-binary.tar.gz", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        return True
+
     try:
-        def reading():  # a writer can open the pipe only once the scan has it open for reading
-            nonlocal writer
-            try:
-                writer = os.open(slow / "cifar-10-binary.tar.gz", os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                return False
-            return True
-        wait_until(proc, tmp_path, reading, "the scan to read its data")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
+        with Process(scan_argv(slow, out, "--seeds", 2), tmp_path, name="scan") as scan:
+            scan.wait_until(reading, "the scan to read its data")
+            scan.send_signal(signal.SIGTERM)
+            assert scan.wait(timeout=STOP_TIMEOUT_S) == 130
     finally:
         if writer is not None:
             os.close(writer)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    stderr = (tmp_path / "scan.stderr").read_text()
-    assert stderr.splitlines() == ["fastseed.scan: SIGTERM during start-up: stopped before training any seed"]
+    assert scan.stderr_text().splitlines() == [
+        "fastseed.scan: SIGTERM during start-up: stopped before training any seed"]
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_gpu_preset_on_a_cpu_says_so_before_its_first_seed_ends_and_ctrl_c_says_what_is_left(
         real_cifar_root, tmp_path):
     """resnet18-exp1 on one CPU thread: about 40 min a seed. Within seconds the scan prints the measured
@@ -394,23 +329,21 @@ def test_a_gpu_preset_on_a_cpu_says_so_before_its_first_seed_ends_and_ctrl_c_say
     out = tmp_path / "r.sqlite"
     argv = scan_argv(real_cifar_root, out, "--seeds", 10000, "--no-progress")
     argv[argv.index("smoke")] = "resnet18-exp1"
-    proc = start_scan(argv, tmp_path)
-    stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
-    with reaped(proc):
-        wait_until(proc, tmp_path, lambda: "pace:" in stdout.read_text(), "the pace line")
-        proc.send_signal(signal.SIGINT)
-        wait_until(proc, tmp_path, lambda: "more)" in stderr.read_text(), "the first Ctrl-C's message")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    pace = next(line for line in stdout.read_text().splitlines() if line.startswith("pace:"))
+    with Process(argv, tmp_path, name="scan") as scan:
+        scan.wait_until(lambda: "pace:" in scan.stdout_text(), "the pace line")
+        scan.send_signal(signal.SIGINT)
+        scan.wait_until(lambda: "more)" in scan.stderr_text(), "the first Ctrl-C's message")
+        scan.send_signal(signal.SIGINT)
+        assert scan.wait(timeout=STOP_TIMEOUT_S) == 130
+    pace = next(line for line in scan.stdout_text().splitlines() if line.startswith("pace:"))
     per_step = float(pace.split()[1])
     assert 0 < per_step < 60 and "s per training step on cpu" in pace
     assert "a seed (3910 steps)" in pace and "for the 10000 seeds to train" in pace  # 391 batches × 10 epochs
-    printed = stdout.read_text()
+    printed = scan.stdout_text()
     assert "meant for a GPU" in printed and "--preset smoke" in printed
-    first = next(line for line in stderr.read_text().splitlines() if line.startswith("SIGINT"))
+    first = next(line for line in scan.stderr_text().splitlines() if line.startswith("SIGINT"))
     assert "finishing the seeds in flight (about" in first and "more), then stopping" in first
-    assert "Traceback" not in stderr.read_text()
+    assert "Traceback" not in scan.stderr_text()
     assert committed(out) == []
 
 

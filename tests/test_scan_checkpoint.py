@@ -3,12 +3,8 @@ store; the first Ctrl-C saves it and stops at once (exit 130, the checkpoint kep
 the rerun resumes it and stores the record an uninterrupted scan stores (bit for bit on the CPU), then
 removes the checkpoint. The real ResNet50 on a few synthetic JPEGs at 64 pixels, 8 steps a phase."""
 
-import os
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,9 +15,7 @@ from fastseed.engine.checkpoint import checkpoint_path
 from fastseed.models.imagenet import build_backbone
 from fastseed.replay import COMPARED
 from fastseed.store import Store
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_scan import reaped
+from processes import Process
 
 STOP_TIMEOUT_S = 120
 
@@ -44,23 +38,18 @@ def records(path):
         return store.records(), store.protocol_hash
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_the_seed_in_flight_and_the_rerun_resumes_it_to_the_same_record(argv, tmp_path, capsys):
     out = tmp_path / "i.sqlite"
     folder = out.with_name(out.name + ".checkpoints")
-    env = {k: v for k, v in os.environ.items() if k != "FASTSEED_DATA"}  # this process's threads: same sums
-    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "fastseed.scan", *argv, "--out", str(out), "--no-progress",
-                                 "--checkpoint-every", "0.0001"],  # a checkpoint after every step
-                                cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
-    with reaped(proc):
-        deadline = time.monotonic() + 300
-        while not list(folder.glob("*.pt")):
-            assert proc.poll() is None, (tmp_path / "stderr").read_text()
-            assert time.monotonic() < deadline, "no checkpoint within 300 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    printed, errors = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
+    # this process's thread count: the rerun below resumes in this process and must give the same sums
+    with Process([sys.executable, "-m", "fastseed.scan", *argv, "--out", out, "--no-progress",
+                  "--checkpoint-every", "0.0001"],  # a checkpoint after every step
+                 tmp_path, name="scan", one_thread=False) as first:
+        first.wait_until(lambda: list(folder.glob("*.pt")), "a checkpoint", timeout=300)
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=STOP_TIMEOUT_S) == 130
+    printed, errors = first.stdout_text(), first.stderr_text()
     assert "SIGINT: checkpointing the seed in flight, then stopping" in errors and "Traceback" not in errors
     assert "rerun the same command to resume" in errors
     stored, protocol_hash = records(out)

@@ -46,6 +46,7 @@ def run_scan(capsys, *argv):
     return code, *capsys.readouterr()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["imagenet-rn50", "imagenet-dino-rn50", "imagenet-dino-vits16"])
 def test_each_preset_scans_end_to_end_and_the_report_reads_it(preset, root, weights, tmp_path, capsys):
     store = tmp_path / "s.sqlite"
@@ -71,6 +72,7 @@ def test_each_preset_scans_end_to_end_and_the_report_reads_it(preset, root, weig
     assert summary["mean"] == pytest.approx(100 * np.mean([r.test_acc for r in records]))
 
 
+@pytest.mark.slow
 def test_an_imagenet_seed_replays_bit_identically(root, weights, tmp_path, capsys):
     store = tmp_path / "s.sqlite"
     assert run_scan(capsys, "--preset", "imagenet-rn50", "--weights", weights["resnet50"], "--data-dir", root,

@@ -23,9 +23,8 @@ from fastseed.recipe.presets import get_preset
 from fastseed.stats.sequential import UntilWidth
 from fastseed.store import Store
 from fastseed.store.record import Record
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_scan import run_scan, scan_argv  # noqa: E402
+from processes import run as run_process
+from scans import scan_argv
 
 SMOKE = get_preset("smoke")
 IMAGES = 10_000
@@ -194,7 +193,7 @@ def test_a_pool_stops_its_workers_once_the_rule_decides(real_cifar_root, tmp_pat
     out = tmp_path / "p.sqlite"
     argv = scan_argv(real_cifar_root, out, "--set", "train_size=500", "--set", "test_size=500", "--set", "epochs=1",
                      "--seeds", 400, "--workers", 2, "--until-ci", 5, "--no-progress")
-    result = run_scan(argv, tmp_path)
+    result = run_process(argv, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "the stopping rule has decided: stopping the 2 workers" in result.stdout
     with Store.open(out) as store:

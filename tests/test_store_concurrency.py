@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fastseed.store import Store
 from fastseed.store.claims import worker_id
@@ -99,6 +100,7 @@ RACES = [  # (workers, equal ranges or overlapping ones)
 ]
 
 
+@pytest.mark.slow
 def test_scans_started_together_on_a_new_store_partition_the_seeds(tmp_path):
     """The acceptance test of issue #12, 12 times: records = seeds, no duplicates, integrity ok,
     every process exits 0 — with the store itself created by the race."""
@@ -119,6 +121,7 @@ def test_scans_started_together_on_a_new_store_partition_the_seeds(tmp_path):
     assert shared >= 2  # the races did race: not every worker but one came too late
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_claims_costs_only_its_lease(tmp_path):
     path = tmp_path / "s.sqlite"
     receive, send = FORK.Pipe(duplex=False)
@@ -133,6 +136,7 @@ def test_a_worker_killed_with_claims_costs_only_its_lease(tmp_path):
     assert_complete(path, set(range(12)))
 
 
+@pytest.mark.slow
 def test_a_frozen_worker_whose_seeds_were_taken_over_finishes_second_and_exits_0(tmp_path):
     """The first commit wins; the late worker's commits are refused quietly (add returns False)."""
     path = tmp_path / "s.sqlite"

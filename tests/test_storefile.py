@@ -292,6 +292,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_on_a_read_only_mount_stores_are_read_and_refused_for_writing(tmp_path):
     """Issue #14.5 and #11.8 on a real read-only file system (where root cannot write either)."""
     quiet, live = tmp_path / "quiet", tmp_path / "live"
@@ -344,6 +345,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_a_full_file_system_fails_one_commit_in_one_line_and_the_store_goes_on(tmp_path):
     small = tmp_path / "small"
     small.mkdir()

@@ -9,9 +9,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import pytest
 from fastseed import merge, replay, scan
 from fastseed.report import __main__ as report
 from fastseed.store import Store
+from processes import Process, descendants, run
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -117,37 +116,16 @@ def scan_command(spec: str, out: Path, *extra) -> list:
             "--until-ci", "0.6", "--device", "cpu", "--out", str(out), "--no-progress", *map(str, extra)]
 
 
-def environment() -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (a pool's workers start sessions of their own: no process group holds them)."""
-    try:
-        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-    return [p for c in children for p in [c] + descendants(c)]
-
-
 def kill_minus_9_once_committed(argv, cwd: Path, out: Path, at_least: int) -> list:
     """Start the scan, and once `at_least` records are committed, SIGKILL it and every process below it
     (a power cut, as far as the store can tell). The records stored then."""
-    with open(cwd / "killed.out", "w") as log:
-        proc = subprocess.Popen(argv, cwd=cwd, env=environment(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while len(stored(out)) < at_least:
-            assert proc.poll() is None, (cwd / "killed.out").read_text()
-            assert time.monotonic() < deadline, (cwd / "killed.out").read_text()
-            time.sleep(0.2)
-    finally:
-        for pid in [proc.pid] + descendants(proc.pid):
+    with Process(argv, cwd, name="killed", one_thread=False) as scan:
+        scan.wait_until(lambda: len(stored(out)) >= at_least, f"{at_least} records", timeout=WAIT_S)
+        for pid in [scan.pid, *descendants(scan.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        proc.wait()
     return stored(out)
 
 
@@ -155,7 +133,7 @@ def assert_resumed_replayed_merged_and_reported(argv, folder: Path, out: Path, b
     """The rerun of the killed command completes the study without training a stored seed again, every
     record stored before the kill unchanged; a seed replays identically; the store merges with another
     of the same protocol; the report speaks of the function's metric."""
-    rerun = subprocess.run(argv, cwd=folder, env=environment(), capture_output=True, text=True, timeout=WAIT_S)
+    rerun = run(argv, folder, timeout=WAIT_S, one_thread=False)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{200 - len(before)} of 200 seeds to train" in rerun.stdout
     assert "stopped: the question is answered: " in rerun.stdout
@@ -169,14 +147,13 @@ def assert_resumed_replayed_merged_and_reported(argv, folder: Path, out: Path, b
     fed = note["seeds_fed"]["A"]  # the rule read seeds 0 … fed − 1; the seeds in flight then were committed too
     assert 10 <= fed <= len(seeds) < 200 and seeds[:fed] == list(range(fed))
 
-    replayed = subprocess.run([sys.executable, "-m", "fastseed.replay", str(out), "--seed", str(seeds[-1])],
-                              cwd=folder, env=environment(), capture_output=True, text=True, timeout=WAIT_S)
+    replayed = run([sys.executable, "-m", "fastseed.replay", out, "--seed", seeds[-1]], folder, timeout=WAIT_S,
+                   one_thread=False)
     assert replayed.returncode == 0 and f"seed {seeds[-1]}: identical (test accuracy" in replayed.stdout, \
         replayed.stdout + replayed.stderr
     more = folder / "more.sqlite"  # two more seeds of the same protocol, in one process
-    one = subprocess.run([*argv[: argv.index("--seeds")], "--start", "200", "--seeds", "2", "--device", "cpu",
-                          "--out", str(more)], cwd=folder, env=environment(), capture_output=True, text=True,
-                         timeout=WAIT_S)
+    one = run([*argv[: argv.index("--seeds")], "--start", "200", "--seeds", "2", "--device", "cpu", "--out", more],
+              folder, timeout=WAIT_S, one_thread=False)
     assert one.returncode == 0, one.stdout + one.stderr
     assert merge.main([str(folder / "all.sqlite"), str(out), str(more)]) == 0
     assert sorted(r.seed for r in stored(folder / "all.sqlite")) == seeds + [200, 201]

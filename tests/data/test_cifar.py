@@ -4,7 +4,6 @@ import hashlib
 import os
 import pickle
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -59,12 +58,11 @@ def test_real_cifar_known_facts(real, real_cifar_root):
         assert abs(np.sqrt(counts @ (values - m) ** 2 / counts.sum()) - std) < 0.01
 
 
-def test_real_digests_are_the_binary_records_and_fast(real):
-    start = time.perf_counter()
+def test_real_digests_are_the_binary_records(real):
+    """(How fast: bench/test_data_bench.py; a wall-clock limit here failed on a busy machine.)"""
     got = {f"data_batch_{i + 1}": batch_digest(real.train_x[i * 10000:(i + 1) * 10000],
                                                real.train_y[i * 10000:(i + 1) * 10000]) for i in range(5)}
     got["test_batch"] = batch_digest(real.test_x, real.test_y)
-    assert time.perf_counter() - start < 1.0
     assert got == OFFICIAL_SHA256
 
 

@@ -312,6 +312,7 @@ def test_eval_is_resize_255_then_center_crop_224(tmp_path):
 
 # --- DALI stays optional -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_module_imports_without_dali_and_pipelines_say_how_to_install(train_index, monkeypatch):
     code = ("import sys; sys.modules['nvidia.dali'] = None; import fastseed.data.imagenet; "
             "assert not any(m.startswith('nvidia.dali') for m in sys.modules if sys.modules[m])")

@@ -259,6 +259,7 @@ def assert_same_run(a, b, model_a, model_b):
         assert diff <= REL * max(sb[name].double().abs().max().item(), 1e-30), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["fused", "streams"])
 def test_seed_result_independent_of_pack(data, strategy):
     """Per-step lr, lookahead, bias groups, frozen layers, TTA: seed 7 in a pack of 3 is seed 7 alone."""
@@ -289,6 +290,7 @@ def test_everything_fixed_makes_two_seeds_one_run(data):
     assert sum(a.train_curve, []) == pytest.approx(sum(b.train_curve, []), rel=REL) and a.predictions == b.predictions
 
 
+@pytest.mark.slow
 def test_learns_real_cifar10_at_small_scale(real_cifar_root):
     """The first 5,000 training images, 2 epochs of 20 batches of 250, 1/8 width, on 1,000 test images."""
     data = to_tensors(load_cifar10(real_cifar_root), "cpu")

@@ -7,10 +7,8 @@ import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -24,6 +22,7 @@ from fastseed.engine.finetune import ImagenetData, train_finetune
 from fastseed.models.imagenet import build_backbone
 from fastseed.recipe.presets import PRESETS
 from fastseed.replay import COMPARED
+from processes import Process
 
 SEED = 5
 
@@ -133,24 +132,18 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_killed_with_sigkill_after_a_checkpoint_the_seed_resumes_in_a_new_process(data, backbone, uninterrupted,
                                                                                   tmp_path):
     path = tmp_path / "seed.pt"
     root = os.path.dirname(os.path.dirname(os.path.dirname(data.train.files[0])))
-    with open(tmp_path / "stderr", "w") as stderr:  # a file, not a pipe nobody reads while we wait
-        child = subprocess.Popen([sys.executable, "-c", CHILD, root, str(path), PROTOCOL.to_json(), str(SEED)],
-                                 stdout=subprocess.PIPE, stderr=stderr, text=True)
-        try:
-            deadline = time.monotonic() + 300
-            while not path.exists():
-                assert child.poll() is None, (tmp_path / "stderr").read_text()
-                assert time.monotonic() < deadline, "no checkpoint within 300 s"
-                time.sleep(0.02)
-            child.send_signal(signal.SIGKILL)
-        finally:
-            child.kill()
-            out, _ = child.communicate()
-    assert child.returncode == -signal.SIGKILL and "finished" not in out
+    # this process's thread count: the rest of the seed trains here and must give the same sums
+    with Process([sys.executable, "-c", CHILD, root, path, PROTOCOL.to_json(), SEED], tmp_path, name="child",
+                 one_thread=False) as child:
+        child.wait_until(path.exists, "a checkpoint", timeout=300)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL and "finished" not in child.stdout_text()
     state = torch.load(path, weights_only=True)
     killed_at = 3 * state["phase"] + state["step"]
     assert 1 <= killed_at < 6

@@ -8,7 +8,10 @@ study's statistics do not depend on how its seeds were packed. Tested on 16 real
 one at a time and 16 trained as one fused pack: a Mann-Whitney U test (location) and a two-sample
 Kolmogorov-Smirnov test (any difference of the distributions; scipy.stats) must not tell them apart at
 α = 0.05 -- while the same U test, on the same seeds, does tell smoke from a recipe that really differs
-(a fifth of the training images: ~12 points lower, as a broken pack could be), so the check can fail.
+(a fifth of the training images: ~9 points lower, as a broken pack could be), so the check can fail.
+Smoke trains on half its training images here: the question is the packing, not the recipe, and the
+16 + 16 seeds (the test's power) are kept (measured: p = 0.98 and 0.9999 for the pack, 3e-4 for a
+fifth of the images).
 """
 
 import numpy as np
@@ -21,10 +24,10 @@ from fastseed.recipe.presets import get_preset
 
 ALPHA = 0.05
 SEEDS = list(range(16))
-# smoke's training, evaluated once at the end (its headline epoch) on the first 2,000 test images: a
-# smoke seed trains in ~8 s on one CPU core and its four evaluations of all 10,000 would add ~40 %, for
+# smoke's training on half its images, evaluated once at the end (its headline epoch) on the first
+# 2,000 test images: its four evaluations of all 10,000 would more than double a seed's time here, for
 # the same comparison (both arms are measured alike). Fused packs are not faster per seed on a CPU.
-SMOKE = get_preset("smoke").variant(eval_rule="last", test_size=2000)
+SMOKE = get_preset("smoke").variant(eval_rule="last", test_size=2000, train_size=2500)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,7 @@ def accuracies(protocol, seeds, data, strategy):
     return np.array([100 * r.test_acc for r in records])
 
 
+@pytest.mark.slow
 def test_fused_and_sequential_float32_seeds_come_from_one_distribution(cifar):
     alone = accuracies(SMOKE, SEEDS, cifar, "sequential")
     packed = accuracies(SMOKE, SEEDS, cifar, "fused")  # one pack of 16
@@ -49,7 +53,7 @@ def test_fused_and_sequential_float32_seeds_come_from_one_distribution(cifar):
     assert u.pvalue > ALPHA and ks.pvalue > ALPHA  # ...but the same distribution
     # The same test sees a real difference between recipes: a fifth of the data (cheap to train), the
     # first 8 seeds in one pack.
-    other = accuracies(SMOKE.variant(train_size=1000), SEEDS[:8], cifar, "fused")
+    other = accuracies(SMOKE.variant(train_size=500), SEEDS[:8], cifar, "fused")
     power = stats.mannwhitneyu(alone, other)
     print(f"a fifth of the data: {other.mean():.2f} ± {other.std(ddof=1):.2f}, Mann-Whitney p = {power.pvalue:.2g}")
     assert power.pvalue < ALPHA

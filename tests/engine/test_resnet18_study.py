@@ -15,14 +15,15 @@ from fastseed.engine.train import evaluate, init_model
 from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
 
-SMALL = dict(train_size=300, test_size=100, epochs=2, eval_batch_size=100)  # 3 batches: 128, 128, 44
+SMALL = dict(train_size=150, test_size=100, epochs=2, eval_batch_size=100)  # 2 batches: 128, 22
 
 
 @pytest.fixture(scope="module")
 def data():
-    return to_tensors(make_cifar_like(300, 100, seed=5), "cpu")
+    return to_tensors(make_cifar_like(150, 100, seed=5), "cpu")
 
 
+@pytest.mark.slow
 def test_adam_pack_equals_seeds_alone_with_a_partial_last_batch(data):
     p = get_preset("resnet18-exp1").variant(**SMALL)
     packed = train_pack(p, [3, 8], data, "cpu", strategy="fused", dtype="float64")
@@ -34,6 +35,7 @@ def test_adam_pack_equals_seeds_alone_with_a_partial_last_batch(data):
     assert packed[0].train_curve != packed[1].train_curve
 
 
+@pytest.mark.slow
 def test_report_gives_the_factor_table_from_three_stores(data, tmp_path):
     stores = []
     for i in (1, 2, 3):

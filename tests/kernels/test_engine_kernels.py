@@ -14,6 +14,7 @@ TINY = get_preset("smoke").variant(train_size=200, batch_size=100, chunk_size=10
                                    lr_warmup_epochs=2, lr_decay_end=3, eval_batch_size=100, width=0.0625)
 
 
+@pytest.mark.slow
 def test_engine_kernel_path_matches_references(triton_device, monkeypatch):
     calls = {"augment": 0, "loss": 0}
 

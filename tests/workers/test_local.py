@@ -19,13 +19,15 @@ import pytest
 
 from fastseed.data.cifar import load_cifar10
 from fastseed.store import Store
+from processes import Process, wait_until
 
 sys.path.insert(0, str(Path(__file__).parent))
-from local_worker import TINY
+from local_worker import TINY  # noqa: E402
 
 WORKER = Path(__file__).with_name("local_worker.py")
-ROOT = Path(__file__).parents[2]  # this checkout's fastseed, installed or not
 POLL_S = 0.05  # a worker with nothing left to claim looks again this often (a scan: every second)
+
+pytestmark = pytest.mark.slow  # every test here races worker processes
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def data(real_cifar_root, tmp_path_factory) -> Path:
 
 
 def launch(data, path, start, stop, report, *, pack=2, lease_s=60.0, pause_s=0.0, started=None, ready=None,
-           go=None, rounds=None):
+           go=None, rounds=None) -> tuple[Process, Path]:
     """One worker over [start, stop), as a scan runs it; it writes what it trained and committed to
     `report`. `ready`/`go`: it says when it is ready and waits for the go before it touches the store.
     `rounds`: several such runs, one after another in the same process (`path` etc. then unused)."""
@@ -52,24 +54,12 @@ def launch(data, path, start, stop, report, *, pack=2, lease_s=60.0, pause_s=0.0
             "rounds": rounds}
     spec_path = report.with_suffix(".spec.json")
     spec_path.write_text(json.dumps(spec))
-    log = report.with_suffix(".log").open("w")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(spec_path)], stdout=log, stderr=subprocess.STDOUT,
-                            env=env)
-    log.close()
-    return proc, report
+    return Process([sys.executable, WORKER, spec_path], report.parent, name=report.stem), report
 
 
 def wait_for(path: Path, workers, timeout=120.0) -> None:
-    """Until `path` exists; a worker that dies first fails the test with its log."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        for proc, report in workers:
-            if proc.poll() is not None:
-                pytest.fail(f"worker exited {proc.returncode} before {path.name}:\n"
-                            + report.with_suffix(".log").read_text())
-        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
-        time.sleep(0.01)
+    """Until `path` exists; a worker that dies first fails the test with its output."""
+    wait_until(path.exists, path.name, [proc for proc, _ in workers], timeout, poll_s=0.01)
 
 
 def finish(workers, timeout=120) -> list[dict]:
@@ -80,7 +70,7 @@ def finish(workers, timeout=120) -> list[dict]:
             proc.kill()
             proc.wait()
     codes = [proc.returncode for proc, _ in workers]
-    logs = "\n".join(report.with_suffix(".log").read_text() for _, report in workers)
+    logs = "\n".join(proc.stdout_text() + proc.stderr_text() for proc, _ in workers)
     assert codes == [0] * len(workers), logs
     return [json.loads(report.read_text()) if report.exists() else None for _, report in workers]
 

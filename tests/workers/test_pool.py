@@ -1,55 +1,39 @@
 """A pool: `--workers N --device cpu` (as `--gpus` on a GPU node) runs N worker processes on one store
 with one bar; a worker killed mid-seed is reported and its seed trained by another; Ctrl-C stops them
-all after their seeds in flight, and the rerun completes the range. Real smoke scans, as a user runs
-them; which devices `--gpus` means is checked against a pretend 4-GPU machine."""
+all after their seeds in flight, and the rerun completes the range. Real scans of smoke at small scale
+(tests/scans.py), as a user runs them; which devices `--gpus` means is checked against a pretend 4-GPU
+machine."""
 
 import os
 import subprocess
 import signal
 import sqlite3
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from fastseed import FastseedError
 from fastseed.workers.pool import pool_devices
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from test_scan import (
-    STOP_TIMEOUT_S,
-    assert_complete,
-    committed,
-    reaped,
-    run_scan,
-    scan_argv,
-    start_scan,
-    wait_until,
-)
+from processes import Process, children, run
+from scans import SMALL_SET, STOP_TIMEOUT_S, assert_complete, claims, committed, scan_argv
 
 
-def children(pid: int) -> list[int]:
-    """The processes a process started (Linux)."""
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+def both_training(scan, out):
+    """Both workers hold a claim: each is training a seed."""
+    return lambda: len(workers := children(scan.pid)) == 2 and set(workers) <= set(claims(out).values())
 
 
-def both_training(stdout: Path):
-    """Both workers have timed their first training steps (each prints its pace once)."""
-    return lambda: all(f"[cpu#{i}] pace:" in stdout.read_text() for i in (0, 1))
-
-
+@pytest.mark.slow
 def test_two_cpu_workers_share_the_range_with_one_bar_and_a_killed_one_gives_its_seed_back(
         real_cifar_root, tmp_path):
     out = tmp_path / "s.sqlite"
-    proc = start_scan(scan_argv(real_cifar_root, out, "--seeds", 2, "--workers", 2), tmp_path)
-    stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
-    with reaped(proc):
-        wait_until(proc, tmp_path, both_training(stdout), "both workers to train")
-        victim = max(children(proc.pid))  # the worker started second: cpu#1
+    with Process(scan_argv(real_cifar_root, out, "--seeds", 2, "--workers", 2, *SMALL_SET), tmp_path,
+                 name="scan") as scan:
+        scan.wait_until(both_training(scan, out), "both workers to train")
+        victim = max(children(scan.pid))  # the worker started second: cpu#1
         os.kill(victim, signal.SIGKILL)
-        assert proc.wait(timeout=300) == 0  # the other worker trained both seeds: the range is complete
-    printed, bar = stdout.read_text(), stderr.read_text()
+        assert scan.wait(timeout=300) == 0  # the other worker trained both seeds: the range is complete
+    printed, bar = scan.stdout_text(), scan.stderr_text()
     assert f"worker cpu#1 (pid {victim}) stopped: killed by SIGKILL; its claimed seeds go back to the pool" in printed
     assert "2 workers: cpu#0, cpu#1" in printed
     assert "2/2" in bar and "seeds/min" in bar and "acc " in bar  # the one bar, drawn by the parent
@@ -62,24 +46,23 @@ def test_two_cpu_workers_share_the_range_with_one_bar_and_a_killed_one_gives_its
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_after_its_seed_in_flight_and_the_rerun_completes(real_cifar_root, tmp_path):
     out = tmp_path / "s.sqlite"
-    argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--workers", 2, "--no-progress")
-    proc = start_scan(argv, tmp_path)
-    stdout, stderr = tmp_path / "scan.stdout", tmp_path / "scan.stderr"
-    with reaped(proc):
-        wait_until(proc, tmp_path, both_training(stdout), "both workers to train")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=STOP_TIMEOUT_S) == 130
-    errors = stderr.read_text()
+    argv = scan_argv(real_cifar_root, out, "--seeds", 4, "--workers", 2, "--no-progress", *SMALL_SET)
+    with Process(argv, tmp_path, name="scan") as scan:
+        scan.wait_until(both_training(scan, out), "both workers to train")
+        scan.send_signal(signal.SIGINT)
+        assert scan.wait(timeout=STOP_TIMEOUT_S) == 130
+    errors = scan.stderr_text()
     assert "SIGINT: stopping the 2 workers once they commit their packs in flight" in errors
-    assert "rerun the same command to resume" in errors and "Traceback" not in errors + stdout.read_text()
+    assert "rerun the same command to resume" in errors and "Traceback" not in errors + scan.stdout_text()
     stopped = committed(out)
     assert [r.seed for r in stopped] == [0, 1]  # the two seeds in flight, finished and committed
     for seed, record in enumerate(stopped):
         assert_complete(record, seed)
 
-    rerun = run_scan(argv, tmp_path)
+    rerun = run(argv, tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "2 of 4 seeds to train" in rerun.stdout
     done = committed(out)

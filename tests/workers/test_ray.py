@@ -6,8 +6,8 @@ actors that cannot train (no data on their node) and bad input are one line and 
 One local Ray cluster (2 CPUs: 2 CPU actors a scan) serves every test here, and the scans run in this
 process so that they share it (Ray's start-up costs ~10 s on 2 cores). Smoke seeds take ~15 s on one
 core, float64 ones far more: the comparison and the kill use the smoke protocol at smaller scale
-(same code path, seconds or less a seed) through the workers' API, Ctrl-C the smoke preset through
-`scan.main(... --ray)` as a user runs it."""
+(same code path, seconds or less a seed) through the workers' API, Ctrl-C smoke at small scale
+(tests/scans.py) through `scan.main(... --ray)` as a user runs it."""
 
 import os
 import signal
@@ -27,9 +27,7 @@ from fastseed.recipe.presets import get_preset
 from fastseed.store import Store
 from fastseed.workers.local import Outcome, StopFlag, scan_here
 from fastseed.workers.ray import actor_plan, scan_ray
-
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from test_scan import assert_complete, committed
+from scans import SMALL_SET, assert_complete, committed
 
 SMOKE = get_preset("smoke")
 TINY = SMOKE.variant(width=0.0625, train_size=200, test_size=200, batch_size=100, chunk_size=100, epochs=2,
@@ -126,6 +124,7 @@ def assert_sound(out: Path) -> None:
 
 # ---- the same records as a local scan ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_float64_scan_through_ray_equals_a_local_scan_record_for_record(cluster, one_thread, real_cifar_root,
                                                                         tmp_path, capsys):
     job = make_job(TINY, Options(device="cpu", dtype="float64", data_dir=str(real_cifar_root)))
@@ -146,6 +145,7 @@ def test_a_float64_scan_through_ray_equals_a_local_scan_record_for_record(cluste
     assert_sound(tmp_path / "ray.sqlite")
 
 
+@pytest.mark.slow
 def test_a_stopping_rule_that_has_decided_hands_out_no_more_packs(cluster, real_cifar_root, tmp_path):
     """`until()` (what --until-ci passes) true once a seed is stored: the packs in flight finish and
     are committed, no new pack is claimed, the range stays incomplete and no claim is left behind."""
@@ -166,6 +166,7 @@ def test_a_stopping_rule_that_has_decided_hands_out_no_more_packs(cluster, real_
 
 # ---- an actor killed mid-pack ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_actor_killed_mid_pack_is_restarted_and_every_seed_is_committed_once(
         cluster, real_cifar_root, tmp_path, capsys, monkeypatch):
     """SIGKILL to an actor's process a second into a pack: Ray restarts it, the driver hands the pack
@@ -204,6 +205,7 @@ def test_an_actor_killed_mid_pack_is_restarted_and_every_seed_is_committed_once(
 
 # ---- Ctrl-C ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ctrl_c_commits_the_packs_in_training_and_the_rerun_completes(cluster, real_cifar_root, tmp_path,
                                                                        capsys):
     """The first SIGINT once both actors train: no pack is handed out any more, the queued one comes
@@ -226,7 +228,7 @@ def test_ctrl_c_commits_the_packs_in_training_and_the_rerun_completes(cluster, r
         raise AssertionError(f"the two actors were not both training within {WAIT_S} s")
 
     signaller, training = in_background(interrupt)
-    assert scan.main(smoke(real_cifar_root, out, "--seeds", 3, "--ray")) == 130
+    assert scan.main(smoke(real_cifar_root, out, "--seeds", 3, "--ray", *SMALL_SET)) == 130
     signaller.join(timeout=WAIT_S)
     captured = capsys.readouterr()
     assert "SIGINT: finishing the packs the actors are training" in captured.err
@@ -235,7 +237,7 @@ def test_ctrl_c_commits_the_packs_in_training_and_the_rerun_completes(cluster, r
     assert [r.seed for r in stopped] == training[0]  # the packs in training, finished; the third never trained
     assert_sound(out)
 
-    assert scan.main(smoke(real_cifar_root, out, "--seeds", 3, "--ray")) == 0
+    assert scan.main(smoke(real_cifar_root, out, "--seeds", 3, "--ray", *SMALL_SET)) == 0
     assert "1 of 3 seeds to train" in capsys.readouterr().out
     done = committed(out)
     assert [r.seed for r in done] == [0, 1, 2] and [r for r in done if r.seed in training[0]] == stopped
@@ -245,6 +247,7 @@ def test_ctrl_c_commits_the_packs_in_training_and_the_rerun_completes(cluster, r
 
 # ---- actors that cannot train ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_when_every_actor_lacks_the_data_on_its_node_the_scan_is_one_line_and_exit_2(cluster, tmp_path, capsys):
     """ImageNet does not travel: each actor reads --data-dir on its node. Where no node has it, every
     actor refuses, each says why, and the scan ends with that line, exit 2, nothing trained."""
