@@ -19,7 +19,7 @@ import pytest
 
 from fastseed.data.cifar import load_cifar10
 from fastseed.store import Store
-from processes import Process, wait_until
+from processes import ROOT, Process, wait_until
 
 sys.path.insert(0, str(Path(__file__).parent))
 from local_worker import TINY  # noqa: E402

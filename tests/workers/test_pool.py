@@ -8,6 +8,7 @@ import os
 import subprocess
 import signal
 import sqlite3
+import sys
 
 import pytest
 import torch
