@@ -15,7 +15,9 @@ from fastseed import scan
 from fastseed.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_scan import committed, fake_record, instant_training, scan_argv, scan_env, smoke_argv  # noqa: E402
+from processes import environment  # noqa: E402
+from scans import committed, scan_argv  # noqa: E402
+from test_scan import fake_record, instant_training, smoke_argv  # noqa: E402
 
 from fastseed.recipe.presets import get_preset  # noqa: E402
 
@@ -39,7 +41,7 @@ def test_a_signal_while_torch_imports_stops_at_once_with_one_line(real_cifar_roo
     RecursionError. The signal is sent the moment numpy's core, or libtorch, is loaded (read from
     /proc/PID/maps): the scan must stop at once with one line and exit 130, leaving nothing behind."""
     proc = subprocess.Popen(scan_argv(real_cifar_root, tmp_path / "s.sqlite", "--seeds", 2), cwd=tmp_path,
-                            env=scan_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not mapped(proc.pid, library):
