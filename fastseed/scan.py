@@ -111,8 +111,10 @@ def _rule_args(r) -> None:
     r.add_argument("--margin", type=float, default=None, metavar="M",
                    help="with --versus: a difference within ±M percentage points is negligible (default 0)")
     r.add_argument("--ci-method", default=None, choices=["normal", "bounded"],
-                   help="normal (default: t-mixture, exact for normal accuracies) or bounded (empirical "
-                        "Bernstein: no assumption but the range [0, 100], thousands of seeds)")
+                   help="normal (default: the runs that do not collapse are normal, t-mixture; a run far "
+                        "below them is a collapse, any rate, and then only the mean of all runs is decided) "
+                        "or bounded (empirical Bernstein: no assumption but the range [0, 100], thousands of "
+                        "seeds)")
 
 
 def _worker_args(w) -> None:
