@@ -245,6 +245,7 @@ def test_a_phase_that_raises_is_logged_and_the_campaign_goes_on(cifar_root, tmp_
     assert "Traceback (most recent call last)" in log and "RuntimeError: injected failure in phase a" in log
 
 
+@pytest.mark.slow  # the campaign imports torch._dynamo before its phases (~10 s)
 def test_a_phase_that_overruns_is_cut_and_the_next_gets_its_share(tmp_path, monkeypatch, capsys):
     def overrun(run):
         run.emit("peak", flops_per_s=1.0, n=1, dtype="float32")  # measured before the overrun: kept

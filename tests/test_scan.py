@@ -33,8 +33,8 @@ def read() -> dict:
 def read_once(read, monkeypatch):
     """A scan in this process reads a folder's CIFAR-10 once for the module, not once a scan: the same
     files give the same arrays (a folder that fails to load fails every time, as before)."""
-    import fastseed.jobs
-    real = fastseed.jobs.load_cifar10
+    from fastseed.data import cifar
+    real = cifar.load_cifar10
 
     def load(data_dir=None, **kw):
         key = (str(data_dir), tuple(sorted(kw.items())))
@@ -42,7 +42,7 @@ def read_once(read, monkeypatch):
             read[key] = real(data_dir, **kw)
         return read[key]
 
-    monkeypatch.setattr(fastseed.jobs, "load_cifar10", load)
+    monkeypatch.setattr(cifar, "load_cifar10", load)  # where a scan reads it (fastseed.jobs)
 
 
 # ---- training and resuming --------------------------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fastseed import jobs, scan
+from fastseed import scan
 from fastseed.report import __main__ as report
 from fastseed.data import cifar
 from fastseed.store import Store
@@ -25,7 +25,7 @@ def mixed_store(real_cifar_root, tmp_path_factory):
             "--no-progress", *TINY]
     data = cifar.load_cifar10(real_cifar_root)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(jobs, "load_cifar10", lambda *a, **kw: data)  # read once (jobs is where a scan reads)
+        patch.setattr(cifar, "load_cifar10", lambda *a, **kw: data)  # read once (jobs reads through cifar)
         assert scan.main(argv + ["--seeds", "2", "--keep", "logits"]) == 0
         assert scan.main(argv + ["--seeds", "3"]) == 0  # the same protocol: the same store
     return out

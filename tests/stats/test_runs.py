@@ -34,18 +34,26 @@ def test_runs_hold_the_records_in_percent(tmp_path):
     np.testing.assert_allclose(100 * (runs.predictions[runs.ok] == runs.labels).mean(axis=1), runs.ok_acc)
 
 
-def test_ragged_curves_and_predictions(tmp_path):
+def test_ragged_curves_and_a_predictions_blob_of_another_length(tmp_path):
     labels = balanced_labels(100)
     rng = np.random.default_rng(0)
     a = make_record(0, predictions_for(0.5, labels, rng), labels, epochs=3)
     b = make_record(1, predictions_for(0.5, labels, rng), labels, epochs=5)
-    b.predictions = b.predictions[:50]                      # another test set size: not scorable
     b.provenance["fixed"] = ["init"]                         # runs that disagree on what was fixed
     path = write_store(tmp_path / "r.sqlite", [a, b], labels)
     with Store.open(path) as store:
         runs = load_runs(store, "r")
     assert list(runs.eval_epochs) == [0, 1, 2, 3, 4] and np.isnan(runs.eval_acc[0, 3:]).all()
-    assert runs.predictions is None and not runs.scorable and runs.fixed is None
+    assert not np.isnan(runs.eval_acc[1]).any() and runs.fixed is None
+    assert runs.scorable and runs.predictions.shape == (2, 100) and runs.skipped_rows == []
+
+    c = make_record(1, predictions_for(0.5, labels, rng), labels, epochs=5)
+    c.predictions = c.predictions[:50]                      # not one prediction per test image: malformed
+    path = write_store(tmp_path / "c.sqlite", [a, c], labels)
+    with Store.open(path) as store:
+        runs = load_runs(store, "c")
+    assert list(runs.seeds) == [0] and [s for s, _ in runs.skipped_rows] == [1]
+    assert runs.scorable and runs.predictions.shape == (1, 100) and list(runs.eval_epochs) == [0, 1, 2]
 
 
 def test_an_empty_store_is_refused(tmp_path):
