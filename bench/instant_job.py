@@ -35,6 +35,9 @@ class InstantJob:
     def pack_size(self, remaining: int, log) -> int:
         return min(self.k, max(1, remaining))
 
+    def worker_bytes(self) -> int:
+        return 0  # no data set, no training step: a worker is its runtime alone
+
     def describe(self, pack: int) -> str:
         return f"instant stand-in, pack {pack}"
 

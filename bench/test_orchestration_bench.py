@@ -97,7 +97,11 @@ def test_one_process(benchmark, template, stored, tmp_path, pack):
 
 @pytest.mark.slow
 def test_a_pool_of_8_workers(benchmark, template, stored, tmp_path, monkeypatch):
+    from fastseed.workers import pool
     from fastseed.workers.pool import scan_pool
+    # the cap of CPU workers at one per core is for workers that train; these train nothing, and stand
+    # for 8 GPU workers (one per GPU of a node), so 8 start on any machine
+    monkeypatch.setattr(pool, "cores", lambda: 8)
     out = store_copy(template, tmp_path)
     monkeypatch.setenv("PYTHONPATH", instant_job.install(tmp_path / "site"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -119,6 +123,8 @@ def test_the_ray_driver(benchmark, template, stored, tmp_path, monkeypatch):
     out = store_copy(template, tmp_path)
     monkeypatch.setenv("PYTHONPATH", instant_job.install(tmp_path / "site"))  # before Ray starts its workers
     term = signal.getsignal(signal.SIGTERM)
+    if ray.is_initialized():  # a scan run in this process (scan.main --ray, in tests/) keeps its connection
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False)  # as tests/workers/test_ray.py starts it
     signal.signal(signal.SIGTERM, term)
     try:
