@@ -15,7 +15,7 @@ import pytest
 from fastseed.merge import main
 from fastseed.store import Store
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "store"))  # test_store: the store tests' helpers
 from test_store import (OTHER_HASH, OTHER_JSON, assert_same, make_record, new_store,  # noqa: E402
                         snapshot)
 

@@ -459,7 +459,7 @@ def test_a_malformed_row_is_named_in_one_line_and_the_scan_goes_on(real_cifar_ro
 
 def test_a_read_only_store_is_refused_before_anything_trains(real_cifar_root, tmp_path, monkeypatch, capsys):
     """Issue #11.8: today a seed trained, then a 20-line traceback. (CI runs as root, whom a file mode
-    does not stop: os.access is made to answer as for another user; tests/test_storefile.py also
+    does not stop: os.access is made to answer as for another user; tests/store/test_file.py also
     refuses a real read-only mount.)"""
     from fastseed import scan
     packs = instant_training(monkeypatch)
@@ -479,7 +479,7 @@ def test_a_read_only_store_is_refused_before_anything_trains(real_cifar_root, tm
 def test_a_full_disk_during_a_scan_is_one_line_and_the_records_before_stay(real_cifar_root, tmp_path,
                                                                            monkeypatch, capsys):
     """Issue #11.7. SQLite's own page limit makes it report "database or disk is full" exactly as on a
-    full disk, on any machine (tests/test_storefile.py fills a real file system where it can)."""
+    full disk, on any machine (tests/store/test_file.py fills a real file system where it can)."""
     from fastseed import scan
     from fastseed.store import Store as RealStore
     instant_training(monkeypatch)

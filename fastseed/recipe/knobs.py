@@ -8,7 +8,7 @@ exactly when their recipes are equal.
 
 Knobs added after v1 carry `since=2` and are left out of the JSON -- hence of the hash -- while they hold
 their default, so every recipe that does not use them keeps the hash (and the results store) it had
-before they existed (tests/test_protocol_hashes.py pins the hashes). The kinds: fastseed.recipe.protocol.
+before they existed (tests/recipe/test_protocol_hashes.py pins the hashes). The kinds: fastseed.recipe.protocol.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class Recipe(Knobs):
     # --- identity ---------------------------------------------------------------------------------------
     def to_json(self) -> str:
         """Canonical JSON. Knobs added after v1 appear only when they differ from their default, so a
-        recipe's hash is the same before and after a knob is added (tests/test_protocol_hashes.py)."""
+        recipe's hash is the same before and after a knob is added (tests/recipe/test_protocol_hashes.py)."""
         fields = dataclasses.asdict(self)
         for f in dataclasses.fields(self):
             if f.metadata.get("since", 1) > 1 and fields[f.name] == f.default:

@@ -21,7 +21,7 @@ did. After each: every process of the moment has ended, the run is rerun to comp
 
 Runs are cheap: a tiny recipe (smoke at 1/16 width on 100 real CIFAR-10 images, 2 epochs: ~0.4 s a
 seed), forked from a warm process (zygote.py), several moments in flight at once, one Ray cluster for
-every Ray moment, one small tmpfs a lane (in a private mount namespace, as tests/test_storefile.py
+every Ray moment, one small tmpfs a lane (in a private mount namespace, as tests/store/test_file.py
 mounts one) for the disk moments.
 
     moments.py     what a moment is, `draw`, and `marked` (has the run reached its phase)

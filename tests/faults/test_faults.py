@@ -71,14 +71,14 @@ def test_thirty_moments_of_scans_on_a_ray_cluster_hold_every_invariant(zygote, r
 
 @pytest.mark.slow
 def test_thirty_disks_filling_at_random_moments_hold_every_invariant(real_cifar_root, tmp_path):
-    """A tmpfs of 16 MiB a lane in a private mount namespace (as tests/test_storefile.py mounts one),
+    """A tmpfs of 16 MiB a lane in a private mount namespace (as tests/store/test_file.py mounts one),
     filled at a random moment of a scan or a merge writing to it: one line and exit 2 (or 0, done
     before), and once space is back the rerun completes."""
     import shutil
     import subprocess
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode:
-        pytest.skip("no private mount namespace here (tests/test_storefile.py's full-disk test says the same)")
+        pytest.skip("no private mount namespace here (tests/store/test_file.py's full-disk test says the same)")
     disks = [tmp_path / f"disk{lane}" for lane in range(LANES)]
     for disk in disks:
         disk.mkdir()

@@ -29,7 +29,7 @@ from fastseed.stats.synthetic import (balanced_labels, logits_for, make_record, 
 from fastseed.store import Store
 from scans import SMALL
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SINGLE_FIGURES = {"accuracy_vs_epoch", "distribution", "curves", "best_of_n", "transfer", "ensembles",
                   "images_right"}
 SINGLE_TABLES = {"stores", "summary", "extremes", "best_of_n", "best_of_n_bias", "transfer", "selection",

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_store import (PROTOCOL_HASH, PROTOCOL_JSON, assert_same, make_record, new_store,  # noqa: E402
                         refused, snapshot)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def listing(folder: Path) -> list[str]:
@@ -262,7 +262,7 @@ def in_private_mount(shell: str, script: str) -> dict:
             ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode:
         pytest.skip("no private mount namespace here (the monkeypatched and max_page_count tests cover "
                     "the same code)")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-ec",
                            f'{shell}\nexec "{sys.executable}" -c "$0"', script],
                           capture_output=True, text=True, env=env, timeout=120)
@@ -349,7 +349,7 @@ print(json.dumps(out))
 def test_a_full_file_system_fails_one_commit_in_one_line_and_the_store_goes_on(tmp_path):
     small = tmp_path / "small"
     small.mkdir()
-    out = in_private_mount(f"mount -t tmpfs -o size=1m tmpfs {small}; cd {REPO / 'tests'}",
+    out = in_private_mount(f"mount -t tmpfs -o size=1m tmpfs {small}; cd {REPO / 'tests' / 'store'}",
                            FULL_DISK.format(small=str(small)))
     seed = out["failed_at"]
     assert out["message"].endswith(f"disk full while committing seed {seed}; the records committed "
@@ -376,7 +376,7 @@ def test_a_store_whose_creator_was_killed_before_linking_it_leaves_a_temp_the_ne
     """Issue #23.6: a `.new-*.tmp` store stayed beside the path after a kill -9 of a scan. A live
     process's temp file, and one of another machine, are kept."""
     path = tmp_path / "s.sqlite"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "store"), str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", KILLED_CREATION.format(path=str(path))], env=env, capture_output=True)
     assert done.returncode == -9
     left = listing(tmp_path)

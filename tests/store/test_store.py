@@ -19,7 +19,7 @@ from fastseed.store import Store
 from fastseed.store.record import Record
 from processes import Process
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROTOCOL_JSON = json.dumps({"model": "resnet9", "epochs": 10}, sort_keys=True)
 PROTOCOL_HASH = hashlib.sha256(PROTOCOL_JSON.encode()).hexdigest()
 OTHER_JSON = json.dumps({"model": "resnet18", "epochs": 200}, sort_keys=True)
@@ -140,7 +140,7 @@ def test_reader_sees_commits_while_the_writer_is_open(tmp_path):
 
 WRITER = """
 import sys, time
-sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+sys.path[:0] = [{repo!r}, {tests!r}, {store_tests!r}]
 from test_store import make_record, new_store
 store = new_store({path!r})
 for seed in range({n}):
@@ -153,7 +153,8 @@ for seed in range({n}):
 @pytest.mark.slow
 def test_commit_survives_sigkill(tmp_path):
     path, n, k = tmp_path / "s.sqlite", 300, 5
-    code = WRITER.format(repo=str(REPO), tests=str(REPO / "tests"), path=str(path), n=n)
+    code = WRITER.format(repo=str(REPO), tests=str(REPO / "tests"), store_tests=str(REPO / "tests" / "store"),
+                         path=str(path), n=n)
     with Process([sys.executable, "-c", code], tmp_path, name="writer") as writer:
         writer.wait_until(lambda: len(writer.stdout_text().split()) >= k, f"{k} commits", timeout=120)
         os.kill(writer.pid, signal.SIGKILL)
@@ -342,7 +343,7 @@ def test_imagenet_labels_and_predictions_are_stored_as_uint16(tmp_path):
 
 def test_a_full_disk_fails_one_commit_in_one_line_and_the_store_resumes(tmp_path):
     """Issue #11.7 with SQLite's own limit (PRAGMA max_page_count), which makes it report "database or
-    disk is full" exactly as on a full disk, on every machine; test_storefile.py fills a real one."""
+    disk is full" exactly as on a full disk, on every machine; test_file.py fills a real one."""
     path = tmp_path / "s.sqlite"
     with new_store(path) as store:
         for seed in range(3):

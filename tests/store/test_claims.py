@@ -1,5 +1,5 @@
 """Seed claims in one process: which seeds a worker gets, leases, take-over, and the commit that ends
-a claim. The races between processes are tests/test_store_concurrency.py."""
+a claim. The races between processes are tests/store/test_store_concurrency.py."""
 
 import sqlite3
 import sys
