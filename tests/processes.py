@@ -17,6 +17,7 @@ processes, and two threads fighting over a busy core made one smoke seed take 5 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -99,3 +100,28 @@ def descendants(pid: int) -> list[int]:
     """Every process below `pid` (a pool's workers start sessions of their own: no process group holds
     them)."""
     return [p for child in children(pid) for p in [child, *descendants(child)]]
+
+
+def kill_all(pids: Iterable[int], timeout: float = TIMEOUT_S) -> None:
+    """SIGKILL every pid, then wait until none runs any more: a kill lands when its process next leaves
+    the kernel, so a write it was making (a commit's last page) still completes after os.kill returns.
+    A process that is gone or a zombie (dead, not yet reaped by its parent) counts as stopped."""
+    pids = list(pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(_running(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            pytest.fail(f"processes {[p for p in pids if _running(p)]} still run {timeout} s after SIGKILL")
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")

@@ -6,9 +6,7 @@ identically, merges and reports (the same through `--ray`: test_train_ray.py). T
 are in test_study.py."""
 
 import json
-import os
 import shutil
-import signal
 import sys
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from fastseed import merge, replay, scan
 from fastseed.report import __main__ as report
 from fastseed.store import Store
-from processes import Process, descendants, run
+from processes import Process, descendants, kill_all, run
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -121,11 +119,7 @@ def kill_minus_9_once_committed(argv, cwd: Path, out: Path, at_least: int) -> li
     (a power cut, as far as the store can tell). The records stored then."""
     with Process(argv, cwd, name="killed", one_thread=False) as scan:
         scan.wait_until(lambda: len(stored(out)) >= at_least, f"{at_least} records", timeout=WAIT_S)
-        for pid in [scan.pid, *descendants(scan.pid)]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all([scan.pid, *descendants(scan.pid)])  # and wait: a commit being written still lands
     return stored(out)
 
 
