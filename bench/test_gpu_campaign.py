@@ -257,7 +257,7 @@ def test_a_phase_that_overruns_is_cut_and_the_next_gets_its_share(tmp_path, monk
 
     monkeypatch.setitem(gpu_campaign.PHASES, "a", overrun)
     monkeypatch.setitem(gpu_campaign.PHASES, "b", lambda run: run.emit("copy", gbps=1.0, bytes=1))
-    argv = ["--rehearse", "--out", str(tmp_path), "--phases", "ab", "--budget-s", "40"]
+    argv = ["--rehearse", "--out", str(tmp_path), "--phases", "ab", "--budget-s", "12"]  # a: 4 s
     assert in_process(gpu_campaign, monkeypatch, argv) == 0
     lines = strict_lines(tmp_path / "campaign.jsonl")
     a, b = statuses(lines)["a"], statuses(lines)["b"]
