@@ -7,7 +7,7 @@ the data, ~3 s for a first seed's one-time set-up). `tests/faults/harness.py` al
     python zygote.py DATA_DIR [MOUNT SIZE]    # MOUNT: a tmpfs of SIZE is mounted there first (disk moments)
 
 What a forked process differs in, and why it does not matter to what is tested:
-- The data set is the copy read (and checked against its digests) here: `jobs.load_cifar10` returns it,
+- The data set is the copy read (and checked against its digests) here: `cifar.load_cifar10` returns it,
   and `jobs.to_tensors` the tensors made of it once (training reads them, never writes).
 - Signals: it starts with SIGINT and SIGTERM blocked; the command installs its handler and unblocks
   them (workers/local.py: StopFlag.installed; merge.main), as a pool's worker does. No signal is lost
@@ -50,10 +50,10 @@ def warm(data_dir: str):
     import fastseed.merge  # noqa: F401
     import fastseed.scan  # noqa: F401
     import fastseed.workers.pool  # noqa: F401
-    from fastseed.data.cifar import load_cifar10
+    from fastseed.data import cifar
     from fastseed.recipe.overrides import resolve_protocol
-    data = load_cifar10(data_dir)
-    jobs.load_cifar10 = lambda *args, **kwargs: data
+    data = cifar.load_cifar10(data_dir)
+    cifar.load_cifar10 = lambda *args, **kwargs: data  # where a job reads it (jobs calls cifar.load_cifar10)
     tensors, to_tensors = jobs.to_tensors(data, "cpu"), jobs.to_tensors
     jobs.to_tensors = lambda arrays, device: tensors if arrays is data and str(device) == "cpu" else \
         to_tensors(arrays, device)  # shared by every fork (training only reads it), not copied by each
