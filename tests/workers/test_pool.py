@@ -159,8 +159,11 @@ def test_workers_1000_on_this_machine_start_what_it_holds_and_say_so(real_cifar_
     assert scan.main(argv) == 1  # the stand-ins trained nothing
     asked = [line for line in capsys.readouterr().out.splitlines() if "workers asked for" in line]
     assert len(started) == min(len(os.sched_getaffinity(0)), 100) < 1000
-    assert asked == [f"1000 workers asked for, starting {len(started)}: {len(started)} CPU core(s)"] or \
-        asked[0].startswith(f"1000 workers asked for, starting {len(started)}: memory for")
+    # one line, naming the limit(s) that capped it: the cores, or the memory a worker needs (estimated
+    # from this process's size, large late in a test session), or both when they tie
+    n = len(started)
+    assert len(asked) == 1 and asked[0].startswith(f"1000 workers asked for, starting {n}: ")
+    assert f"{n} CPU core(s)" in asked[0] or f"memory for {n} (" in asked[0]
 
 
 @pytest.mark.slow
