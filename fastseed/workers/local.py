@@ -138,17 +138,18 @@ class StopFlag:
     def installed(self, keep: bool = False):
         """The handler on SIGINT and SIGTERM, then both unblocked: a process started with them blocked
         (a pool's worker: workers/pool.py) gets a signal sent before this point now, not never. After
-        the block the previous handlers come back, unless `keep` (a command line: a signal while Python
-        exits only raises the flag, and the exit code stays the command's)."""
+        the block the previous handlers come back, unless `keep` (a command line about to exit): then
+        the stop signals are ignored until the process ends, so the exit code stays the command's.
+        (Keeping this handler would not do: Python's finalization puts the default action back before
+        the interpreter is torn down, and a SIGTERM then ended the process with -15.)"""
         previous = {s: signal.signal(s, self) for s in STOP_SIGNALS}
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             yield self
         finally:
             self.closing()
-            if not keep:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_IGN if keep else handler)
 
 
 class Lease:

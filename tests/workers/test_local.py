@@ -229,3 +229,25 @@ def test_a_signal_before_anything_is_written_ends_the_process_with_one_line_and_
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 130
     assert done.stderr == ("" if quiet else "fastseed.scan: SIGTERM during start-up: stopped before training any seed\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_python_tears_down_a_finished_command_leaves_its_exit_code(signum):
+    """Found by tests/faults/ (a second SIGTERM 0.3 s after the first, while `python -m fastseed.scan`
+    was exiting, ended it with -15): Python's finalization puts back the default action of a signal
+    whose handler is a Python function, so a command line's StopFlag leaves the stop signals ignored
+    once its block ends. Here the signal lands while the interpreter tears its modules down."""
+    script = ("import os, signal, sys, time\n"
+              "from fastseed.workers.local import StopFlag\n"
+              "class Late:\n"
+              "    def __del__(self):  # runs while the interpreter clears the modules\n"
+              f"        os.kill(os.getpid(), {int(signum)})\n"
+              "        time.sleep(0.2)\n"
+              "late = Late()\n"
+              "with StopFlag().installed(keep=True):\n"
+              "    pass\n"
+              "sys.exit(130)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "")
