@@ -4,9 +4,6 @@ scans.py) import by name."""
 
 import hashlib
 import os
-import shutil
-import tarfile
-import tempfile
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -69,46 +66,13 @@ def _find_real_root() -> Path | None:
 
 @pytest.fixture(scope="session")
 def real_cifar_root() -> Path:
-    """A folder with the real, official CIFAR-10 binary archive (CI always has it via ../shared) and,
-    beside it, the same archive unpacked (`cifar-10-batches-bin/`, which the loader tries first): every
-    scan a test starts reads the batches instead of decompressing 162 MB again (~0.8 s of a core a
-    process), each batch still checked against its official digest. tests/data/test_cifar.py reads the
-    archive itself and holds the two to the same arrays."""
+    """Folder with the real, official CIFAR-10 binary archive (CI always has it via ../shared)."""
     root = _find_real_root()
     if root is None:
         if os.environ.get("CI"):  # CI always has ../shared: missing data there is a failure, not a skip
             pytest.fail("real CIFAR-10 not found in CI: ../shared/cifar10 is missing")
         pytest.skip("real CIFAR-10 not found: set FASTSEED_DATA or provide ../shared/cifar10")
-    return _beside_its_batches(root)
-
-
-def _beside_its_batches(root: Path) -> Path:
-    """tests/.cache/cifar10-unpacked: a link to `root`'s archive and the archive unpacked (made once,
-    whole or not at all); `root` itself when it holds no binary archive."""
-    archive = (root / ARCHIVE).resolve()
-    if not archive.is_file():
-        return root
-    both = REPO / "tests" / ".cache" / "cifar10-unpacked"
-    both.mkdir(parents=True, exist_ok=True)
-    batches = both / "cifar-10-batches-bin"
-    if not batches.is_dir():
-        tmp = Path(tempfile.mkdtemp(dir=both, prefix=".unpacking-"))
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
-            os.rename(tmp / "cifar-10-batches-bin", batches)  # whole, or another session's already is
-        except OSError:
-            if not batches.is_dir():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    link = both / ARCHIVE
-    if not link.is_symlink() or link.resolve() != archive:
-        tmp_link = both / f".{ARCHIVE}.{os.getpid()}"
-        tmp_link.unlink(missing_ok=True)
-        tmp_link.symlink_to(archive)
-        os.replace(tmp_link, link)
-    return both
+    return root
 
 
 @dataclass(frozen=True)

@@ -58,16 +58,6 @@ def test_real_cifar_known_facts(real, real_cifar_root):
         assert abs(np.sqrt(counts @ (values - m) ** 2 / counts.sum()) - std) < 0.01
 
 
-def test_the_real_archive_reads_as_its_unpacked_batches(real, real_cifar_root, tmp_path):
-    """The session's folder holds the official archive and its batches unpacked (conftest); the loader
-    takes the batches first. The archive alone gives the same arrays, checked against the same digests."""
-    assert real.source == str(real_cifar_root / "cifar-10-batches-bin")
-    (tmp_path / "cifar-10-binary.tar.gz").symlink_to((real_cifar_root / "cifar-10-binary.tar.gz").resolve())
-    archive = load_cifar10(tmp_path)
-    assert archive.source == str(tmp_path / "cifar-10-binary.tar.gz")
-    assert_same(real, archive)
-
-
 def test_real_digests_are_the_binary_records(real):
     """(How fast: bench/test_data_bench.py; a wall-clock limit here failed on a busy machine.)"""
     got = {f"data_batch_{i + 1}": batch_digest(real.train_x[i * 10000:(i + 1) * 10000],
